@@ -1,0 +1,38 @@
+"""Session fixtures shared by trainer and service tests."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+@pytest.fixture(scope="session")
+def exported_model_dir(tmp_path_factory):
+    """A MODELS_DIR holding a real model, ``tiny``, trained for a few steps by the trainer and exported.
+
+    The service tests use it to prove they serve what the trainer writes, not only hand-built graphs.
+    """
+    from trainer.train import TrainConfig, train
+    from trainer.variants.base import Recipe
+
+    root = tmp_path_factory.mktemp("exported")
+    config = TrainConfig(
+        variant="cgan",
+        arch="dense",
+        dataset="mnist-5k",
+        steps=3,
+        batch_size=16,
+        latent_dim=16,
+        recipe=Recipe(),
+        name="tiny",
+        out=root / "models",
+        work_dir=root / "runs",
+        jit_compile=False,
+        progress=False,
+    )
+    result = train(config)
+    assert result.model_dir == root / "models" / "tiny" / "1"
+    return root / "models"

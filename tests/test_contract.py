@@ -1,0 +1,119 @@
+"""The contract module: card round trip, names, the seed rule, pixel rule; and that it stays light."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from service import contract
+
+
+def card(**overrides):
+    inputs, outputs = contract.signature(100, (28, 28, 1))
+    fields = dict(
+        name="mnist-5k-cgan-conv",
+        version=3,
+        variant="cgan",
+        arch="conv",
+        dataset="mnist-5k",
+        class_names=[str(i) for i in range(10)],
+        latent_dim=100,
+        image_shape=(28, 28, 1),
+        inputs=inputs,
+        outputs=outputs,
+        opset=17,
+        sha256="a" * 64,
+        created_at=contract.utcnow(),
+        trainer_version="0.1.0",
+    )
+    return contract.ModelCard(**{**fields, **overrides})
+
+
+def test_card_round_trips():
+    original = card(
+        training=contract.Training(
+            steps=5, batch_size=8, seed=1, wall_seconds=1.5, images_per_second=26.7, steps_per_second=3.3
+        )
+    )
+    again = contract.ModelCard.model_validate_json(contract.card_json(original))
+    assert again == original
+    assert again.quality is None
+
+
+@pytest.mark.parametrize(
+    "bad", [{"name": "../etc"}, {"name": "A"}, {"version": 0}, {"sha256": "xyz"}, {"class_names": []}]
+)
+def test_card_rejects_bad_fields(bad):
+    with pytest.raises(ValidationError):
+        card(**bad)
+
+
+def test_label_index():
+    c = card(class_names=["T-shirt/top", "Trouser", "Sneaker"])
+    assert c.label_index(2) == 2 and c.label_index("Sneaker") == 2 and c.label_index("1") == 1
+    for bad in (3, -1, "Boot", True):
+        with pytest.raises(ValueError):
+            c.label_index(bad)
+
+
+@pytest.mark.parametrize(
+    "name,ok",
+    [
+        ("mnist", True),
+        ("a-b_c9", True),
+        ("..", False),
+        (".tmp", False),
+        ("a/b", False),
+        ("", False),
+        ("x" * 65, False),
+        ("Upper", False),
+    ],
+)
+def test_model_names(name, ok):
+    assert contract.valid_model_name(name) is ok
+
+
+@given(seed=st.integers(0, 2**40), n=st.integers(1, 40), k=st.integers(0, 39))
+def test_image_k_uses_seed_plus_k(seed, n, k):
+    k = k % n
+    np.testing.assert_array_equal(contract.noise(seed, n, 16)[k], contract.noise(seed + k, 1, 16)[0])
+
+
+def test_noise_is_standard_normal_and_decorrelated():
+    z = contract.noise(0, 4000, 64)
+    assert z.dtype == np.float32 and z.shape == (4000, 64)
+    assert abs(z.mean()) < 0.01 and abs(z.std() - 1) < 0.01
+    assert abs(np.corrcoef(z[:-1, 0], z[1:, 0])[0, 1]) < 0.05  # neighbouring seeds are unrelated
+
+
+def test_seed_range():
+    with pytest.raises(ValueError):
+        contract.request_seeds(-1, 1)
+    with pytest.raises(ValueError):
+        contract.request_seeds(contract.MAX_SEED + 1, 1)
+
+
+def test_pixel_rule():
+    assert contract.to_uint8(np.array([-1.0, 0.0, 1.0, 2.0])).tolist() == [0, 128, 255, 255]
+    np.testing.assert_allclose(contract.from_uint8(np.array([0, 255], np.uint8)), [-1, 1])
+
+
+def test_version_dirs_skip_temp_and_junk(tmp_path):
+    for name in ("1", "2", "10", ".staging-x", "latest", "0"):
+        (tmp_path / name).mkdir()
+    (tmp_path / "3").write_text("a file, not a version dir")
+    assert [v for v, _ in contract.version_dirs(tmp_path)] == [1, 2, 10]
+
+
+def test_contract_imports_nothing_heavy():
+    code = (
+        "import sys, service.contract; heavy = {'tensorflow', 'onnxruntime', 'fastapi', 'keras'}; "
+        "sys.exit(sorted(heavy & set(m.split('.')[0] for m in sys.modules)) or 0)"
+    )
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0

@@ -1,0 +1,136 @@
+"""Export: contract signature, parity, card, versioning, atomicity, and the per-image seed rule."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from service import contract
+
+tf = pytest.importorskip("tensorflow")
+ort = pytest.importorskip("onnxruntime")
+
+from trainer import export as export_mod  # noqa: E402
+from trainer.export import ExportError, ExportInfo, export  # noqa: E402
+from trainer.recipes import ARTICLE, MODERN  # noqa: E402
+from trainer.variants import Spec, build  # noqa: E402
+
+LATENT = 8
+
+
+def info(name="m", variant="cgan", arch="dense"):
+    return ExportInfo(
+        name=name,
+        variant=variant,
+        arch=arch,
+        dataset="test",
+        class_names=["a", "b", "c"],
+        latent_dim=LATENT,
+        image_shape=(28, 28, 1),
+    )
+
+
+def generator(variant="cgan", arch="dense"):
+    gan = build(variant, Spec(LATENT, 3, (28, 28, 1), arch), ARTICLE if arch == "dense" else MODERN, seed=3)
+    gan.compile()
+    # One step, so BatchNorm statistics are not at their initial values.
+    rng = np.random.default_rng(0)
+    gan.train_step((tf.constant(rng.uniform(-1, 1, (4, 28, 28, 1)), "float32"), tf.constant([0, 1, 2, 0])))
+    return gan.export_generator
+
+
+def session(version_dir):
+    return ort.InferenceSession(str(version_dir / contract.MODEL_FILE), providers=["CPUExecutionProvider"])
+
+
+@pytest.mark.parametrize("variant", ["cgan", "acgan"])
+@pytest.mark.parametrize("arch", ["dense", "conv"])
+def test_every_variant_exports_with_the_contract_signature(tmp_path, variant, arch):
+    g = generator(variant, arch)
+    out = export(g, info(variant=variant, arch=arch), tmp_path)
+    sess = session(out)
+    assert [(i.name, i.type) for i in sess.get_inputs()] == [
+        ("z", "tensor(float)"),
+        ("label", "tensor(int64)"),
+    ]
+    assert sess.get_inputs()[0].shape[1] == LATENT
+    (output,) = sess.get_outputs()
+    assert (output.name, output.type, output.shape[1:]) == ("image", "tensor(uint8)", [28, 28, 1])
+
+    card = contract.read_card(out)
+    assert card.sha256 == contract.sha256_file(out / contract.MODEL_FILE)
+    inputs, outputs = contract.signature(LATENT, (28, 28, 1))
+    assert card.inputs == inputs and card.outputs == outputs
+    assert card.version == 1 and card.variant == variant and card.arch == arch
+    assert card.quality is None
+
+    z = contract.noise(7, 6, LATENT)
+    labels = np.array([0, 1, 2, 2, 1, 0])
+    got = sess.run(["image"], {"z": z, "label": labels})[0]
+    want = contract.to_uint8(np.asarray(g([z, labels.astype("int32")], training=False)))
+    assert got.dtype == np.uint8
+    assert np.abs(got.astype(int) - want.astype(int)).max() <= 1
+
+
+def test_second_export_is_version_2_and_leaves_1_alone(tmp_path):
+    g = generator()
+    first = export(g, info(), tmp_path)
+    before = {p.name: p.read_bytes() for p in first.iterdir()}
+    second = export(g, info(), tmp_path)
+    assert (first.name, second.name) == ("1", "2")
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == before
+    assert json.loads((second / "model.json").read_text())["version"] == 2
+
+
+def test_interrupted_export_leaves_no_version_dir(tmp_path, monkeypatch):
+    def disk_full(*_args, **_kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export_mod.shutil, "copyfile", disk_full)
+    extra = tmp_path / "samples.png"
+    extra.write_bytes(b"png")
+    with pytest.raises(ExportError, match="No space left"):
+        export(generator(), info(), tmp_path / "models", {"samples.png": extra})
+    assert list((tmp_path / "models" / "m").iterdir()) == []
+
+
+def test_unwritable_out_is_a_clear_error(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(ExportError, match="cannot create"):
+        export(generator(), info(), blocker)
+
+
+def test_parity_failure_reports_the_difference(tmp_path, monkeypatch):
+    monkeypatch.setattr(export_mod, "parity", lambda *a, **k: 9)
+    with pytest.raises(ExportError, match="differs from keras by 9 grey levels"):
+        export(generator(), info(), tmp_path)
+    assert contract.version_dirs(tmp_path / "m") == []
+
+
+def test_per_image_seed_rule_across_batch_sizes(tmp_path):
+    sess = session(export(generator(), info(), tmp_path))
+
+    def run(seed, n, label=1):
+        z = contract.noise(seed, n, LATENT)
+        return sess.run(["image"], {"z": z, "label": np.full(n, label, np.int64)})[0]
+
+    batch = run(100, 16)
+    for k in (0, 5, 15):
+        single = run(100 + k, 1)[0]
+        assert np.abs(batch[k].astype(int) - single.astype(int)).max() <= 1
+    assert not np.array_equal(batch[0], batch[1])
+
+
+def test_dense_article_onnx_is_under_7_mb(tmp_path):
+    g = build("cgan", Spec(100, 10, (28, 28, 1), "dense"), ARTICLE).generator
+    out = export(
+        g,
+        info().__class__(
+            **{**info().__dict__, "latent_dim": 100, "class_names": [str(i) for i in range(10)]}
+        ),
+        tmp_path,
+    )
+    assert (out / contract.MODEL_FILE).stat().st_size < 7 * 1024 * 1024

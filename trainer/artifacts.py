@@ -1,0 +1,82 @@
+"""What a run leaves for people to look at: sample grids, ``history.csv`` and ``curves.png``."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import numpy as np
+
+from service import contract
+
+SAMPLE_COLUMNS = 10
+
+
+def sample_grid(generator, num_classes: int, latent_dim: int, seed: int, columns: int = SAMPLE_COLUMNS):
+    """uint8 ``[rows*H, cols*W]``: row r is class r, column c uses the noise of seed + c in every row."""
+    z = contract.noise(seed, columns, latent_dim)
+    z = np.tile(z, (num_classes, 1))
+    labels = np.repeat(np.arange(num_classes, dtype=np.int32), columns)
+    images = contract.to_uint8(np.asarray(generator([z, labels], training=False)))[..., 0]
+    h, w = images.shape[1:3]
+    return (
+        images.reshape(num_classes, columns, h, w).transpose(0, 2, 1, 3).reshape(num_classes * h, columns * w)
+    )
+
+
+def write_png(path: Path, pixels: np.ndarray, scale: int = 2) -> None:
+    from PIL import Image
+
+    image = Image.fromarray(pixels, mode="L")
+    if scale > 1:
+        image = image.resize((pixels.shape[1] * scale, pixels.shape[0] * scale), Image.NEAREST)
+    tmp = path.with_name(path.name + ".tmp")
+    image.save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def write_history(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    tmp = path.with_name(path.name + ".tmp")
+    columns = list(rows[0])
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+def read_history(path: Path, up_to_step: int) -> list[dict]:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    return [row for row in rows if row["step"] <= up_to_step]
+
+
+def plot_curves(path: Path, rows: list[dict]) -> None:
+    if not rows:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [row["step"] for row in rows]
+    losses = [k for k in rows[0] if k.endswith("_loss")]
+    accuracies = [k for k in rows[0] if "acc" in k]
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for key in losses:
+        ax_loss.plot(steps, [row[key] for row in rows], label=key)
+    for key in accuracies:
+        ax_acc.plot(steps, [row[key] for row in rows], label=key)
+    ax_loss.set(xlabel="step", title="losses")
+    ax_acc.set(xlabel="step", title="accuracies", ylim=(-0.02, 1.02))
+    for ax in (ax_loss, ax_acc):
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

@@ -1,0 +1,227 @@
+"""``cgan-train`` / ``python -m trainer``: flags -> a config -> library calls. Errors are one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+import sys
+from pathlib import Path
+
+from trainer.data import LOADERS, DataError
+from trainer.recipes import defaults_for
+
+ARCHS = ("dense", "conv")
+VARIANT_NAMES = (
+    "cgan",
+    "acgan",
+)  # kept in sync with trainer.variants by tests; listed here to avoid a TF import
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cgan-train",
+        description="Train conditional GANs on 28x28 labelled images and export the generator to ONNX.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        help="train a model and export it into --out",
+        description="Train a conditional GAN. Flags left out take the dataset's default recipe "
+        "(the best model we can make in about 15 minutes on 2 CPU cores).",
+    )
+    train.add_argument("--model", choices=VARIANT_NAMES, help="GAN variant (default: the dataset's recipe)")
+    train.add_argument("--arch", choices=ARCHS, help="dense = the article's MLPs; conv = DCGAN-style")
+    train.add_argument("--dataset", default="mnist-5k", choices=sorted(LOADERS), help="training data")
+    train.add_argument(
+        "--data-dir", type=Path, help="directory of MNIST-format IDX files (gz or not) or an .npz"
+    )
+    length = train.add_mutually_exclusive_group()
+    length.add_argument("--steps", type=_positive, help="training steps (one step = one D and one G update)")
+    length.add_argument("--epochs", type=_positive, help="passes over the training split, instead of --steps")
+    train.add_argument("--batch-size", type=_positive, help="images per step")
+    train.add_argument("--latent-dim", type=_positive, help="size of the noise vector z")
+    train.add_argument(
+        "--seed", type=_non_negative, default=0, help="seed for weights, data order and samples"
+    )
+    train.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("MODELS_DIR", "models")),
+        help="models directory to export into (default $MODELS_DIR or ./models)",
+    )
+    train.add_argument("--name", help="model name (default <dataset>-<model>-<arch>)")
+    train.add_argument(
+        "--work-dir",
+        type=Path,
+        default=Path("runs"),
+        help="where checkpoints, sample grids and history go (default ./runs/<name>)",
+    )
+    train.add_argument("--checkpoint-every", type=_positive, default=500, help="steps between checkpoints")
+    train.add_argument("--sample-every", type=_positive, default=500, help="steps between sample grids")
+    train.add_argument("--log-every", type=_positive, default=50, help="steps between history rows")
+    train.add_argument("--resume", action="store_true", help="continue the run in --work-dir/<name>")
+    train.add_argument("--no-jit", action="store_true", help="do not XLA-compile the train step")
+    train.add_argument("--no-export", action="store_true", help="train only; export later with 'export'")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    export = commands.add_parser("export", help="export a run's newest checkpoint into --out")
+    export.add_argument("run_dir", type=Path, help="the run directory (e.g. runs/mnist-5k-cgan-conv)")
+    export.add_argument(
+        "--out",
+        type=Path,
+        default=Path(os.environ.get("MODELS_DIR", "models")),
+        help="models directory (default $MODELS_DIR or ./models)",
+    )
+
+    evaluate = commands.add_parser("evaluate", help="measure an exported model's quality; fills its card")
+    evaluate.add_argument("model_dir", type=Path, help="a version directory: MODELS_DIR/<name>/<version>")
+    evaluate.add_argument(
+        "--samples-per-class", type=_positive, default=1000, help="generated images per class"
+    )
+    evaluate.add_argument("--data-dir", type=Path, help="data directory, for datasets that need one")
+    evaluate.add_argument("--seed", type=_non_negative, default=0, help="first seed of the generated images")
+    evaluate.add_argument(
+        "--no-write", action="store_true", help="print the report without updating the card"
+    )
+    return parser
+
+
+def make_config(args):
+    from trainer.train import TrainConfig
+
+    defaults = defaults_for(args.dataset)
+    variant = args.model or defaults.variant
+    arch = args.arch or defaults.arch
+    batch_size = args.batch_size or defaults.batch_size
+    if args.epochs:
+        from trainer.data import load_dataset
+
+        steps = max(1, args.epochs * len(load_dataset(args.dataset, args.data_dir).train) // batch_size)
+    else:
+        steps = args.steps or defaults.steps
+    return TrainConfig(
+        variant=variant,
+        arch=arch,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        steps=steps,
+        batch_size=batch_size,
+        latent_dim=args.latent_dim or defaults.latent_dim,
+        recipe=defaults.recipe(arch),
+        name=args.name or f"{args.dataset}-{variant}-{arch}",
+        out=args.out,
+        work_dir=args.work_dir,
+        seed=args.seed,
+        checkpoint_every=args.checkpoint_every,
+        sample_every=args.sample_every,
+        log_every=args.log_every,
+        jit_compile=not args.no_jit,
+        export=not args.no_export,
+        progress=not args.quiet,
+    )
+
+
+def cmd_train(args) -> int:
+    from trainer.train import RUN_FILE, TrainConfig, train
+
+    config = make_config(args)
+    saved = config.run_dir / RUN_FILE
+    if args.resume and saved.is_file():
+        # The saved run decides the model; only the schedule and outputs may change on resume.
+        previous = TrainConfig.from_json(saved.read_text())
+        config = dataclasses.replace(
+            previous,
+            steps=args.steps or previous.steps,
+            out=config.out,
+            export=config.export,
+            progress=config.progress,
+        )
+    result = train(config, resume=args.resume)
+    print(
+        f"trained {config.name}: {result.steps} steps, {result.images_per_second:.0f} images/s, "
+        f"{result.wall_seconds:.1f} s"
+    )
+    if result.model_dir:
+        print(f"exported {result.model_dir}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from trainer.train import RunResult, export_run, load_run
+
+    config, dataset, gan, meta = load_run(args.run_dir)
+    config.out = args.out
+    steps = int(meta["step"])
+    wall = float(meta["wall_seconds"])
+    result = RunResult(
+        steps,
+        wall,
+        steps * config.batch_size / wall if wall else 0.0,
+        steps / wall if wall else 0.0,
+        [],
+        None,
+    )
+    print(f"exported {export_run(gan, config, dataset, result)}")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from trainer.evaluate import evaluate
+
+    _, report = evaluate(
+        args.model_dir,
+        samples_per_class=args.samples_per_class,
+        data_dir=args.data_dir,
+        seed=args.seed,
+        write=not args.no_write,
+    )
+    print(report)
+    return 0
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from trainer.export import ExportError
+    from trainer.train import ConfigError
+
+    return (ConfigError, DataError, ExportError, FileNotFoundError, PermissionError)
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    command = {"train": cmd_train, "export": cmd_export, "evaluate": cmd_evaluate}[args.command]
+    try:
+        return command(args)
+    except _user_errors() as exc:
+        print(f"cgan-train {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"cgan-train {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+def _one_line(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.filename:
+        return f"{exc.strerror}: {exc.filename}"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__

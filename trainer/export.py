@@ -1,0 +1,205 @@
+"""Keras generator -> ONNX with the contract's signature, a parity check, and an atomic versioned write."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as package_version
+from pathlib import Path
+
+import numpy as np
+
+from service import contract
+
+OPSET = 17
+#: Keras and onnxruntime may round a pixel differently by one grey level, never more.
+PARITY_TOLERANCE = 1
+
+
+class ExportError(Exception):
+    """The export could not be completed; nothing was published."""
+
+
+@dataclass(frozen=True)
+class ExportInfo:
+    name: str
+    variant: str
+    arch: str
+    dataset: str
+    class_names: list[str]
+    latent_dim: int
+    image_shape: tuple[int, int, int]
+    training: contract.Training | None = None
+
+
+def trainer_version() -> str:
+    try:
+        return package_version("cgan-synth")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
+def to_onnx(generator, latent_dim: int):
+    """Convert with an explicit signature; the uint8 pixel rule of the contract is part of the graph."""
+    import tensorflow as tf
+    import tf2onnx
+
+    signature = (
+        tf.TensorSpec([None, latent_dim], tf.float32, name=contract.INPUT_NOISE),
+        tf.TensorSpec([None], tf.int64, name=contract.INPUT_LABEL),
+    )
+
+    @tf.function(input_signature=signature)
+    def serve(z, label):
+        images = generator([z, tf.cast(label, tf.int32)], training=False)
+        pixels = tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0)
+        return {contract.OUTPUT_IMAGE: tf.cast(pixels, tf.uint8)}
+
+    proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=OPSET)
+    _rename_io(proto)
+    return proto
+
+
+def _rename_io(proto) -> None:
+    """tf2onnx may suffix names (``z:0``); the contract wants the bare names."""
+    graph = proto.graph
+    wanted = {
+        contract.INPUT_NOISE: contract.INPUT_NOISE,
+        contract.INPUT_LABEL: contract.INPUT_LABEL,
+        contract.OUTPUT_IMAGE: contract.OUTPUT_IMAGE,
+    }
+    renames = {}
+    for value in [*graph.input, *graph.output]:
+        bare = value.name.split(":")[0]
+        for key in wanted:
+            if bare == key or bare.endswith("/" + key):
+                renames[value.name] = key
+    if len(graph.output) == 1 and graph.output[0].name not in renames:
+        renames[graph.output[0].name] = contract.OUTPUT_IMAGE
+    for value in [*graph.input, *graph.output]:
+        value.name = renames.get(value.name, value.name)
+    for node in graph.node:
+        node.input[:] = [renames.get(n, n) for n in node.input]
+        node.output[:] = [renames.get(n, n) for n in node.output]
+
+
+def parity(generator, onnx_bytes: bytes, latent_dim: int, num_classes: int, n: int = 64) -> int:
+    """Max absolute pixel difference between Keras and onnxruntime on fixed noise and labels."""
+    import onnxruntime as ort
+
+    z = contract.noise(12345, n, latent_dim)
+    labels = np.arange(n, dtype=np.int64) % num_classes
+    expected = contract.to_uint8(np.asarray(generator([z, labels.astype(np.int32)], training=False)))
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    got = session.run([contract.OUTPUT_IMAGE], {contract.INPUT_NOISE: z, contract.INPUT_LABEL: labels})[0]
+    if got.shape != expected.shape or got.dtype != np.uint8:
+        raise ExportError(f"onnx output is {got.dtype} {got.shape}, expected uint8 {expected.shape}")
+    return int(np.abs(got.astype(np.int16) - expected.astype(np.int16)).max())
+
+
+def check_signature(onnx_bytes: bytes, latent_dim: int, image_shape) -> None:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    inputs, outputs = contract.signature(latent_dim, image_shape)
+    ort_types = {"float32": "tensor(float)", "int64": "tensor(int64)", "uint8": "tensor(uint8)"}
+    for want, got in zip([*inputs, *outputs], [*session.get_inputs(), *session.get_outputs()], strict=True):
+        got_shape = [d if isinstance(d, int) else None for d in got.shape]
+        if got.name != want.name or got.type != ort_types[want.dtype] or got_shape != want.shape:
+            raise ExportError(
+                f"onnx {got.name} {got.type} {got.shape} does not match the contract's "
+                f"{want.name} {want.dtype} {want.shape}"
+            )
+
+
+def next_version(model_root: Path) -> int:
+    found = contract.version_dirs(model_root)
+    return found[-1][0] + 1 if found else 1
+
+
+def publish(staging: Path, model_root: Path, card: contract.ModelCard) -> Path:
+    """Rename a complete staging dir to the next free version; never overwrite an existing one."""
+    for _ in range(100):
+        version = next_version(model_root)
+        card = card.model_copy(update={"version": version})
+        (staging / contract.CARD_FILE).write_text(contract.card_json(card))
+        target = model_root / str(version)
+        if target.exists():
+            continue
+        try:
+            # rename() of a directory fails when the target exists and is not empty, so a concurrent
+            # exporter that took this number makes us retry with the next one instead of overwriting.
+            os.rename(staging, target)
+        except OSError as exc:
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                continue
+            raise
+        return target
+    raise ExportError(f"could not claim a version number under {model_root}")
+
+
+def export(
+    generator,
+    info: ExportInfo,
+    models_dir: Path,
+    extra_files: dict[str, Path] | None = None,
+) -> Path:
+    """Export ``generator`` to ``models_dir/<name>/<version>/``; return the version directory."""
+    if not contract.valid_model_name(info.name):
+        raise ExportError(f"model name {info.name!r} must match {contract.MODEL_NAME_PATTERN}")
+    model_root = Path(models_dir) / info.name
+    try:
+        model_root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ExportError(f"cannot create {model_root}: {exc.strerror}") from None
+    if not os.access(model_root, os.W_OK):
+        raise ExportError(f"{model_root} is not writable")
+
+    proto = to_onnx(generator, info.latent_dim)
+    onnx_bytes = proto.SerializeToString()
+    check_signature(onnx_bytes, info.latent_dim, info.image_shape)
+    diff = parity(generator, onnx_bytes, info.latent_dim, len(info.class_names))
+    if diff > PARITY_TOLERANCE:
+        raise ExportError(
+            f"onnx output differs from keras by {diff} grey levels (allowed {PARITY_TOLERANCE})"
+        )
+
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_root))
+    try:
+        (staging / contract.MODEL_FILE).write_bytes(onnx_bytes)
+        for name, source in (extra_files or {}).items():
+            if Path(source).is_file():
+                shutil.copyfile(source, staging / name)
+        inputs, outputs = contract.signature(info.latent_dim, info.image_shape)
+        card = contract.ModelCard(
+            name=info.name,
+            version=1,
+            variant=info.variant,
+            arch=info.arch,
+            dataset=info.dataset,
+            class_names=info.class_names,
+            latent_dim=info.latent_dim,
+            image_shape=info.image_shape,
+            inputs=inputs,
+            outputs=outputs,
+            opset=OPSET,
+            sha256=contract.sha256_file(staging / contract.MODEL_FILE),
+            created_at=contract.utcnow(),
+            trainer_version=trainer_version(),
+            training=info.training,
+        )
+        for path in staging.iterdir():
+            with path.open("rb") as f:
+                os.fsync(f.fileno())
+        os.chmod(staging, 0o755)
+        return publish(staging, model_root, card)
+    except OSError as exc:
+        raise ExportError(f"writing the model under {model_root} failed: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            shutil.rmtree(staging)

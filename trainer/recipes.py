@@ -1,0 +1,54 @@
+"""Per-dataset defaults: what ``cgan-train train --dataset X`` does when no other flag is given.
+
+``dense`` is always the classic article's recipe (the baseline); ``conv`` is the recipe the measurements
+in QUALITY.md support: hinge loss, spectral norm in D, translation DiffAugment, EMA generator, TTUR.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trainer.variants.base import Recipe
+
+ARTICLE = Recipe()
+
+MODERN = Recipe(
+    loss="hinge",
+    g_lr=2e-4,
+    d_lr=4e-4,
+    beta_1=0.0,
+    beta_2=0.9,
+    spectral_norm=True,
+    augment_shift=2,
+    ema_decay=0.999,
+)
+
+
+@dataclass(frozen=True)
+class Defaults:
+    variant: str
+    arch: str
+    steps: int
+    batch_size: int
+    latent_dim: int = 100
+    recipes: dict[str, Recipe] = field(default_factory=lambda: {"dense": ARTICLE, "conv": MODERN})
+
+    def recipe(self, arch: str) -> Recipe:
+        return self.recipes[arch]
+
+
+# Steps are sized to ~15 minutes on 2 CPU cores for the default arch (see BENCHMARKS.md for images/s).
+DATASET_DEFAULTS: dict[str, Defaults] = {
+    "mnist-5k": Defaults(variant="cgan", arch="conv", steps=8000, batch_size=64),
+    "mnist": Defaults(variant="cgan", arch="conv", steps=8000, batch_size=64),
+    "fashion-mnist": Defaults(variant="cgan", arch="conv", steps=8000, batch_size=64),
+    "idx": Defaults(variant="cgan", arch="conv", steps=8000, batch_size=64),
+}
+
+#: The article's schedule, for reproducing it: 20,000 steps of batch 32.
+ARTICLE_STEPS = 20000
+ARTICLE_BATCH = 32
+
+
+def defaults_for(dataset: str) -> Defaults:
+    return DATASET_DEFAULTS.get(dataset, DATASET_DEFAULTS["idx"])
