@@ -184,3 +184,15 @@ def test_sigkill_then_resume_continues_at_the_last_checkpoint(tmp_path):
         float(line.split(",")[0]) for line in (ckpts.parent / "history.csv").read_text().splitlines()[1:]
     ]
     assert steps == sorted(steps) and steps[-1] == newest + 10
+
+
+def test_export_command_publishes_a_run_trained_without_export(tmp_path):
+    trained = run_cli("train", *TINY, "--steps", "2", "--name", "later", "--no-export", cwd=tmp_path)
+    assert trained.returncode == 0, trained.stderr
+    assert not (tmp_path / "models").exists()
+    exported = run_cli("export", "runs/later", "--out", "models", cwd=tmp_path)
+    assert exported.returncode == 0, exported.stderr
+    card = contract.read_card(tmp_path / "models" / "later" / "1")
+    assert card.training.steps == 2 and card.variant == "cgan"
+    missing = run_cli("export", "runs/nothing", "--out", "models", cwd=tmp_path)
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr

@@ -34,7 +34,7 @@ class ACGAN(ConditionalGAN):
         if spec.arch == "dense":
             image = blocks.article_mlp(joined, spec.image_shape)
         else:
-            image = blocks.dcgan_upsampler(joined, spec.image_shape)
+            image = blocks.dcgan_upsampler(joined, spec.image_shape, recipe.g_width)
         return keras.Model([z, label], image, name="generator")
 
     def build_discriminator(self, spec: Spec, recipe: Recipe) -> keras.Model:
@@ -42,7 +42,7 @@ class ACGAN(ConditionalGAN):
         if spec.arch == "dense":
             features = blocks.article_disc_mlp(layers.Flatten()(image), recipe.spectral_norm)
         else:
-            features = blocks.conv_trunk(image, recipe.spectral_norm)
+            features = blocks.conv_trunk(image, recipe.spectral_norm, recipe.d_width)
         validity = blocks.maybe_sn(layers.Dense(1), recipe.spectral_norm)(features)
         # No spectral norm on the class head: it is a plain classifier and SN slows its learning.
         class_logits = layers.Dense(spec.num_classes)(features)

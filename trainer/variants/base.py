@@ -42,6 +42,8 @@ class Recipe:
     augment_cutout: int = 0
     ema_decay: float = 0.0
     class_weight: float = 1.0  # AC-GAN's auxiliary loss weight
+    g_width: int = 64  # conv arch: channels of the generator's middle layer (7x7 has 2x, 28x28 has 1/2x)
+    d_width: int = 64  # conv arch: channels of the discriminator's last conv
 
 
 class ConditionalGAN(keras.Model):

@@ -30,7 +30,7 @@ class CGAN(ConditionalGAN):
             image = blocks.article_mlp(layers.Multiply()([z, embedded]), spec.image_shape)
         else:
             embedded = layers.Embedding(spec.num_classes, spec.latent_dim)(label)
-            image = blocks.dcgan_upsampler(layers.Concatenate()([z, embedded]), spec.image_shape)
+            image = blocks.dcgan_upsampler(layers.Concatenate()([z, embedded]), spec.image_shape, recipe.g_width)
         return keras.Model([z, label], image, name="generator")
 
     def build_discriminator(self, spec: Spec, recipe: Recipe) -> keras.Model:
@@ -42,7 +42,7 @@ class CGAN(ConditionalGAN):
             features = blocks.article_disc_mlp(joined, recipe.spectral_norm)
             logit = blocks.maybe_sn(layers.Dense(1), recipe.spectral_norm)(features)
         else:
-            features = blocks.conv_trunk(image, recipe.spectral_norm)
+            features = blocks.conv_trunk(image, recipe.spectral_norm, recipe.d_width)
             unconditional = blocks.maybe_sn(layers.Dense(1), recipe.spectral_norm)(features)
             class_vector = layers.Embedding(spec.num_classes, features.shape[-1])(label)
             projection = ops.sum(features * class_vector, axis=-1, keepdims=True)

@@ -1,0 +1,82 @@
+# cgan-synth container images: two targets from one file.
+#
+#   docker build --target trainer -t cgan-synth/trainer:local .   # TensorFlow + tf2onnx, ENTRYPOINT cgan-train
+#   docker build --target service -t cgan-synth/service:local .   # onnxruntime only (no TensorFlow), non-root
+#
+# BASE_IMAGE is any Debian-like image with Python 3.11+ and the venv module: the default python:3.11-slim,
+# or a local Debian bookworm image with python3 + python3-venv (scripts/container-smoke.sh builds one with
+# debootstrap for machines that cannot reach a registry). Everything is installed into the venv /opt/venv.
+#
+# Layer order is cache-friendly: pyproject.toml first, dependencies installed from it alone (via
+# scripts/pyproject_deps.py), then the source, installed with --no-deps. Editing code rebuilds seconds of
+# layers, not TensorFlow. Only classic `docker build` syntax is used (no BuildKit-only RUN --mount), so the
+# legacy builder works as well as BuildKit. The legacy builder builds every stage above the target, so the
+# small service stages come first and the trainer last.
+
+ARG BASE_IMAGE=python:3.11-slim
+
+# --- base: environment shared by every stage ------------------------------------------------------------
+FROM ${BASE_IMAGE} AS base
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_ROOT_USER_ACTION=ignore \
+    VIRTUAL_ENV=/opt/venv \
+    PATH=/opt/venv/bin:${PATH} \
+    MODELS_DIR=/models
+# One unprivileged user for both images (uid/gid 10001). /models belongs to it, so a fresh named volume
+# mounted there inherits that ownership and the trainer can write into it.
+RUN groupadd --system --gid 10001 app \
+    && useradd --system --uid 10001 --gid app --home-dir /home/app --create-home --shell /usr/sbin/nologin app \
+    && install -d -o app -g app -m 0755 /models
+
+# --- service-build: the service venv (onnxruntime, FastAPI; no TensorFlow) ---------------------------------
+FROM base AS service-build
+COPY pyproject.toml scripts/pyproject_deps.py /src/
+RUN python3 -m venv /opt/venv \
+    && python3 /src/pyproject_deps.py /src/pyproject.toml service > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt "setuptools>=68" "wheel>=0.40" \
+    && rm /tmp/requirements.txt
+COPY pyproject.toml README* /src/
+COPY service /src/service
+COPY trainer /src/trainer
+# The build tools are not needed at run time; the image must not contain TensorFlow (fail the build if
+# a dependency ever drags it in), and the entry point must import.
+RUN pip install --no-deps --no-build-isolation /src \
+    && pip uninstall --yes setuptools wheel \
+    && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('tensorflow') is not None)" \
+    && cgan-serve --help > /dev/null
+
+# --- service: the HTTP API, copied venv only, non-root ----------------------------------------------------
+FROM base AS service
+COPY --from=service-build /opt/venv /opt/venv
+USER 10001:10001
+WORKDIR /home/app
+EXPOSE 8000
+# uvicorn finishes in-flight requests on SIGTERM; give it time (compose: stop_grace_period).
+STOPSIGNAL SIGTERM
+HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \
+    CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/readyz', timeout=2).status != 200)"]
+ENTRYPOINT ["cgan-serve"]
+CMD ["--host", "0.0.0.0", "--port", "8000"]
+
+# --- trainer: TensorFlow, tf2onnx; trains and exports MODELS_DIR/<name>/<version>/ ------------------------
+# Built in place (not copied from a builder): its venv is >1 GB, and a source edit then only re-runs the
+# small last layer instead of copying the whole venv again.
+FROM base AS trainer
+COPY pyproject.toml scripts/pyproject_deps.py /src/
+RUN python3 -m venv /opt/venv \
+    && python3 /src/pyproject_deps.py /src/pyproject.toml train > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt "setuptools>=68" "wheel>=0.40" \
+    && rm /tmp/requirements.txt
+COPY pyproject.toml README* /src/
+COPY service /src/service
+COPY trainer /src/trainer
+RUN pip install --no-deps --no-build-isolation /src \
+    && rm -rf /src/build /src/*.egg-info \
+    && cgan-train --help > /dev/null
+USER 10001:10001
+WORKDIR /home/app
+ENTRYPOINT ["cgan-train"]
+CMD ["--help"]

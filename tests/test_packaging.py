@@ -1,0 +1,328 @@
+"""Container packaging: Dockerfile, docker-compose.yml, .dockerignore, and a TensorFlow-free service import.
+
+Linters (hadolint, docker-compose) come with the dev extra; a test that needs one skips, saying so, only
+when it is not installed. The structural checks need nothing but the files and always run. The end-to-end
+container run is scripts/container-smoke.sh (needs a docker engine; CI runs it after the tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "Dockerfile"
+COMPOSE_FILE = ROOT / "docker-compose.yml"
+SMOKE = ROOT / "scripts" / "container-smoke.sh"
+
+sys.path.insert(0, str(ROOT / "scripts"))
+import pyproject_deps  # noqa: E402
+
+
+def _tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.skip(f"{name} is not installed (pip install -e '.[dev]' provides it)")
+    return path
+
+
+def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
+    # Compose interpolates these; the checks below are about the file's defaults, not this shell.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAIN_", "SERVICE_", "MODEL_"))}
+    env.pop("API_TOKEN", None)
+    env.pop("BASE_IMAGE", None)
+    env.pop("COMPOSE_FILE", None)
+    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, **kwargs)
+
+
+# --- Dockerfile -------------------------------------------------------------------------------------------
+
+
+def _stages() -> dict[str, list[str]]:
+    """Dockerfile instructions per stage name (continuation lines joined, comments dropped)."""
+    text = re.sub(r"\\\n", " ", DOCKERFILE.read_text())
+    stages: dict[str, list[str]] = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        match = re.match(r"FROM\s+(\S+)(?:\s+AS\s+(\S+))?", line, re.IGNORECASE)
+        if match:
+            current = match[2] or match[1]
+            stages[current] = [line]
+        elif current is not None:
+            stages[current].append(line)
+    return stages
+
+
+def _instructions(stage: list[str], keyword: str) -> list[str]:
+    return [line[len(keyword) :].strip() for line in stage if line.upper().startswith(keyword + " ")]
+
+
+def test_dockerfile_hadolint_clean():
+    hadolint = _tool("hadolint")
+    result = _run([hadolint, "--failure-threshold", "info", str(DOCKERFILE)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_dockerfile_has_both_targets_on_a_configurable_base():
+    text = DOCKERFILE.read_text()
+    stages = _stages()
+    assert {"trainer", "service"} <= set(stages), sorted(stages)
+    assert re.search(r"^ARG BASE_IMAGE=python:3\.11-slim$", text, re.MULTILINE)
+    assert re.search(r"^FROM \$\{BASE_IMAGE\} AS base$", text, re.MULTILINE)
+    env = " ".join(_instructions(stages["base"], "ENV"))
+    for var in ("PYTHONDONTWRITEBYTECODE=1", "PIP_NO_CACHE_DIR=1", "MODELS_DIR=/models", "/opt/venv"):
+        assert var in env, var
+    # Only classic-builder syntax: the smoke script builds with a plain docker.io engine.
+    assert "--mount=" not in text and "<<" not in text
+
+
+def test_trainer_target():
+    trainer = _stages()["trainer"]
+    runs = " ".join(_instructions(trainer, "RUN"))
+    assert "python3 -m venv /opt/venv" in runs
+    assert re.search(r"pyproject_deps\.py \S+ train\b", runs), "trainer installs the [train] extra"
+    assert _instructions(trainer, "ENTRYPOINT") == ['["cgan-train"]']
+    users = _instructions(trainer, "USER")
+    assert users and not users[-1].startswith(("0", "root")), users
+
+
+def test_service_target_is_small_non_root_and_healthchecked():
+    stages = _stages()
+    service = stages["service"]
+    build = stages["service-build"]
+    runs = " ".join(_instructions(build, "RUN"))
+    assert re.search(r"pyproject_deps\.py \S+ service\b", runs), "service installs the [service] extra"
+    assert " train" not in runs.replace("trainer", "")
+    # The final stage copies the venv from the builder and installs nothing itself.
+    assert any("--from=service-build /opt/venv /opt/venv" in c for c in _instructions(service, "COPY"))
+    assert not any("pip" in r for r in _instructions(service, "RUN"))
+    users = _instructions(service, "USER")
+    assert users and users[-1].split(":")[0] not in ("0", "root"), users
+    assert _instructions(service, "EXPOSE") == ["8000"]
+    health = " ".join(_instructions(service, "HEALTHCHECK"))
+    assert "/readyz" in health and "urllib" in health and "curl" not in health
+    entry = _instructions(service, "ENTRYPOINT") + _instructions(service, "CMD")
+    assert entry[0] == '["cgan-serve"]' and "0.0.0.0" in entry[1] and "8000" in entry[1], entry
+
+
+def test_dependencies_are_installed_before_the_source_is_copied():
+    for deps_stage in ("trainer", "service-build"):
+        lines = _stages()[deps_stage]
+        first_source = next(i for i, line in enumerate(lines) if re.match(r"COPY (service|trainer) ", line))
+        deps = next(i for i, line in enumerate(lines) if "pip install -r" in line)
+        pyproject = next(i for i, line in enumerate(lines) if line.startswith("COPY pyproject.toml"))
+        assert pyproject < deps < first_source, deps_stage
+
+
+def test_pyproject_deps_helper_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    service = pyproject_deps.requirements(ROOT / "pyproject.toml", ["service"])
+    assert service == project["dependencies"] + [
+        r for r in extras["service"] if r not in project["dependencies"]
+    ]
+    assert not any(r.lower().startswith(("tensorflow", "keras", "tf2onnx")) for r in service)
+    train = pyproject_deps.requirements(ROOT / "pyproject.toml", ["train"])
+    assert any(r.startswith("tensorflow") for r in train)
+    # Self-references (dev = cgan-synth[service,train]) expand instead of naming the project.
+    dev = pyproject_deps.requirements(ROOT / "pyproject.toml", ["dev"])
+    assert set(service) | set(train) <= set(dev)
+    assert not any(r.startswith(project["name"]) for r in dev)
+
+
+def test_dockerignore_keeps_the_context_small():
+    lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    assert lines[0] == "*", "whitelist: ignore everything, then re-include"
+    for needed in ("!pyproject.toml", "!service/", "!trainer/", "!scripts/pyproject_deps.py"):
+        assert needed in lines, needed
+
+
+# --- docker-compose.yml -----------------------------------------------------------------------------------
+
+
+def _compose() -> str:
+    return _tool("docker-compose")
+
+
+def test_compose_file_validates():
+    result = _run([_compose(), "-f", str(COMPOSE_FILE), "config", "-q"])
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.fixture(scope="module")
+def compose_config() -> dict:
+    result = _run([_compose(), "-f", str(COMPOSE_FILE), "config", "--format", "json"])
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _trainer_argv(trainer: dict, tmp_path: Path, **env: str) -> list[str]:
+    """Run the compose trainer's command with a stub cgan-train; return the argv the stub received."""
+    stub_dir = tmp_path / "bin"
+    stub_dir.mkdir(exist_ok=True)
+    stub = stub_dir / "cgan-train"
+    stub.write_text('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done > "$ARGV_OUT"\n')
+    stub.chmod(0o755)
+    out = tmp_path / "argv.txt"
+    # `$$` in a compose file is a literal `$` in the container.
+    script = [part.replace("$$", "$") for part in trainer["command"]]
+    run_env = {**{k: str(v) for k, v in trainer["environment"].items()}, **env}
+    run_env |= {"PATH": f"{stub_dir}:/usr/bin:/bin", "ARGV_OUT": str(out)}
+    result = subprocess.run(
+        [*trainer["entrypoint"], *script], env=run_env, capture_output=True, text=True, timeout=30
+    )
+    assert result.returncode == 0, result.stderr
+    return out.read_text().splitlines()
+
+
+def test_compose_trainer_is_a_one_shot_job_into_the_models_volume(compose_config, tmp_path):
+    trainer = compose_config["services"]["trainer"]
+    assert trainer["build"]["target"] == "trainer"
+    assert trainer["build"]["args"]["BASE_IMAGE"] == "python:3.11-slim"
+    assert trainer["image"] == "cgan-synth/trainer:local"
+    assert trainer.get("restart", "no") == "no"
+    assert [(v["source"], v["target"], v.get("read_only", False)) for v in trainer["volumes"]] == [
+        ("models", "/models", False)
+    ]
+    assert "models" in compose_config["volumes"]
+    assert trainer["environment"]["MODELS_DIR"] == "/models"
+    assert trainer["user"].split(":")[0] not in ("", "0", "root")
+    # Defaults: only the dataset, name and output are given; the trainer's recipe decides the rest.
+    assert _trainer_argv(trainer, tmp_path) == [
+        "train",
+        "--dataset",
+        "mnist-5k",
+        "--name",
+        "mnist-5k",
+        "--out",
+        "/models",
+    ]
+
+
+def test_compose_trainer_flags_follow_the_environment(compose_config, tmp_path):
+    trainer = compose_config["services"]["trainer"]
+    argv = _trainer_argv(
+        trainer,
+        tmp_path,
+        TRAIN_MODEL="acgan",
+        TRAIN_ARCH="dense",
+        TRAIN_STEPS="20",
+        TRAIN_BATCH_SIZE="16",
+        MODEL_NAME="smoke",
+    )
+    assert argv[0] == "train"
+    opts = dict(zip(argv[1::2], argv[2::2], strict=True))
+    assert opts == {
+        "--dataset": "mnist-5k",
+        "--name": "smoke",
+        "--out": "/models",
+        "--model": "acgan",
+        "--arch": "dense",
+        "--steps": "20",
+        "--batch-size": "16",
+    }
+
+
+def test_compose_service_is_hardened_and_waits_for_the_trainer(compose_config):
+    service = compose_config["services"]["service"]
+    assert service["build"]["target"] == "service"
+    assert service["image"] == "cgan-synth/service:local"
+    assert service["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
+    (volume,) = service["volumes"]
+    assert (volume["source"], volume["target"], volume.get("read_only")) == ("models", "/models", True)
+    assert service["read_only"] is True
+    assert any(t.split(":")[0] == "/tmp" for t in service["tmpfs"])
+    assert service["user"].split(":")[0] not in ("", "0", "root")
+    assert "no-new-privileges:true" in service["security_opt"]
+    assert service["cap_drop"] == ["ALL"]
+    assert "/readyz" in " ".join(service["healthcheck"]["test"])
+    (port,) = service["ports"]
+    assert (port["target"], str(port["published"])) == (8000, "8000")
+    env = service["environment"]
+    assert env["MODELS_DIR"] == "/models"
+    assert env["DEFAULT_MODEL"] == compose_config["services"]["trainer"]["environment"]["MODEL_NAME"]
+    assert env.get("API_TOKEN") is None, "no token unless API_TOKEN is set"
+
+
+def test_compose_settings_come_from_the_environment():
+    env = {
+        "TRAIN_DATASET": "fashion-mnist",
+        "TRAIN_STEPS": "7",
+        "TRAIN_MODEL": "acgan",
+        "TRAIN_ARCH": "conv",
+        "MODEL_NAME": "fashion",
+        "SERVICE_PORT": "9123",
+        "API_TOKEN": "s3cret",
+        "BASE_IMAGE": "debian-local:bookworm",
+        "TRAINER_IMAGE": "reg.example/t:1",
+        "SERVICE_IMAGE": "reg.example/s:1",
+    }
+    compose = _compose()
+    result = subprocess.run(
+        [compose, "-f", str(COMPOSE_FILE), "config", "--format", "json"],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    config = json.loads(result.stdout)
+    trainer, service = config["services"]["trainer"], config["services"]["service"]
+    assert {k: trainer["environment"][k] for k in env if k.startswith(("TRAIN_", "MODEL_"))} == {
+        k: v for k, v in env.items() if k.startswith(("TRAIN_", "MODEL_"))
+    }
+    assert service["environment"]["DEFAULT_MODEL"] == "fashion"
+    assert service["environment"]["API_TOKEN"] == "s3cret"
+    assert str(service["ports"][0]["published"]) == "9123"
+    assert (
+        trainer["build"]["args"]["BASE_IMAGE"]
+        == service["build"]["args"]["BASE_IMAGE"]
+        == "debian-local:bookworm"
+    )
+    assert (trainer["image"], service["image"]) == ("reg.example/t:1", "reg.example/s:1")
+
+
+# --- smoke script -----------------------------------------------------------------------------------------
+
+
+def test_smoke_script_is_strict_bash():
+    text = SMOKE.read_text()
+    assert text.startswith("#!/usr/bin/env bash\n")
+    assert "set -euo pipefail" in text
+    assert os.access(SMOKE, os.X_OK), "scripts/container-smoke.sh must be executable"
+    result = subprocess.run(["bash", "-n", str(SMOKE)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+
+
+def test_smoke_script_shellcheck():
+    shellcheck = _tool("shellcheck")
+    result = _run([shellcheck, str(SMOKE)])
+    assert result.returncode == 0, result.stdout
+
+
+# --- the service must not need TensorFlow -----------------------------------------------------------------
+
+
+def test_service_import_pulls_in_no_tensorflow():
+    code = (
+        "import service.main, sys; "
+        "bad = sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.')); "
+        "assert not bad, bad[:5]"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
