@@ -286,9 +286,10 @@ def _atomic_write(path: Path, text: str) -> None:
 def write_quality(version_dir: Path, quality: Quality) -> None:
     """Set the card's ``quality`` section, leaving every other field as it was on disk."""
     card_path = version_dir / CARD_FILE
-    raw = json.loads(card_path.read_text())
+    original = card_path.read_text()
+    raw = json.loads(original)
     raw["quality"] = quality.model_dump(mode="json")
-    text = json.dumps(raw, indent=2, ensure_ascii=False) + "\n"
+    text = json.dumps(raw, indent=2, ensure_ascii=False) + ("\n" if original.endswith("\n") else "")
     ModelCard.model_validate_json(text)  # never leave a card the server would reject
     _atomic_write(card_path, text)
 

@@ -52,9 +52,9 @@ class ACGAN(ConditionalGAN):
         real_images, real_labels = data
         real_labels = ops.cast(real_labels, "int32")
         batch = ops.shape(real_images)[0]
-        weight = self.recipe.class_weight
+        recipe = self.recipe
 
-        # Train the discriminator: real/fake on both, class on both (as in the paper).
+        # Train the discriminator: real/fake on both; class on both (the paper) or on real images only.
         z, fake_labels = self.sample_inputs(batch)
         fake_images = self.generator([z, fake_labels], training=True)
         images = self.augment(ops.concatenate([real_images, fake_images], axis=0))
@@ -63,9 +63,11 @@ class ACGAN(ConditionalGAN):
             validity, class_logits = self.discriminator(images, training=True)
             validity = ops.reshape(validity, (-1,))
             real_logits, fake_logits = validity[:batch], validity[batch:]
-            d_loss = self.d_adversarial_loss(real_logits, fake_logits) + weight * losses.auxiliary_class_loss(
-                labels, class_logits
-            )
+            if recipe.classify_fake:
+                class_loss = losses.auxiliary_class_loss(labels, class_logits)
+            else:
+                class_loss = losses.auxiliary_class_loss(real_labels, class_logits[:batch])
+            d_loss = self.d_adversarial_loss(real_logits, fake_logits) + recipe.class_weight * class_loss
         self.apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
 
         # Train the generator: look real and look like the requested class.
@@ -73,8 +75,8 @@ class ACGAN(ConditionalGAN):
         with tf.GradientTape() as tape:
             generated = self.augment(self.generator([z, fake_labels], training=True))
             g_validity, g_class_logits = self.discriminator(generated, training=True)
-            g_loss = self.g_loss_fn(ops.reshape(g_validity, (-1,))) + weight * losses.auxiliary_class_loss(
-                fake_labels, g_class_logits
+            g_loss = self.g_loss_fn(ops.reshape(g_validity, (-1,))) + recipe.g_class_weight * (
+                losses.auxiliary_class_loss(fake_labels, g_class_logits)
             )
         self.apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
 

@@ -41,7 +41,9 @@ class Recipe:
     augment_shift: int = 0
     augment_cutout: int = 0
     ema_decay: float = 0.0
-    class_weight: float = 1.0  # AC-GAN's auxiliary loss weight
+    class_weight: float = 1.0  # AC-GAN: weight of the class loss in D's objective
+    g_class_weight: float = 1.0  # AC-GAN: weight of the class loss in G's objective (< 1 keeps diversity)
+    classify_fake: bool = True  # AC-GAN: D also learns to classify fakes (the paper); False = real only
     g_width: int = 64  # conv arch: channels of the generator's middle layer (7x7 has 2x, 28x28 has 1/2x)
     d_width: int = 64  # conv arch: channels of the discriminator's last conv
 
