@@ -17,13 +17,16 @@ from trainer.recipes import ARTICLE
 from trainer.variants import Spec, build
 
 
-def article_loop(images: np.ndarray, labels: np.ndarray, steps: int, batch_size: int = 32, latent_dim: int = 100):
+def article_loop(
+    images: np.ndarray, labels: np.ndarray, steps: int, batch_size: int = 32, latent_dim: int = 100
+):
     """Run the article's loop; return images/s over ``steps`` steps after a short warm-up."""
     gan = build("cgan", Spec(latent_dim, 10, (28, 28, 1), "dense"), ARTICLE)
     generator, discriminator = gan.generator, gan.discriminator
     optimizer = keras.optimizers.Adam(2e-4, 0.5)
-    discriminator.compile(loss=keras.losses.BinaryCrossentropy(from_logits=True), optimizer=optimizer,
-                          metrics=["accuracy"])
+    discriminator.compile(
+        loss=keras.losses.BinaryCrossentropy(from_logits=True), optimizer=optimizer, metrics=["accuracy"]
+    )
     z = keras.Input((latent_dim,))
     label = keras.Input((), dtype="int32")
     discriminator.trainable = False

@@ -70,8 +70,12 @@ def main() -> None:
         print(f"{loop:44} {variant:6} {arch:5} {batch:5d} {ips:9.0f} {ratio:>9}")
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "train_throughput.json").write_text(json.dumps(
-        [dict(zip(["loop", "model", "arch", "batch", "images_per_s"], r, strict=True)) for r in rows], indent=2))
+    (out / "train_throughput.json").write_text(
+        json.dumps(
+            [dict(zip(["loop", "model", "arch", "batch", "images_per_s"], r, strict=True)) for r in rows],
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":
