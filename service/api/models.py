@@ -1,0 +1,40 @@
+"""``/v1/models``: the model cards being served, quality section included."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path
+
+from service.api.deps import RuntimeDep, served_model
+from service.api.schemas import ModelList, ModelName, ServedModel
+from service.errors import error_responses
+from service.models import LoadedModel
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+
+
+def _served(model: LoadedModel, default: str | None) -> ServedModel:
+    return ServedModel(
+        name=model.name,
+        version=model.version,
+        default=model.name == default,
+        loaded_at=model.loaded_at,
+        card=model.card,
+    )
+
+
+@router.get("", response_model=ModelList)
+async def list_models(runtime: RuntimeDep) -> ModelList:
+    """Every served model with its card."""
+    default = runtime.registry.default_name()
+    models = runtime.registry.models
+    return ModelList(default=default, models=[_served(models[name], default) for name in sorted(models)])
+
+
+@router.get("/{name}", response_model=ServedModel, responses=error_responses(404, 422))
+async def get_model(
+    name: Annotated[ModelName, Path(description="Model name.")], runtime: RuntimeDep
+) -> ServedModel:
+    """One served model with its card."""
+    return _served(served_model(runtime, name), runtime.registry.default_name())

@@ -1,0 +1,46 @@
+"""Finish the OpenAPI schema with what only the settings know: the configured limits and, when API_TOKEN is
+set, the bearer scheme on the guarded routes (auth runs in middleware, so FastAPI cannot see it)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.config import Settings
+
+BEARER = "bearerAuth"
+
+
+def document_service(
+    schema: dict[str, Any], settings: Settings, guarded_paths: frozenset[str]
+) -> dict[str, Any]:
+    maxima = {
+        ("GenerateRequest", "n"): settings.max_n,
+        ("GenerateRequest", "nrow"): settings.max_n,
+        ("DatasetRequest", "per_label"): settings.max_per_label,
+    }
+    components = schema.setdefault("components", {})
+    for (component, field), maximum in maxima.items():
+        prop = components.get("schemas", {}).get(component, {}).get("properties", {}).get(field)
+        if prop is not None:
+            _set_maximum(prop, maximum)
+    query_maxima = {"n": settings.max_n, "nrow": settings.max_n}
+    for parameter in schema.get("paths", {}).get("/generate", {}).get("get", {}).get("parameters", []):
+        if parameter.get("name") in query_maxima:
+            _set_maximum(parameter["schema"], query_maxima[parameter["name"]])
+    if settings.api_token is not None:
+        components.setdefault("securitySchemes", {})[BEARER] = {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "The API_TOKEN the service was started with.",
+        }
+        for path in guarded_paths:
+            for operation in schema.get("paths", {}).get(path, {}).values():
+                operation["security"] = [{BEARER: []}]
+    return schema
+
+
+def _set_maximum(prop: dict[str, Any], maximum: int) -> None:
+    # Optional fields are anyOf [integer, null]; the bound belongs on the integer branch.
+    for branch in prop.get("anyOf", [prop]):
+        if branch.get("type") == "integer":
+            branch["maximum"] = maximum

@@ -1,0 +1,88 @@
+"""Service settings, read once from the environment (variable names are the field names, upper-cased)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from service.contract import valid_model_name
+
+
+def available_cores(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
+    """Cores this process may use: its affinity mask (a container's cpuset), capped by a cgroup v2 CPU quota
+    (``docker run --cpus``), which the affinity mask does not show."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS and Windows have no affinity API
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = cgroup_cpu_max.read_text().split()[:2]
+        if quota != "max":
+            cores = min(cores, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota to honour
+    return max(1, cores)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
+
+    models_dir: Path = Path("models")
+    #: Model used when a request names none; unset with exactly one model loaded means that one.
+    default_model: str | None = None
+
+    max_n: int = Field(1024, ge=1, le=65536)
+    max_per_label: int = Field(10_000, ge=1)
+    max_dataset_images: int = Field(100_000, ge=1)
+    max_body_bytes: int = Field(16_384, ge=256)
+    #: Requests generating at once; more wait in a queue of MAX_QUEUE, beyond that 429.
+    max_concurrency: int = Field(default_factory=lambda: max(4, 2 * available_cores()), ge=1)
+    max_queue: int = Field(64, ge=0)
+    retry_after_seconds: int = Field(1, ge=1)
+
+    #: onnxruntime intra-op threads per session; 0 means one per available core.
+    ort_intra_op_threads: int = Field(0, ge=0)
+    #: Spinning ORT threads burn the cores the event loop and PNG encoder need on small batches.
+    ort_allow_spinning: bool = False
+    dataset_batch: int = Field(1024, ge=1, le=65536)
+    #: /generate requests arriving together share one model run, up to this many images in all.
+    batch_max_images: int = Field(1024, ge=1)
+    png_compress_level: int = Field(1, ge=0, le=9)
+
+    api_token: SecretStr | None = None
+    log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    #: Seconds between MODELS_DIR scans; 0 turns hot reload off.
+    reload_interval: float = Field(2.0, ge=0)
+    #: After SIGTERM, seconds of answering /readyz 503 while still serving, so load balancers stop routing.
+    shutdown_drain_seconds: float = Field(2.0, ge=0)
+    #: Then, at most this many seconds for in-flight requests before they are cancelled.
+    shutdown_grace_seconds: float = Field(8.0, ge=0)
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: object) -> object:
+        return value.lower() if isinstance(value, str) else value
+
+    @field_validator("default_model")
+    @classmethod
+    def _model_name(cls, value: str | None) -> str | None:
+        if value is not None and not valid_model_name(value):
+            raise ValueError(f"DEFAULT_MODEL {value!r} is not a valid model name")
+        return value
+
+    @field_validator("api_token")
+    @classmethod
+    def _blank_token_is_none(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty API_TOKEN= in a compose file means "no auth", not "the empty string is the token".
+        if value is not None and not value.get_secret_value().strip():
+            return None
+        return value
+
+    @property
+    def intra_op_threads(self) -> int:
+        return self.ort_intra_op_threads or available_cores()

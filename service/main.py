@@ -1,0 +1,99 @@
+"""The FastAPI app. ``create_app(settings)`` builds one; nothing is loaded until its lifespan starts.
+
+``uvicorn service.main:app`` works too: ``app`` is built from the environment on first access.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from service.api import dataset, generate, health, kserve, metrics, models, ui
+from service.api.openapi import document_service
+from service.config import Settings
+from service.errors import install_error_handlers
+from service.middleware import ConcurrencyLimiter, GuardMiddleware, MetricsMiddleware
+from service.runtime import Runtime
+
+try:
+    __version__ = version("cgan-synth")
+except PackageNotFoundError:  # running from a source checkout
+    __version__ = "0.0.0+local"
+
+#: The generating routes: behind the token, the body limit and the concurrency limit.
+GUARDED_PATHS = frozenset({"/generate", "/dataset"})
+
+DESCRIPTION = """Labelled synthetic 28x28 images from a conditional GAN generator (ONNX, onnxruntime).
+
+* Errors are `{"detail": "<field>: <problem>", "field": "<field>"}`. Unknown model: **404**; invalid value
+  (unknown label, n out of range, bad format, seed too large): **422**; body over MAX_BODY_BYTES: **413**;
+  overload: **429** with `Retry-After`; no model loaded: **503**; bad or missing token: **401**.
+* Seeds: image i of a request uses `seed + i`, so `{seed: s, n: 16}` image k equals `{seed: s + k, n: 1}`.
+* PNG grid size: `cols = min(nrow, n)` (nrow defaults to `ceil(sqrt(n))`), `rows = ceil(n / cols)`,
+  `width = cols*W + (cols+1)*pad`, `height = rows*H + (rows+1)*pad`; n=16, 28x28, pad 2 -> 122x122.
+* `/dataset`: labels in the order given, `per_label` each; image j overall uses `seed + j`.
+* Models: each name serves the newest version under MODELS_DIR that passes its checks; new versions are
+  picked up while serving (every RELOAD_INTERVAL s), bad ones are refused and the old one keeps serving.
+  Deleting the served version falls back to the next older one; deleting a model directory retires it.
+"""
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    runtime: Runtime = app.state.runtime
+    await runtime.start()
+    try:
+        yield
+    finally:
+        await runtime.stop()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    logging.getLogger("service").setLevel(settings.log_level.upper())
+    app = FastAPI(title="cgan-synth", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.runtime = runtime = Runtime(settings)
+
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    app.add_middleware(
+        GuardMiddleware,
+        GUARDED_PATHS,
+        ConcurrencyLimiter(settings.max_concurrency, settings.max_queue),
+        runtime.metrics,
+        token=token,
+        max_body_bytes=settings.max_body_bytes,
+        retry_after=settings.retry_after_seconds,
+    )
+    app.add_middleware(MetricsMiddleware, runtime.metrics, GUARDED_PATHS)
+    install_error_handlers(app)
+
+    for module in (generate, dataset, health, kserve, models, metrics, ui):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=ui.STATIC_DIR, check_dir=False), name="static")
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_service(FastAPI.openapi(app), settings, GUARDED_PATHS)
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app
+
+
+_app: FastAPI | None = None
+
+
+def __getattr__(name: str) -> FastAPI:
+    # `uvicorn service.main:app` resolves this on startup; importing the module alone builds nothing.
+    global _app
+    if name != "app":
+        raise AttributeError(name)
+    if _app is None:
+        _app = create_app()
+    return _app

@@ -1,0 +1,76 @@
+"""Prometheus metrics, one registry per app so that tests can build many apps in one process."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+
+# The *_created series double the exposition size and no dashboard here reads them.
+disable_created_metrics()
+
+# Request latency spans a cached-size PNG (sub-millisecond) to a 100k-image dataset stream (tens of seconds).
+_REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+_INFERENCE_BUCKETS = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.requests = Counter(
+            "cgan_http_requests_total",
+            "HTTP requests by route and status.",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.request_seconds = Histogram(
+            "cgan_http_request_duration_seconds",
+            "Time from request start to the last body byte sent.",
+            ["route", "method"],
+            buckets=_REQUEST_BUCKETS,
+            registry=r,
+        )
+        self.in_flight = Gauge("cgan_http_requests_in_flight", "Requests being handled now.", registry=r)
+        self.rejected = Counter(
+            "cgan_http_requests_rejected_total",
+            "Requests refused before any work: overload (429) or an oversized body (413).",
+            ["reason"],
+            registry=r,
+        )
+        self.inference_seconds = Histogram(
+            "cgan_inference_duration_seconds",
+            "onnxruntime run time per batch, noise generation included.",
+            ["model"],
+            buckets=_INFERENCE_BUCKETS,
+            registry=r,
+        )
+        self.images = Counter(
+            "cgan_images_generated_total", "Images produced by the generator.", ["model"], registry=r
+        )
+        self.load_refusals = Counter(
+            "cgan_model_load_refusals_total",
+            "Model versions refused at load (corrupt, incomplete or off-contract).",
+            ["model", "reason"],
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "cgan_model_info",
+            "The model version being served (value 1).",
+            ["model", "version", "sha256"],
+            registry=r,
+        )
+        self.ready = Gauge("cgan_ready", "1 when /readyz answers 200.", registry=r)

@@ -1,0 +1,303 @@
+"""The model registry: finds versions under MODELS_DIR, verifies and warms them, swaps them in.
+
+The registry mirrors the disk. Each name serves its newest version that passes every check. A newer
+version is loaded, verified and warmed off the event loop, then swapped in with one reference assignment,
+so requests already holding the old :class:`LoadedModel` finish on it. A refused version is remembered
+with a fingerprint of its files and retried only once those change, so a half-copied directory gets
+loaded when the copy completes, without a log line every poll in between. Removing the served version
+directory falls back to the newest older version that loads; removing a whole model directory stops
+serving that name. Versions are immutable: publish changes under a new version number.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+from pydantic import ValidationError
+
+from service import contract
+from service.config import Settings
+from service.contract import ModelCard
+from service.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+_ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)", "uint8": "tensor(uint8)"}
+_OUTPUT_NAMES = [contract.OUTPUT_IMAGE]
+
+
+class ModelRefused(Exception):
+    """A version directory that cannot be served; ``reason`` is a short code used as a metric label."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    name: str
+    version: int
+    path: Path
+    card: ModelCard
+    session: ort.InferenceSession = field(repr=False)
+    loaded_at: datetime
+    metrics: Metrics = field(repr=False)
+
+    def __post_init__(self) -> None:
+        # Resolved once: a labelled child costs a dict lookup and a lock per request otherwise.
+        object.__setattr__(self, "_latency", self.metrics.inference_seconds.labels(self.name))
+        object.__setattr__(self, "_images", self.metrics.images.labels(self.name))
+
+    def generate(self, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """``[n, H, W, C]`` uint8 for int64 ``labels`` and uint64 ``seeds``; blocking: keep off the loop."""
+        start = time.perf_counter()
+        z = contract.noise_for_seeds(seeds, self.card.latent_dim)
+        images = self.session.run(_OUTPUT_NAMES, {contract.INPUT_NOISE: z, contract.INPUT_LABEL: labels})[0]
+        self._latency.observe(time.perf_counter() - start)
+        self._images.inc(len(labels))
+        return images
+
+
+def _fingerprint(version_dir: Path) -> tuple:
+    """What changes while a version directory is still being written."""
+    try:
+        entries = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in version_dir.iterdir())
+        return (version_dir.stat().st_mtime_ns, tuple(entries))
+    except OSError:
+        return ()
+
+
+def _validation_summary(error: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'card'}: {e['msg']}" for e in error.errors()[:5])
+
+
+def _read_card(name: str, version: int, version_dir: Path) -> ModelCard:
+    try:
+        card = contract.read_card(version_dir)
+    except FileNotFoundError:
+        raise ModelRefused("incomplete", f"{contract.CARD_FILE} is missing") from None
+    except ValidationError as e:
+        raise ModelRefused("card", f"{contract.CARD_FILE} is invalid: {_validation_summary(e)}") from None
+    except (OSError, ValueError) as e:
+        raise ModelRefused("card", f"{contract.CARD_FILE} is unreadable: {e}") from None
+    if card.contract_version != contract.CONTRACT_VERSION:
+        raise ModelRefused(
+            "contract",
+            f"card contract_version {card.contract_version}; the server speaks {contract.CONTRACT_VERSION}",
+        )
+    if (card.name, card.version) != (name, version):
+        raise ModelRefused("card", f"card says {card.name}/{card.version} but sits in {name}/{version}")
+    inputs, outputs = contract.signature(card.latent_dim, card.image_shape)
+    if card.inputs != inputs or card.outputs != outputs:
+        raise ModelRefused("signature", "card inputs/outputs do not match its latent_dim and image_shape")
+    return card
+
+
+def _check_tensor(kind: str, actual: ort.NodeArg, spec: contract.TensorSpec) -> None:
+    if actual.type != _ORT_TYPES[spec.dtype]:
+        raise ModelRefused(
+            "signature", f"{kind} {spec.name!r} is {actual.type}, the contract needs {spec.dtype}"
+        )
+    if len(actual.shape) != len(spec.shape):
+        raise ModelRefused(
+            "signature", f"{kind} {spec.name!r} has shape {actual.shape}, the card says {spec.shape}"
+        )
+    for dim, want in zip(actual.shape, spec.shape, strict=True):
+        if want is None and isinstance(dim, int):
+            raise ModelRefused("signature", f"{kind} {spec.name!r} has a fixed batch size {dim}")
+        # A symbolic non-batch dimension cannot be checked here; the warm-up run checks the real output.
+        if want is not None and isinstance(dim, int) and dim != want:
+            raise ModelRefused(
+                "signature", f"{kind} {spec.name!r} has shape {actual.shape}, the card says {spec.shape}"
+            )
+
+
+def _check_session(session: ort.InferenceSession, card: ModelCard) -> None:
+    for kind, actual, specs in (
+        ("input", session.get_inputs(), card.inputs),
+        ("output", session.get_outputs(), card.outputs),
+    ):
+        names = sorted(a.name for a in actual)
+        if names != sorted(s.name for s in specs):
+            raise ModelRefused(
+                "signature", f"{kind}s are {names}, the contract needs {sorted(s.name for s in specs)}"
+            )
+        by_name = {a.name: a for a in actual}
+        for spec in specs:
+            _check_tensor(kind, by_name[spec.name], spec)
+
+
+def _warm_up(model: LoadedModel) -> None:
+    """A real run over the first and last class: checks what static shapes cannot, pays first-run costs."""
+    labels = np.array([0, model.card.num_classes - 1], dtype=np.int64)
+    try:
+        images = model.session.run(
+            _OUTPUT_NAMES,
+            {
+                contract.INPUT_NOISE: contract.noise_for_seeds([0, 1], model.card.latent_dim),
+                contract.INPUT_LABEL: labels,
+            },
+        )[0]
+    except Exception as e:  # onnxruntime raises its own exception types for every graph failure
+        raise ModelRefused("warmup", f"warm-up run failed: {str(e).splitlines()[0]}") from None
+    want = (2, *model.card.image_shape)
+    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape != want:
+        got = getattr(images, "shape", None), getattr(images, "dtype", None)
+        raise ModelRefused("warmup", f"warm-up output is {got}, the card says {want} uint8")
+
+
+class ModelRegistry:
+    def __init__(self, settings: Settings, metrics: Metrics) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self._models: dict[str, LoadedModel] = {}
+        self._refused: dict[Path, tuple[tuple, str]] = {}
+        self._scan_lock = threading.Lock()
+        self._problem = "no scan of MODELS_DIR has run yet"
+
+    @property
+    def models(self) -> Mapping[str, LoadedModel]:
+        return self._models
+
+    @property
+    def refusals(self) -> dict[str, str]:
+        """The current refusal message per version directory, for /readyz and the logs."""
+        return {str(path): message for path, (_, message) in self._refused.items()}
+
+    def default_name(self) -> str | None:
+        if self.settings.default_model:
+            return self.settings.default_model
+        models = self._models
+        return next(iter(models)) if len(models) == 1 else None
+
+    def readiness(self) -> tuple[bool, str | None]:
+        """``(ready, reason)``: ready when a model is loaded and the configured default is among them."""
+        models = self._models
+        if not models:
+            return False, self._problem
+        default = self.settings.default_model
+        if default and default not in models:
+            return False, f"DEFAULT_MODEL {default!r} is not loaded; loaded: {sorted(models)}"
+        return True, None
+
+    def session_options(self) -> ort.SessionOptions:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = self.settings.intra_op_threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.log_severity_level = 3
+        options.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if self.settings.ort_allow_spinning else "0"
+        )
+        return options
+
+    def load(self, name: str, version: int, version_dir: Path) -> LoadedModel:
+        """Load, verify and warm one version directory; :class:`ModelRefused` says why it cannot be served."""
+        card = _read_card(name, version, version_dir)
+        try:
+            # Hash the very bytes given to onnxruntime: a file swapped between hashing and loading is caught.
+            data = (version_dir / contract.MODEL_FILE).read_bytes()
+        except FileNotFoundError:
+            raise ModelRefused("incomplete", f"{contract.MODEL_FILE} is missing") from None
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != card.sha256:
+            raise ModelRefused(
+                "sha256", f"sha256 of {contract.MODEL_FILE} is {digest}, the card says {card.sha256}"
+            )
+        try:
+            session = ort.InferenceSession(data, self.session_options(), providers=["CPUExecutionProvider"])
+        except Exception as e:  # onnxruntime's exception classes are not part of its public API
+            raise ModelRefused(
+                "onnx", f"onnxruntime cannot load {contract.MODEL_FILE}: {str(e).splitlines()[0]}"
+            ) from None
+        _check_session(session, card)
+        model = LoadedModel(name, version, version_dir, card, session, contract.utcnow(), self.metrics)
+        _warm_up(model)
+        return model
+
+    def scan(self) -> dict[str, int]:
+        """Bring the served set in line with MODELS_DIR; blocking, so the app runs it in a worker thread.
+
+        Returns the served ``{name: version}`` after the scan.
+        """
+        with self._scan_lock:
+            root = self.settings.models_dir
+            try:
+                names = sorted(
+                    p.name for p in root.iterdir() if p.is_dir() and contract.valid_model_name(p.name)
+                )
+            except OSError as e:
+                names = []
+                self._problem = f"MODELS_DIR {str(root)!r} cannot be read: {e.strerror or e}"
+            else:
+                self._problem = f"no valid model version under MODELS_DIR {str(root)!r}"
+            served = {}
+            for name in names:
+                model = self._scan_model(name, self._models.get(name))
+                if model is not None:
+                    served[name] = model
+            for name in sorted(self._models.keys() - served.keys()):
+                log.warning("no longer serving model %s: no loadable version left under %s", name, root)
+            if self._models and not served:
+                log.warning("not ready any more: %s", self._problem)
+            self._refused = {p: r for p, r in self._refused.items() if p.exists()}
+            self._publish(served)
+            return {name: model.version for name, model in served.items()}
+
+    def _scan_model(self, name: str, current: LoadedModel | None) -> LoadedModel | None:
+        if current is not None and not current.path.is_dir():
+            log.warning(
+                "model %s v%d directory was removed; looking for an older version", name, current.version
+            )
+            current = None
+        floor = current.version if current else 0
+        for version, path in reversed(contract.version_dirs(self.settings.models_dir / name)):
+            if version <= floor:
+                break
+            fingerprint = _fingerprint(path)
+            refused = self._refused.get(path)
+            if refused and refused[0] == fingerprint:
+                continue
+            start = time.perf_counter()
+            try:
+                model = self.load(name, version, path)
+            except ModelRefused as e:
+                self._refused[path] = (fingerprint, f"{e.reason}: {e}")
+                self.metrics.load_refusals.labels(name, e.reason).inc()
+                serving = f"still serving v{current.version}" if current else "not serving this name"
+                log.warning(
+                    "refused model %s v%d at %s: %s (%s); %s", name, version, path, e, e.reason, serving
+                )
+                continue
+            self._refused.pop(path, None)
+            log.info(
+                "loaded model %s v%d (sha256 %s, %d classes, latent_dim %d) in %.2fs%s",
+                name,
+                version,
+                model.card.sha256[:12],
+                model.card.num_classes,
+                model.card.latent_dim,
+                time.perf_counter() - start,
+                f", replacing v{current.version}" if current else "",
+            )
+            return model
+        return current
+
+    def _publish(self, served: dict[str, LoadedModel]) -> None:
+        previous, self._models = self._models, served
+        for name, old in previous.items():
+            if served.get(name) is not old:
+                self.metrics.model_info.remove(old.name, str(old.version), old.card.sha256)
+        for model in served.values():
+            self.metrics.model_info.labels(model.name, str(model.version), model.card.sha256).set(1)

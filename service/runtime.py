@@ -1,0 +1,102 @@
+"""What the lifespan builds and the routes share: settings, metrics, the registry and the worker threads."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import AsyncIterator, Generator
+from concurrent.futures import ThreadPoolExecutor
+
+from service.batching import Batcher
+from service.config import Settings
+from service.metrics import Metrics
+from service.models import ModelRegistry
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.registry = ModelRegistry(settings, self.metrics)
+        self.shutting_down = False
+        self._datasets: ThreadPoolExecutor | None = None
+        self._loader: ThreadPoolExecutor | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self.batcher: Batcher | None = None
+        self.metrics.ready.set_function(lambda: float(self.readiness()[0]))
+
+    def readiness(self) -> tuple[bool, str | None]:
+        if self.shutting_down:
+            return False, "shutting down"
+        return self.registry.readiness()
+
+    async def start(self) -> None:
+        """Load every model before the first request; then watch MODELS_DIR for new versions."""
+        self.shutting_down = False
+        # Dataset streams: one thread per admitted request, so the admission limit, not this pool, queues.
+        self._datasets = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="dataset")
+        # Loading gets its own thread so a slow model load never holds up requests.
+        self._loader = ThreadPoolExecutor(1, thread_name_prefix="model-loader")
+        self.batcher = Batcher(self.settings.batch_max_images)
+        await self.rescan()
+        ready, reason = self.readiness()
+        if ready:
+            log.info("ready: serving %s", {n: m.version for n, m in self.registry.models.items()})
+        else:
+            log.warning("started but NOT ready: %s", reason)
+        if self.settings.reload_interval > 0:
+            self._watcher = asyncio.create_task(self._watch(), name="models-dir-watcher")
+
+    async def stop(self) -> None:
+        self.shutting_down = True
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+        for pool in (self._datasets, self._loader):
+            if pool is not None:
+                pool.shutdown(wait=False, cancel_futures=True)
+        if self.batcher is not None:
+            self.batcher.close()
+
+    async def rescan(self) -> dict[str, int]:
+        return await asyncio.get_running_loop().run_in_executor(self._loader, self.registry.scan)
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.reload_interval)
+            try:
+                await self.rescan()
+            except Exception:
+                # A scan that crashes must not end hot reload for the life of the process.
+                log.exception("scanning MODELS_DIR failed; retrying in %ss", self.settings.reload_interval)
+
+    async def stream(self, chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
+        """Drive a blocking chunk generator on a worker thread, one chunk at a time.
+
+        When the client goes away the response task is cancelled here, and no further chunk is
+        computed; the generator is closed once the chunk in progress (if any) finishes.
+        """
+        assert self._datasets is not None
+        pending = None
+        try:
+            while True:
+                pending = self._datasets.submit(next, chunks, None)
+                chunk = await asyncio.wrap_future(pending)
+                if chunk is None:
+                    return
+                yield chunk
+        finally:
+            if pending is not None and not pending.done():
+                pending.add_done_callback(functools.partial(_close, chunks))
+            else:
+                chunks.close()
+
+
+def _close(chunks: Generator[bytes, None, None], _future: object) -> None:
+    chunks.close()

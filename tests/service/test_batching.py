@@ -1,0 +1,92 @@
+"""Dynamic batching: requests that wait together run together, and get exactly what they would alone."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from service.batching import Job, run_batch
+from service.models import LoadedModel
+
+REQUESTS = [
+    {"label": 1, "n": 3, "seed": 10},
+    {"label": "7", "n": 1, "seed": 10, "format": "npy"},
+    {"label": 2, "n": 16, "seed": 99, "format": "json"},
+    {"label": "Bag", "n": 5, "seed": 3, "model": "fashion", "nrow": 2},
+    {"label": 0, "n": 2, "seed": 0, "model": "fashion", "format": "npy"},
+    {"label": 9, "n": 7, "seed": 12345, "pad": 0},
+]
+
+
+@pytest.fixture
+def root(models_dir: Path, publish, build_onnx, fashion_classes) -> Path:
+    publish(models_dir, "fashion", 1, class_names=fashion_classes, onnx_bytes=build_onnx(weights_seed=4))
+    return models_dir
+
+
+def test_waiting_requests_share_one_run_and_get_their_own_bytes(
+    root: Path, open_client, runtime, metric, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with open_client(root, default_model="digits", max_concurrency=16) as client:
+        alone = [client.post("/generate", json=body).content for body in REQUESTS]
+
+        # Hold the first run so every request below queues behind it, then let them all go at once.
+        release, first = threading.Event(), threading.Event()
+        original = LoadedModel.generate
+
+        def held(self: LoadedModel, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+            if not first.is_set():
+                first.set()
+                assert release.wait(10)
+            return original(self, labels, seeds)
+
+        monkeypatch.setattr(LoadedModel, "generate", held)
+        runs = "cgan_inference_duration_seconds_count"
+        runs_before = {m: metric(client, runs, {"model": m}) for m in ("digits", "fashion")}
+        results: dict[int, bytes] = {}
+        blocker = threading.Thread(target=lambda: client.post("/generate", json={"label": 0, "n": 1}))
+        blocker.start()
+        assert first.wait(10)
+        threads = [
+            threading.Thread(
+                target=lambda i=i: results.__setitem__(i, client.post("/generate", json=REQUESTS[i]).content)
+            )
+            for i in range(len(REQUESTS))
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 10
+        while runtime(client).batcher.waiting < len(REQUESTS):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        release.set()
+        for thread in [blocker, *threads]:
+            thread.join(10)
+
+        assert [results[i] for i in range(len(REQUESTS))] == alone
+        # The blocker's run, then one run per model for the six queued requests.
+        assert metric(client, runs, {"model": "digits"}) - runs_before["digits"] == 2
+        assert metric(client, runs, {"model": "fashion"}) - runs_before["fashion"] == 1
+
+
+def test_one_failing_job_does_not_fail_its_batch(root: Path, open_client, runtime) -> None:
+    with open_client(root, default_model="digits") as client:
+        model = runtime(client).registry.models["digits"]
+
+        def broken(images: np.ndarray) -> bytes:
+            raise ValueError("encoder bug")
+
+        jobs = [
+            Job(model, 1, 2, 0, lambda images: images.tobytes()),
+            Job(model, 2, 3, 5, broken),
+            Job(model, 3, 1, 7, lambda images: images.tobytes()),
+        ]
+        outcomes = run_batch(jobs)
+        assert isinstance(outcomes[1], ValueError)
+        labels, seeds = np.array([3], dtype=np.int64), np.array([7], dtype=np.uint64)
+        assert outcomes[2] == model.generate(labels, seeds).tobytes()
+        assert len(outcomes[0]) == 2 * 28 * 28

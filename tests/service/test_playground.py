@@ -1,0 +1,311 @@
+"""The playground page at ``/``, driven in Debian's Chromium against a real ``python -m service`` process.
+
+Chromium is found as ``$CHROMIUM`` or ``chromium`` / ``chromium-browser`` on PATH; the tests skip only when
+there is none (CI installs Debian's ``chromium`` package, so CI never skips). Screenshots land in
+``test-artifacts/`` at the repository root.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from service import contract, imaging
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[2]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",  # CI and dev containers run as root, where Chromium's sandbox refuses to start
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+TOKEN = "playground-test-token"
+FASHION_NAMES = ["Top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
+# The grid counts once its blob: URL has decoded; an error box ends the wait too, so failures name the error.
+GRID_OR_ERROR_JS = """() => {
+  const g = document.getElementById("grid");
+  return (!g.hidden && g.complete && g.naturalWidth > 0 && g.src.startsWith("blob:"))
+    || !document.getElementById("error").hidden;
+}"""
+
+
+def find_chromium() -> str | None:
+    # An explicit $CHROMIUM is used as given: a wrong path should fail the launch, not skip the tests.
+    return os.environ.get("CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get(url: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"} if token else {})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+
+
+def api_detail(url: str) -> str:
+    """The service's own message for a failing request, so the tests need not restate its wording."""
+    status, body = get(url)
+    assert status >= 400, f"{url} unexpectedly succeeded"
+    return json.loads(body)["detail"]
+
+
+def get_status(url: str) -> int | None:
+    try:
+        return get(url)[0]
+    except OSError:  # not listening yet
+        return None
+
+
+@contextmanager
+def serve(models_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
+    """``python -m service`` on a free loopback port, ready to answer; yields its base URL."""
+    environ = {k: v for k, v in os.environ.items() if k not in ("API_TOKEN", "DEFAULT_MODEL")}
+    environ.update(
+        MODELS_DIR=str(models_dir),
+        RELOAD_INTERVAL="0",
+        ORT_INTRA_OP_THREADS="1",
+        SHUTDOWN_DRAIN_SECONDS="0",  # teardown should not wait for load balancers that do not exist
+        LOG_LEVEL="warning",
+        **env,
+    )
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO,
+            env=environ,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while get_status(base + "/readyz") != 200:
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"service did not become ready:\n{log_path.read_text()}")
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def add_evaluated_model(models_dir: Path, name: str) -> contract.ModelCard:
+    """A second model: the fixture's generator under other class names, with a quality section."""
+    source = models_dir / "digits" / "1"
+    target = models_dir / name / "1"
+    shutil.copytree(source, target)
+    card = json.loads((source / contract.CARD_FILE).read_text())
+    card.update(
+        name=name,
+        class_names=FASHION_NAMES,
+        quality={
+            "samples_per_class": 100,
+            "label_accuracy": 0.9712,
+            "per_class_accuracy": [0.9 + i / 100 for i in range(10)],
+            "judge_test_accuracy": 0.985,
+            "fid": 4.25,
+            "fid_floor": 1.1,
+            "fid_ratio": 3.864,
+            "gan_train_accuracy": 0.913,
+            "real_train_accuracy": 0.97,
+            "diversity_ratio": 0.95,
+            "mode_collapse": False,
+            "evaluated_at": "2026-01-02T03:04:05Z",
+        },
+    )
+    validated = contract.ModelCard.model_validate(card)
+    (target / contract.CARD_FILE).write_text(contract.card_json(validated))
+    return validated
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    executable = find_chromium()
+    if executable is None:
+        pytest.skip("no Chromium: install Debian's chromium package or point $CHROMIUM at a Chromium binary")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def open_page(browser: Browser) -> Iterator[Callable[[str], Page]]:
+    """Opens the playground in a fresh context; uncaught script errors fail the test."""
+    contexts = []
+    script_errors: list[str] = []
+
+    def open_(base: str) -> Page:
+        context = browser.new_context(viewport={"width": 1100, "height": 820})
+        contexts.append(context)
+        page = context.new_page()
+        page.set_default_timeout(10_000)
+        page.on("pageerror", lambda error: script_errors.append(str(error)))
+        page.goto(base + "/")
+        return page
+
+    yield open_
+    for context in contexts:
+        context.close()
+    assert script_errors == []
+
+
+def grid_bytes(page: Page) -> bytes:
+    return bytes(
+        page.evaluate(
+            """async () => {
+              const response = await fetch(document.getElementById("grid").src);
+              return Array.from(new Uint8Array(await response.arrayBuffer()));
+            }"""
+        )
+    )
+
+
+def quality_rows(page: Page) -> dict[str, str]:
+    return page.evaluate(
+        """() => Object.fromEntries(
+          Array.from(
+            document.querySelectorAll("#quality dt"),
+            (dt) => [dt.textContent, dt.nextElementSibling.textContent],
+          )
+        )"""
+    )
+
+
+def served_card(base: str, name: str) -> contract.ModelCard:
+    models = json.loads(get(base + "/v1/models")[1])["models"]
+    return contract.ModelCard.model_validate(next(m["card"] for m in models if m["name"] == name))
+
+
+def wait_for_grid(page: Page) -> None:
+    page.wait_for_function(GRID_OR_ERROR_JS)
+    error = page.locator("#error")
+    assert error.is_hidden(), f"the page shows an error instead of the grid: {error.inner_text()}"
+
+
+def grid_size(page: Page) -> tuple[int, int]:
+    return tuple(page.eval_on_selector("#grid", "g => [g.naturalWidth, g.naturalHeight]"))
+
+
+def curl_url(page: Page) -> str:
+    command = page.locator("#curl").inner_text()
+    match = re.search(r"'(http://[^']+)'", command)
+    assert match, command
+    return match.group(1)
+
+
+def test_generates_a_grid_and_shows_errors_in_words(models_dir: Path, tmp_path: Path, open_page) -> None:
+    add_evaluated_model(models_dir, "fashion")
+    with serve(models_dir, tmp_path / "service.log") as base:
+        page = open_page(base)
+        expect(page.locator("#model option")).to_have_count(2)
+        page.get_by_label("Model", exact=True).select_option("digits")
+        expect(page.locator("#quality")).to_contain_text("not evaluated yet")
+
+        page.get_by_label("Class", exact=True).select_option("7")
+        page.get_by_label("Images (n)").fill("16")
+        seed = page.get_by_label("Seed", exact=True)
+        seed.fill("1")
+        page.get_by_role("button", name="Generate").click()
+        wait_for_grid(page)
+
+        h, w, _ = served_card(base, "digits").image_shape
+        assert grid_size(page) == imaging.grid_size(16, (h, w))
+        # The curl command is the page's request: fetching its URL gives the very bytes on screen.
+        url = curl_url(page)
+        assert "label=7" in url and "n=16" in url and "seed=1" in url and "model=digits" in url
+        assert get(url) == (200, grid_bytes(page))
+        expect(page.locator("#curl")).not_to_contain_text("Authorization")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "playground.png", full_page=True)
+
+        page.get_by_label("Model", exact=True).select_option("fashion")
+        expect(page.get_by_label("Class", exact=True)).to_have_value("7")
+        expect(page.locator("#label option:checked")).to_have_text("7: Sneaker")
+        rows = quality_rows(page)
+        assert rows["Label accuracy"] == "97.1%"
+        assert rows["Accuracy, class 7: Sneaker"] == "97.0%"
+        assert rows["FID ratio"] == "3.864"
+        assert rows["Mode collapse"] == "no"
+
+        for bad_seed in ("-5", "abc"):
+            seed.fill(bad_seed)
+            page.get_by_role("button", name="Generate").click()
+            error = page.get_by_role("alert")
+            expect(error).to_contain_text("Error 422")
+            expect(error).to_contain_text(api_detail(curl_url(page)))
+            expect(page.locator("#grid")).to_be_hidden()
+
+        page.get_by_role("button", name="Random").click()
+        random_seed = seed.input_value()
+        assert random_seed.isdigit()
+        page.get_by_role("button", name="Generate").click()
+        wait_for_grid(page)
+        expect(page.locator("#caption")).to_contain_text(f"seed {random_seed}")
+
+
+def test_token_is_sent_from_memory_and_never_shown(models_dir: Path, tmp_path: Path, open_page) -> None:
+    with serve(models_dir, tmp_path / "service.log", API_TOKEN=TOKEN) as base:
+        page = open_page(base)
+        expect(page.locator("#model option")).to_have_count(1)
+        expect(page.locator("#quality")).to_contain_text("not evaluated yet")
+        token = page.get_by_label("API token")
+        expect(token).to_have_attribute("type", "password")
+
+        page.get_by_role("button", name="Generate").click()
+        error = page.get_by_role("alert")
+        expect(error).to_contain_text("Error 401")
+        expect(error).to_contain_text(api_detail(curl_url(page)))
+        # After a 401 the command carries the header, so a copied command works once API_TOKEN is exported.
+        expect(page.locator("#curl")).to_contain_text('-H "Authorization: Bearer $API_TOKEN"')
+
+        token.fill(TOKEN)
+        nrow = 8
+        page.get_by_label("Per row").fill(str(nrow))
+        page.get_by_role("button", name="Generate").click()
+        wait_for_grid(page)
+        h, w, _ = served_card(base, "digits").image_shape
+        n = int(page.get_by_label("Images (n)").input_value())
+        assert grid_size(page) == imaging.grid_size(n, (h, w), nrow)
+        assert get(curl_url(page), TOKEN) == (200, grid_bytes(page))
+
+        expect(page.locator("#curl")).not_to_contain_text(TOKEN)
+        assert TOKEN not in page.content()  # the password field's value is a property, never markup
+        stored = page.evaluate("() => localStorage.length + sessionStorage.length + document.cookie.length")
+        assert stored == 0
+        assert page.context.cookies() == []
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "playground-token.png", full_page=True)
