@@ -52,6 +52,23 @@ def test_train_step_updates_both_networks(variant, arch):
         assert not np.array_equal(ema, gan.generator.trainable_weights[0].numpy())
 
 
+def test_cgan_with_auxiliary_classifier_trains_its_class_head():
+    import dataclasses
+
+    spec = variants.Spec(latent_dim=12, num_classes=3, image_shape=(28, 28, 1), arch="conv")
+    recipe = dataclasses.replace(MODERN, aux_classifier=True, g_class_weight=0.1)
+    gan = variants.build("cgan", spec, recipe, seed=2)
+    gan.compile()
+    assert len(gan.discriminator.outputs) == 2
+    rng = np.random.default_rng(0)
+    head = gan.discriminator.outputs[1]._keras_history.operation
+    before = head.kernel.numpy().copy()
+    images = tf.constant(rng.uniform(-1, 1, (8, 28, 28, 1)), "float32")
+    logs = gan.train_step((images, tf.constant([0, 1, 2, 0, 1, 2, 0, 1])))
+    assert {"class_acc_real", "class_acc_fake"} <= set(logs)
+    assert not np.array_equal(before, head.kernel.numpy()), "the class head did not learn"
+
+
 def test_article_dense_cgan_matches_the_article():
     spec = variants.Spec(latent_dim=100, num_classes=10, image_shape=(28, 28, 1), arch="dense")
     gan = variants.build("cgan", spec, ARTICLE)

@@ -11,13 +11,15 @@ import tensorflow as tf
 from keras import layers, ops
 
 from trainer import blocks, losses
-from trainer.variants.base import ConditionalGAN, Recipe, Spec, accuracy_fake, accuracy_real
+from trainer.variants.base import (
+    ConditionalGAN,
+    Recipe,
+    Spec,
+    accuracy_fake,
+    accuracy_real,
+    class_accuracy,
+)
 from trainer.variants.registry import register
-
-
-def _class_accuracy(labels, class_logits):
-    predicted = ops.cast(ops.argmax(class_logits, axis=-1), "int32")
-    return ops.mean(ops.cast(predicted == labels, "float32"))
 
 
 @register("acgan")
@@ -86,6 +88,6 @@ class ACGAN(ConditionalGAN):
             g_loss=g_loss,
             d_real_acc=accuracy_real(real_logits),
             d_fake_acc=accuracy_fake(fake_logits),
-            class_acc_real=_class_accuracy(real_labels, class_logits[:batch]),
-            class_acc_fake=_class_accuracy(fake_labels, g_class_logits),
+            class_acc_real=class_accuracy(real_labels, class_logits[:batch]),
+            class_acc_fake=class_accuracy(fake_labels, g_class_logits),
         )

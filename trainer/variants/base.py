@@ -41,9 +41,10 @@ class Recipe:
     augment_shift: int = 0
     augment_cutout: int = 0
     ema_decay: float = 0.0
-    class_weight: float = 1.0  # AC-GAN: weight of the class loss in D's objective
-    g_class_weight: float = 1.0  # AC-GAN: weight of the class loss in G's objective (< 1 keeps diversity)
+    class_weight: float = 1.0  # class loss weight in D's objective (AC-GAN, and CGAN with aux_classifier)
+    g_class_weight: float = 1.0  # class loss weight in G's objective (< 1 keeps diversity)
     classify_fake: bool = True  # AC-GAN: D also learns to classify fakes (the paper); False = real only
+    aux_classifier: bool = False  # CGAN conv: a class head on the projection D, trained on real images
     g_width: int = 64  # conv arch: channels of the generator's middle layer (7x7 has 2x, 28x28 has 1/2x)
     d_width: int = 64  # conv arch: channels of the discriminator's last conv
 
@@ -162,3 +163,8 @@ def accuracy_real(logits):
 
 def accuracy_fake(logits):
     return ops.mean(ops.cast(logits < 0, "float32"))
+
+
+def class_accuracy(labels, class_logits):
+    predicted = ops.cast(ops.argmax(class_logits, axis=-1), "int32")
+    return ops.mean(ops.cast(predicted == labels, "float32"))
