@@ -21,7 +21,7 @@ import tensorflow as tf  # noqa: E402
 from bench.article_cgan import article_loop  # noqa: E402
 from trainer.data import load_dataset, tf_dataset  # noqa: E402
 from trainer.loop import make_runner  # noqa: E402
-from trainer.recipes import ARTICLE, MODERN  # noqa: E402
+from trainer.recipes import ARTICLE, MODERN, MODERN_CGAN  # noqa: E402
 from trainer.variants import Spec, build  # noqa: E402
 
 
@@ -55,8 +55,8 @@ def main() -> None:
         ("cgan", "dense", ARTICLE, 32, False),
         ("cgan", "dense", ARTICLE, 32, True),
         ("acgan", "dense", ARTICLE, 32, True),
-        ("cgan", "conv", MODERN, 64, False),
-        ("cgan", "conv", MODERN, 64, True),
+        ("cgan", "conv", MODERN_CGAN, 64, False),
+        ("cgan", "conv", MODERN_CGAN, 64, True),
         ("acgan", "conv", MODERN, 64, False),
     ]:
         steps = args.steps if arch == "dense" else args.steps // 4

@@ -127,7 +127,7 @@ def make_config(args):
         steps=steps,
         batch_size=batch_size,
         latent_dim=args.latent_dim or defaults.latent_dim,
-        recipe=defaults.recipe(arch),
+        recipe=defaults.recipe(variant, arch),
         name=args.name or f"{args.dataset}-{variant}-{arch}",
         out=args.out,
         work_dir=args.work_dir,

@@ -1,12 +1,15 @@
 """Per-dataset defaults: what ``cgan-train train --dataset X`` does when no other flag is given.
 
 ``dense`` is always the classic article's recipe (the baseline); ``conv`` is the recipe the measurements
-in QUALITY.md support: hinge loss, spectral norm in D, translation DiffAugment, EMA generator, TTUR.
+in QUALITY.md support: hinge loss, spectral norm in D, translation DiffAugment, EMA generator, TTUR; for
+``cgan`` also a projection D with a real-only class head and a light (0.1) class term for G, which lifted
+label accuracy from 96.5% to 99.5% on mnist-5k while keeping diversity (AC-GAN's full class term collapses
+towards prototypes: GAN-train 79%).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 from trainer.variants.base import Recipe
 
@@ -23,6 +26,8 @@ MODERN = Recipe(
     ema_decay=0.999,
 )
 
+MODERN_CGAN = replace(MODERN, aux_classifier=True, g_class_weight=0.1)
+
 
 @dataclass(frozen=True)
 class Defaults:
@@ -31,10 +36,11 @@ class Defaults:
     steps: int
     batch_size: int
     latent_dim: int = 100
-    recipes: dict[str, Recipe] = field(default_factory=lambda: {"dense": ARTICLE, "conv": MODERN})
 
-    def recipe(self, arch: str) -> Recipe:
-        return self.recipes[arch]
+    def recipe(self, variant: str, arch: str) -> Recipe:
+        if arch == "dense":
+            return ARTICLE
+        return MODERN_CGAN if variant == "cgan" else MODERN
 
 
 # Steps are sized to ~15 minutes on 2 CPU cores for the default arch (see BENCHMARKS.md for images/s).

@@ -1,0 +1,54 @@
+"""Print the QUALITY.md table from evaluated model cards.
+
+    python -m bench.quality_table MODELS_DIR [MODELS_DIR ...]
+
+Every ``<name>/<version>/model.json`` whose ``quality`` is filled becomes one row (newest version of each
+name). Train and evaluate a row with ``cgan-train train ...`` then ``cgan-train evaluate MODEL_DIR``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from service import contract
+
+
+def rows(models_dirs: list[Path]):
+    for models_dir in models_dirs:
+        for model_root in sorted(p for p in models_dir.iterdir() if p.is_dir()):
+            versions = contract.version_dirs(model_root)
+            if not versions:
+                continue
+            card = contract.read_card(versions[-1][1])
+            if card.quality is not None:
+                yield card
+
+
+def table(cards) -> str:
+    head = (
+        "| model | variant | arch | dataset | steps x batch | train min | label acc | FID / floor (ratio) "
+        "| GAN-train / real-train | diversity | collapse |\n|" + "---|" * 11
+    )
+    lines = [head]
+    for card in cards:
+        q, t = card.quality, card.training
+        recipe = t.recipe if t else {}
+        variant = card.variant + (" +aux" if recipe.get("aux_classifier") else "")
+        lines.append(
+            f"| {card.name} | {variant} | {card.arch} | {card.dataset} | "
+            f"{t.steps} x {t.batch_size} | {t.wall_seconds / 60:.1f} | {q.label_accuracy:.1%} | "
+            f"{q.fid:.2f} / {q.fid_floor:.2f} ({q.fid_ratio:.2f}x) | "
+            f"{q.gan_train_accuracy:.1%} / {q.real_train_accuracy:.1%} | {q.diversity_ratio:.2f} | "
+            f"{'yes' if q.mode_collapse else 'no'} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    dirs = [Path(arg) for arg in sys.argv[1:]] or [Path("models")]
+    print(table(rows(dirs)))
+
+
+if __name__ == "__main__":
+    main()
