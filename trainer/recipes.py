@@ -36,18 +36,21 @@ class Defaults:
     steps: int
     batch_size: int
     latent_dim: int = 100
+    #: cgan conv: add the class head (helped mnist-5k; on fashion-mnist it cost FID, see QUALITY.md).
+    class_head: bool = True
 
     def recipe(self, variant: str, arch: str) -> Recipe:
         if arch == "dense":
             return ARTICLE
-        return MODERN_CGAN if variant == "cgan" else MODERN
+        return MODERN_CGAN if variant == "cgan" and self.class_head else MODERN
 
 
-# Steps are sized to ~15 minutes on 2 CPU cores for the default arch (see BENCHMARKS.md for images/s).
+# 8,000 x 64 takes ~7 minutes of training on 2 idle cores (BENCHMARKS.md: ~1,300 images/s for conv),
+# 18-28 minutes on a shared machine; QUALITY.md measured this schedule.
 DATASET_DEFAULTS: dict[str, Defaults] = {
     "mnist-5k": Defaults(variant="cgan", arch="conv", steps=8000, batch_size=64),
     "mnist": Defaults(variant="cgan", arch="conv", steps=8000, batch_size=64),
-    "fashion-mnist": Defaults(variant="cgan", arch="conv", steps=8000, batch_size=64),
+    "fashion-mnist": Defaults(variant="cgan", arch="conv", steps=8000, batch_size=64, class_head=False),
     "idx": Defaults(variant="cgan", arch="conv", steps=8000, batch_size=64),
 }
 

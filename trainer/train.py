@@ -137,10 +137,11 @@ def _loop(gan, config: TrainConfig, dataset, start_step: int, history: list[dict
     import keras
     import tensorflow as tf
 
-    from trainer.loop import make_runner
+    from trainer.loop import blocks, make_runner
 
     run_dir = config.run_dir
-    iterator = iter(tf_dataset(dataset.train, config.batch_size, config.seed + start_step))
+    batches = tf_dataset(dataset.train, config.batch_size, config.seed + start_step)
+    iterator = iter(blocks(batches) if config.jit_compile else batches)
     runner = make_runner(gan, config.jit_compile)
     progbar = keras.utils.Progbar(config.steps, stateful_metrics=None) if config.progress else None
     if progbar is not None and start_step:

@@ -196,3 +196,26 @@ def test_export_command_publishes_a_run_trained_without_export(tmp_path):
     assert card.training.steps == 2 and card.variant == "cgan"
     missing = run_cli("export", "runs/nothing", "--out", "models", cwd=tmp_path)
     assert missing.returncode == 2 and "Traceback" not in missing.stderr
+
+
+def test_xla_path_trains_a_step_count_that_is_not_a_multiple_of_the_block(tmp_path):
+    from trainer.loop import BLOCK
+
+    steps = BLOCK + 3
+    args = [a for a in TINY if a != "--no-jit"]
+    result = run_cli(
+        "train",
+        *args,
+        "--steps",
+        str(steps),
+        "--log-every",
+        "1",
+        "--no-export",
+        "--name",
+        "xla",
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"trained xla: {steps} steps" in result.stdout
+    rows = (tmp_path / "runs" / "xla" / "history.csv").read_text().splitlines()[1:]
+    assert [int(float(r.split(",")[0])) for r in rows] == list(range(1, steps + 1))
