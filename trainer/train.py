@@ -40,7 +40,7 @@ class TrainConfig:
     checkpoint_every: int = 500
     sample_every: int = 500
     log_every: int = 50
-    jit_compile: bool = True
+    jit_compile: bool = False  # XLA-fused blocks; pays off for dense (the CLI turns it on there)
     export: bool = True
     progress: bool = True
     extra: dict = field(default_factory=dict)
