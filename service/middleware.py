@@ -129,6 +129,13 @@ class GuardMiddleware:
         self.token = token.encode() if token else None
         self.max_body_bytes = max_body_bytes
         self.retry_after = str(retry_after)
+        # Built once: under overload most requests end here, and a Response is a stateless ASGI app.
+        self.overloaded = error_response(
+            429,
+            "overloaded: MAX_CONCURRENCY requests running and MAX_QUEUE waiting; retry later",
+            None,
+            {"Retry-After": self.retry_after},
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] not in self.paths:
@@ -164,8 +171,7 @@ class GuardMiddleware:
             receive = replay
         if not await self.limiter.acquire():
             self.metrics.rejected.labels("overload").inc()
-            detail = "overloaded: MAX_CONCURRENCY requests running and MAX_QUEUE waiting; retry later"
-            await error_response(429, detail, None, {"Retry-After": self.retry_after})(scope, receive, send)
+            await self.overloaded(scope, receive, send)
             return
         try:
             await self.app(scope, receive, send)
