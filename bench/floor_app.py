@@ -20,6 +20,7 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI, Response  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
+from service.__main__ import SERVER_OPTIONS  # noqa: E402
 from service.imaging import png  # noqa: E402
 
 
@@ -65,17 +66,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8001)
     args = parser.parse_args(argv)
-    # The same settings as service/__main__.py.
+    # The service's own uvicorn settings, so the floor differs from it only in the work done.
     uvicorn.run(
         app,
         host=args.host,
         port=args.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
         log_level="warning",
-        server_header=False,
+        **SERVER_OPTIONS,
     )
 
 

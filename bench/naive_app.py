@@ -96,16 +96,14 @@ def main(argv: list[str] | None = None) -> None:
         return
     import uvicorn
 
+    from service.__main__ import SERVER_OPTIONS
+
     uvicorn.run(
         build_app(),
         host=args.host,
         port=args.port,
-        loop="uvloop",
-        http="httptools",
-        lifespan="on",
-        access_log=False,
         log_level="warning",
-        server_header=False,
+        **SERVER_OPTIONS,
     )
 
 
