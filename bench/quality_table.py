@@ -34,7 +34,9 @@ def table(cards) -> str:
     for card in cards:
         q, t = card.quality, card.training
         recipe = t.recipe if t else {}
-        variant = card.variant + (" +aux" if recipe.get("aux_classifier") else "")
+        variant = card.variant + "".join(
+            tag for key, tag in (("aux_classifier", " +head"), ("cond_bn", " +cBN")) if recipe.get(key)
+        )
         lines.append(
             f"| {card.name} | {variant} | {card.arch} | {card.dataset} | "
             f"{t.steps} x {t.batch_size} | {t.wall_seconds / 60:.1f} | {q.label_accuracy:.1%} | "

@@ -5,11 +5,70 @@ from __future__ import annotations
 import math
 
 import keras
-from keras import layers
+from keras import layers, ops
+
+
+@keras.saving.register_keras_serializable(package="cgan_synth")
+class SpectralNorm(layers.Wrapper):
+    """Spectral normalisation (Miyato et al. 2018) of a Dense or Conv2D: the layer computes with W / sigma(W),
+    sigma estimated by one power iteration per training call, and the gradient flows through sigma.
+
+    Not ``keras.layers.SpectralNormalization``: that one overwrites the stored kernel with W / sigma on
+    every training call and differentiates as if sigma were a constant, a different optimisation problem.
+    A port of both to PyTorch (same networks, same data) measured the reparametrised form much better on
+    fashion-mnist: FID 4.09 -> 1.08, GAN-train 79.7% -> 84.6% (QUALITY.md).
+    """
+
+    def build(self, input_shape=None):
+        super().build(input_shape)
+        if not isinstance(self.layer, (layers.Dense, layers.Conv2D)):
+            raise TypeError(f"SpectralNorm wraps Dense or Conv2D, not {type(self.layer).__name__}")
+        self.u = self.add_weight(
+            shape=(1, self.layer.kernel.shape[-1]),
+            initializer=keras.initializers.RandomNormal(stddev=1.0),
+            trainable=False,
+            name="u",
+        )
+
+    def normalized_kernel(self, training=False):
+        kernel = self.layer.kernel
+        w = ops.reshape(kernel, (-1, kernel.shape[-1]))  # [fan_in, out]
+        v = _unit(ops.matmul(self.u, ops.transpose(w)))
+        u = _unit(ops.matmul(v, w))
+        u, v = ops.stop_gradient(u), ops.stop_gradient(v)
+        sigma = ops.sum(ops.matmul(v, w) * u)
+        if training:
+            self.u.assign(u)
+        return kernel / sigma
+
+    def call(self, inputs, training=False):
+        layer = self.layer
+        kernel = self.normalized_kernel(training)
+        if isinstance(layer, layers.Conv2D):
+            out = ops.conv(
+                inputs,
+                kernel,
+                strides=layer.strides,
+                padding=layer.padding,
+                data_format=layer.data_format,
+                dilation_rate=layer.dilation_rate,
+            )
+        else:
+            out = ops.matmul(inputs, kernel)
+        if layer.use_bias:
+            out = out + layer.bias
+        return layer.activation(out) if layer.activation is not None else out
+
+    def compute_output_shape(self, input_shape):
+        return self.layer.compute_output_shape(input_shape)
+
+
+def _unit(x, eps=1e-12):
+    return x / (ops.sqrt(ops.sum(x * x)) + eps)
 
 
 def maybe_sn(layer, spectral_norm: bool):
-    return layers.SpectralNormalization(layer) if spectral_norm else layer
+    return SpectralNorm(layer) if spectral_norm else layer
 
 
 def generator_inputs(spec):
@@ -28,18 +87,60 @@ def article_mlp(x, image_shape):
     return layers.Reshape(image_shape)(x)
 
 
-def dcgan_upsampler(x, image_shape, width: int = 64):
-    """Dense -> 7x7 -> two stride-2 transposed convs -> image; tanh output."""
+@keras.saving.register_keras_serializable(package="cgan_synth")
+class ConditionalBatchNorm(layers.Layer):
+    """BatchNorm whose scale and shift are looked up per class (de Vries et al. 2017; BigGAN's generator).
+
+    Every layer of the generator then hears the label, not only its input; starts as plain BatchNorm
+    (gain 1, bias 0).
+    """
+
+    def __init__(self, num_classes: int, **kwargs):
+        super().__init__(**kwargs)
+        self.num_classes = num_classes
+        self.norm = layers.BatchNormalization(center=False, scale=False)
+
+    def build(self, input_shape):
+        channels = input_shape[0][-1]
+        self.norm.build(input_shape[0])
+        self.gain = layers.Embedding(self.num_classes, channels, embeddings_initializer="ones")
+        self.bias = layers.Embedding(self.num_classes, channels, embeddings_initializer="zeros")
+        self.gain.build(input_shape[1])
+        self.bias.build(input_shape[1])
+
+    def call(self, inputs, training=None):
+        x, label = inputs
+        # [N, C] -> [N, 1, ..., 1, C] so it broadcasts over a dense vector or a feature map alike.
+        shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
+        gain = ops.reshape(self.gain(label), shape)
+        bias = ops.reshape(self.bias(label), shape)
+        return self.norm(x, training=training) * gain + bias
+
+    def get_config(self):
+        return {**super().get_config(), "num_classes": self.num_classes}
+
+
+def _normalise(x, label, num_classes: int):
+    if label is None:
+        return layers.BatchNormalization()(x)
+    return ConditionalBatchNorm(num_classes)([x, label])
+
+
+def dcgan_upsampler(x, image_shape, width: int = 64, label=None, num_classes: int = 0):
+    """Dense -> 7x7 -> two stride-2 transposed convs -> image; tanh output.
+
+    With ``label``, each BatchNorm is a :class:`ConditionalBatchNorm` on it.
+    """
     h, w, c = image_shape
     if h % 4 or w % 4:
         raise ValueError(f"conv arch needs image sides divisible by 4, got {h}x{w}")
     x = layers.Dense((h // 4) * (w // 4) * width * 2, use_bias=False)(x)
-    x = layers.BatchNormalization()(x)
+    x = _normalise(x, label, num_classes)
     x = layers.LeakyReLU(0.2)(x)
     x = layers.Reshape((h // 4, w // 4, width * 2))(x)
     for filters in (width, width // 2):
         x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False)(x)
-        x = layers.BatchNormalization()(x)
+        x = _normalise(x, label, num_classes)
         x = layers.LeakyReLU(0.2)(x)
     return layers.Conv2D(c, 3, padding="same", activation="tanh")(x)
 

@@ -103,6 +103,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data-dir", type=Path, help="data directory, for datasets that need one")
     evaluate.add_argument("--seed", type=_non_negative, default=0, help="first seed of the generated images")
     evaluate.add_argument(
+        "--probe-runs",
+        type=_positive,
+        default=3,
+        help="GAN-train and real-train are each the mean of this many probe trainings",
+    )
+    evaluate.add_argument(
         "--no-write", action="store_true", help="print the report without updating the card"
     )
     return parser
@@ -197,6 +203,7 @@ def cmd_evaluate(args) -> int:
         data_dir=args.data_dir,
         seed=args.seed,
         write=not args.no_write,
+        probe_runs=args.probe_runs,
     )
     print(report)
     return 0

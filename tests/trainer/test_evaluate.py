@@ -335,6 +335,11 @@ def test_evaluate_writes_quality_and_flags_a_collapsed_generator(models):
     assert quality.fid_floor > 0 and quality.fid_ratio == pytest.approx(quality.fid / quality.fid_floor)
     assert quality.matched_samples == 120 and quality.test_samples == 500
     assert 0 <= quality.gan_train_accuracy <= 1 and 0 <= quality.real_train_accuracy <= 1
+    # Three probe seeds each; the recorded accuracy is their mean.
+    assert len(quality.gan_train_runs) == 3 and len(quality.real_train_runs) == 3
+    assert quality.gan_train_accuracy == pytest.approx(np.mean(quality.gan_train_runs))
+    assert quality.real_train_accuracy == pytest.approx(np.mean(quality.real_train_runs))
+    assert "mean of 3 probe seeds" in report
     assert "mode collapse | **YES**" in report and "| 7 |" in report
     assert (version_dir / QUALITY_REPORT).read_text() == report
     assert not list(version_dir.glob(".*"))  # no temp files left behind
@@ -367,5 +372,7 @@ def test_evaluate_refuses_a_model_that_does_not_match_its_card(models, tmp_path)
         evaluate(broken, samples_per_class=4, cache_dir=models["cache"], judge_config=TINY)
     with pytest.raises(EvaluateError, match="at least 2"):
         evaluate(version_dir, samples_per_class=1, cache_dir=models["cache"])
+    with pytest.raises(EvaluateError, match="probe-runs"):
+        evaluate(version_dir, probe_runs=0, cache_dir=models["cache"])
     with pytest.raises(EvaluateError, match="no model.json"):
         evaluate(tmp_path / "nothing", cache_dir=models["cache"])

@@ -89,3 +89,34 @@ def test_unknown_variant_and_arch_are_rejected():
         variants.build("wgan", spec, ARTICLE)
     with pytest.raises(ValueError, match="no arch"):
         variants.build("cgan", variants.Spec(4, 2, (28, 28, 1), "resnet"), ARTICLE)
+
+
+@pytest.mark.parametrize("variant", ["cgan", "acgan"])
+def test_conditional_batchnorm_conditions_every_norm_on_the_label(variant):
+    import dataclasses
+
+    from trainer.blocks import ConditionalBatchNorm
+
+    spec = variants.Spec(latent_dim=12, num_classes=3, image_shape=(28, 28, 1), arch="conv")
+    gan = variants.build(variant, spec, dataclasses.replace(MODERN, cond_bn=True), seed=4)
+    gan.compile()
+    norms = [layer for layer in gan.generator.layers if isinstance(layer, ConditionalBatchNorm)]
+    assert len(norms) == 3
+    assert not any(type(layer).__name__ == "BatchNormalization" for layer in gan.generator.layers)
+
+    rng = np.random.default_rng(0)
+    images = tf.constant(rng.uniform(-1, 1, (8, 28, 28, 1)), "float32")
+    gan.train_step((images, tf.constant([0, 1, 2, 0, 1, 2, 0, 1])))
+    gains = norms[-1].gain.embeddings.numpy()
+    assert not np.allclose(gains, 1.0), "per-class gains did not train"
+    assert not np.allclose(gains[0], gains[1]), "classes share one gain"
+
+    # Same noise, different label: with the input embedding zeroed, only the norms can tell the classes apart.
+    embedding = next(layer for layer in gan.generator.layers if type(layer).__name__ == "Embedding")
+    embedding.embeddings.assign(np.zeros_like(embedding.embeddings.numpy()))
+    first = np.ones(norms[0].gain.embeddings.shape, "float32")
+    first[1] = 3.0
+    norms[0].gain.embeddings.assign(first)
+    z = tf.constant(np.repeat(rng.standard_normal((1, 12)), 2, axis=0), "float32")
+    out = gan.generator([z, tf.constant([0, 1])], training=False).numpy()
+    assert np.abs(out[0] - out[1]).max() > 1e-4

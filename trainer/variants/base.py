@@ -45,6 +45,7 @@ class Recipe:
     g_class_weight: float = 1.0  # class loss weight in G's objective (< 1 keeps diversity)
     classify_fake: bool = True  # AC-GAN: D also learns to classify fakes (the paper); False = real only
     aux_classifier: bool = False  # CGAN conv: a class head on the projection D, trained on real images
+    cond_bn: bool = False  # conv arch: class-conditional BatchNorm in the generator
     g_width: int = 64  # conv arch: channels of the generator's middle layer (7x7 has 2x, 28x28 has 1/2x)
     d_width: int = 64  # conv arch: channels of the discriminator's last conv
 

@@ -40,7 +40,11 @@ class CGAN(ConditionalGAN):
         else:
             embedded = layers.Embedding(spec.num_classes, spec.latent_dim)(label)
             image = blocks.dcgan_upsampler(
-                layers.Concatenate()([z, embedded]), spec.image_shape, recipe.g_width
+                layers.Concatenate()([z, embedded]),
+                spec.image_shape,
+                recipe.g_width,
+                label=label if recipe.cond_bn else None,
+                num_classes=spec.num_classes,
             )
         return keras.Model([z, label], image, name="generator")
 

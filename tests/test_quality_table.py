@@ -1,0 +1,51 @@
+"""bench/quality_table.py: one row per evaluated model (newest version), recipe tags, unevaluated skipped."""
+
+from __future__ import annotations
+
+from bench.quality_table import rows, table
+from service import contract
+from tests.service.conftest import write_version
+
+
+def quality(label_accuracy: float) -> contract.Quality:
+    return contract.Quality(
+        samples_per_class=1000,
+        label_accuracy=label_accuracy,
+        per_class_accuracy=[label_accuracy] * 10,
+        judge_test_accuracy=0.98,
+        fid=6.0,
+        fid_floor=4.0,
+        fid_ratio=1.5,
+        gan_train_accuracy=0.95,
+        real_train_accuracy=0.96,
+        diversity_ratio=0.9,
+        mode_collapse=False,
+        evaluated_at=contract.utcnow(),
+    )
+
+
+def training(**recipe: object) -> contract.Training:
+    return contract.Training(
+        steps=16000,
+        batch_size=64,
+        seed=0,
+        wall_seconds=720.0,
+        images_per_second=1422.0,
+        steps_per_second=22.2,
+        recipe=recipe,
+    )
+
+
+def test_table_has_one_row_per_evaluated_model(tmp_path):
+    write_version(tmp_path, "alpha", 1, quality=quality(0.90), training=training())
+    write_version(
+        tmp_path, "alpha", 2, quality=quality(0.99), training=training(aux_classifier=True, cond_bn=True)
+    )
+    write_version(tmp_path, "unevaluated", 1, training=training())
+
+    text = table(rows([tmp_path]))
+    lines = text.splitlines()
+    assert len(lines) == 3  # header, separator, alpha v2
+    row = "| alpha | cgan +head +cBN | tiny-test | synthetic | 16000 x 64 | 12.0 | 99.0% |"
+    assert lines[2].startswith(row)
+    assert "6.00 / 4.00 (1.50x) | 95.0% / 96.0% | 0.90 | no |" in lines[2]
