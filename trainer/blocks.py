@@ -126,12 +126,14 @@ def _normalise(x, label, num_classes: int):
     return ConditionalBatchNorm(num_classes)([x, label])
 
 
-def dcgan_upsampler(x, image_shape, width: int = 64, label=None, num_classes: int = 0):
-    """Dense -> 7x7 -> two stride-2 transposed convs -> image; tanh output.
+def dcgan_upsampler(x, label, spec, recipe):
+    """Dense -> 7x7 -> two stride-2 transposed convs -> image; tanh output; ``recipe.g_width`` channels.
 
-    With ``label``, each BatchNorm is a :class:`ConditionalBatchNorm` on it.
+    With ``recipe.cond_bn``, each BatchNorm is a :class:`ConditionalBatchNorm` on ``label``.
     """
-    h, w, c = image_shape
+    h, w, c = spec.image_shape
+    width, num_classes = recipe.g_width, spec.num_classes
+    label = label if recipe.cond_bn else None
     if h % 4 or w % 4:
         raise ValueError(f"conv arch needs image sides divisible by 4, got {h}x{w}")
     x = layers.Dense((h // 4) * (w // 4) * width * 2, use_bias=False)(x)

@@ -36,13 +36,7 @@ class ACGAN(ConditionalGAN):
         if spec.arch == "dense":
             image = blocks.article_mlp(joined, spec.image_shape)
         else:
-            image = blocks.dcgan_upsampler(
-                joined,
-                spec.image_shape,
-                recipe.g_width,
-                label=label if recipe.cond_bn else None,
-                num_classes=spec.num_classes,
-            )
+            image = blocks.dcgan_upsampler(joined, label, spec, recipe)
         return keras.Model([z, label], image, name="generator")
 
     def build_discriminator(self, spec: Spec, recipe: Recipe) -> keras.Model:

@@ -39,13 +39,7 @@ class CGAN(ConditionalGAN):
             image = blocks.article_mlp(layers.Multiply()([z, embedded]), spec.image_shape)
         else:
             embedded = layers.Embedding(spec.num_classes, spec.latent_dim)(label)
-            image = blocks.dcgan_upsampler(
-                layers.Concatenate()([z, embedded]),
-                spec.image_shape,
-                recipe.g_width,
-                label=label if recipe.cond_bn else None,
-                num_classes=spec.num_classes,
-            )
+            image = blocks.dcgan_upsampler(layers.Concatenate()([z, embedded]), label, spec, recipe)
         return keras.Model([z, label], image, name="generator")
 
     def build_discriminator(self, spec: Spec, recipe: Recipe) -> keras.Model:
