@@ -7,9 +7,10 @@
 # or a local Debian bookworm image with python3 + python3-venv (scripts/container-smoke.sh builds one with
 # debootstrap for machines that cannot reach a registry). Everything is installed into the venv /opt/venv.
 #
-# Layer order is cache-friendly: pyproject.toml first, dependencies installed from it alone (via
-# scripts/pyproject_deps.py), then the source, installed with --no-deps. Editing code rebuilds seconds of
-# layers, not TensorFlow. Only classic `docker build` syntax is used (no BuildKit-only RUN --mount), so the
+# Dependencies come from the committed lock (requirements/<target>.txt, exported from uv.lock by
+# scripts/lock), installed with --require-hashes: an image built next month holds the same packages, byte
+# for byte, as today's. Layer order is cache-friendly: the lock first, then the source, installed with
+# --no-deps against the locked build backend. Editing code rebuilds seconds of layers, not TensorFlow. Only classic `docker build` syntax is used (no BuildKit-only RUN --mount), so the
 # legacy builder works as well as BuildKit. The legacy builder builds every stage above the target, so the
 # small service stages come first and the trainer last.
 
@@ -33,11 +34,9 @@ RUN groupadd --system --gid 10001 app \
 
 # --- service-build: the service venv (onnxruntime, FastAPI; no TensorFlow) ---------------------------------
 FROM base AS service-build
-COPY pyproject.toml scripts/pyproject_deps.py /src/
+COPY requirements/service.txt /src/requirements/
 RUN python3 -m venv /opt/venv \
-    && python3 /src/pyproject_deps.py /src/pyproject.toml service > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt "setuptools>=68" "wheel>=0.40" \
-    && rm /tmp/requirements.txt
+    && pip install --require-hashes -r /src/requirements/service.txt
 COPY pyproject.toml README* /src/
 COPY service /src/service
 COPY trainer /src/trainer
@@ -65,11 +64,9 @@ CMD ["--host", "0.0.0.0", "--port", "8000"]
 # Built in place (not copied from a builder): its venv is >1 GB, and a source edit then only re-runs the
 # small last layer instead of copying the whole venv again.
 FROM base AS trainer
-COPY pyproject.toml scripts/pyproject_deps.py /src/
+COPY requirements/train.txt /src/requirements/
 RUN python3 -m venv /opt/venv \
-    && python3 /src/pyproject_deps.py /src/pyproject.toml train > /tmp/requirements.txt \
-    && pip install -r /tmp/requirements.txt "setuptools>=68" "wheel>=0.40" \
-    && rm /tmp/requirements.txt
+    && pip install --require-hashes -r /src/requirements/train.txt
 COPY pyproject.toml README* /src/
 COPY service /src/service
 COPY trainer /src/trainer

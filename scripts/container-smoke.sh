@@ -20,7 +20,7 @@
 #   CGAN_SMOKE_CACHE            base-image tarball cache            (/var/cache/cgan-smoke)
 #   CGAN_SMOKE_BASE_IMAGE       use this base instead of debootstrap (e.g. python:3.11-slim where a registry works)
 #   CGAN_SMOKE_BASE_MAX_AGE_DAYS  rebuild the cached base after this many days (14)
-#   CGAN_SMOKE_MIRROR           Debian mirror for debootstrap        (http://deb.debian.org/debian)
+#   CGAN_SMOKE_MIRROR           Debian mirror for debootstrap        (the machine's own apt source for the suite)
 #   CGAN_SMOKE_DOCKER_ROOT      data-root for a daemon we start: kept if set (build cache survives), else a temp dir
 #   CGAN_SMOKE_READY_TIMEOUT    seconds to wait for the service to be healthy (180)
 #   CGAN_SMOKE_MAX_SERVICE_MB   fail when the service image is larger (400)
@@ -35,7 +35,27 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export PATH="$PATH:/usr/local/sbin:/usr/sbin:/sbin"  # dockerd, debootstrap, chroot
 CACHE="${CGAN_SMOKE_CACHE:-/var/cache/cgan-smoke}"
 SUITE="bookworm"
-MIRROR="${CGAN_SMOKE_MIRROR:-http://deb.debian.org/debian}"
+
+# The mirror this machine's apt already uses for $SUITE (deb822 *.sources or one-line *.list), so the smoke
+# works wherever apt works; deb.debian.org only when apt names none.
+apt_mirror() {
+    local suite="$1" f
+    for f in /etc/apt/sources.list.d/*.sources; do
+        [ -r "$f" ] || continue
+        # deb822 stanzas: a blank line ends one; take the URI of the first stanza listing the suite.
+        awk -v suite="$suite" '
+            /^[[:space:]]*$/ { if (uri != "" && has) exit; uri = ""; has = 0; next }
+            /^URIs:/ { uri = $2 }
+            /^Suites:/ { for (i = 2; i <= NF; i++) if ($i == suite) has = 1 }
+            END { if (uri != "" && has) print uri }' "$f"
+    done
+    for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+        [ -r "$f" ] || continue
+        awk -v suite="$suite" '$1 == "deb" { for (i = 2; i < NF; i++) if ($i ~ /^[a-z]+:\/\//) { if ($(i+1) == suite) print $i; break } }' "$f"
+    done
+}
+MIRROR="${CGAN_SMOKE_MIRROR:-$(apt_mirror "$SUITE" | head -n 1)}"
+MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 INCLUDE="python3,python3-venv,ca-certificates"
 BASE_MAX_AGE_DAYS="${CGAN_SMOKE_BASE_MAX_AGE_DAYS:-14}"
 READY_TIMEOUT="${CGAN_SMOKE_READY_TIMEOUT:-180}"

@@ -13,7 +13,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import pytest
@@ -23,14 +22,11 @@ DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SMOKE = ROOT / "scripts" / "container-smoke.sh"
 
-sys.path.insert(0, str(ROOT / "scripts"))
-import pyproject_deps  # noqa: E402
-
 
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
-        pytest.skip(f"{name} is not installed (pip install -e '.[dev]' provides it)")
+        pytest.skip(f"{name} is not installed (requirements/dev.txt provides it)")
     return path
 
 
@@ -91,7 +87,7 @@ def test_trainer_target():
     trainer = _stages()["trainer"]
     runs = " ".join(_instructions(trainer, "RUN"))
     assert "python3 -m venv /opt/venv" in runs
-    assert re.search(r"pyproject_deps\.py \S+ train\b", runs), "trainer installs the [train] extra"
+    assert "--require-hashes -r /src/requirements/train.txt" in runs, "trainer installs the locked [train]"
     assert _instructions(trainer, "ENTRYPOINT") == ['["cgan-train"]']
     users = _instructions(trainer, "USER")
     assert users and not users[-1].startswith(("0", "root")), users
@@ -102,7 +98,7 @@ def test_service_target_is_small_non_root_and_healthchecked():
     service = stages["service"]
     build = stages["service-build"]
     runs = " ".join(_instructions(build, "RUN"))
-    assert re.search(r"pyproject_deps\.py \S+ service\b", runs), "service installs the [service] extra"
+    assert "--require-hashes -r /src/requirements/service.txt" in runs, "service installs the lock"
     assert " train" not in runs.replace("trainer", "")
     # The final stage copies the venv from the builder and installs nothing itself.
     assert any("--from=service-build /opt/venv /opt/venv" in c for c in _instructions(service, "COPY"))
@@ -120,32 +116,26 @@ def test_dependencies_are_installed_before_the_source_is_copied():
     for deps_stage in ("trainer", "service-build"):
         lines = _stages()[deps_stage]
         first_source = next(i for i, line in enumerate(lines) if re.match(r"COPY (service|trainer) ", line))
-        deps = next(i for i, line in enumerate(lines) if "pip install -r" in line)
-        pyproject = next(i for i, line in enumerate(lines) if line.startswith("COPY pyproject.toml"))
-        assert pyproject < deps < first_source, deps_stage
+        deps = next(i for i, line in enumerate(lines) if "pip install --require-hashes -r" in line)
+        lock = next(i for i, line in enumerate(lines) if line.startswith("COPY requirements/"))
+        assert lock < deps < first_source, deps_stage
 
 
-def test_pyproject_deps_helper_matches_pyproject():
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    extras = project["optional-dependencies"]
-    service = pyproject_deps.requirements(ROOT / "pyproject.toml", ["service"])
-    assert service == project["dependencies"] + [
-        r for r in extras["service"] if r not in project["dependencies"]
-    ]
-    assert not any(r.lower().startswith(("tensorflow", "keras", "tf2onnx")) for r in service)
-    train = pyproject_deps.requirements(ROOT / "pyproject.toml", ["train"])
-    assert any(r.startswith("tensorflow") for r in train)
-    # Self-references (dev = cgan-synth[service,train]) expand instead of naming the project.
-    dev = pyproject_deps.requirements(ROOT / "pyproject.toml", ["dev"])
-    assert set(service) | set(train) <= set(dev)
-    assert not any(r.startswith(project["name"]) for r in dev)
+def test_service_lock_has_no_tensorflow():
+    # The service image installs requirements/service.txt: the lock itself must not drag TensorFlow in.
+    pinned = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", re.M)
+    names = pinned.findall((ROOT / "requirements" / "service.txt").read_text())
+    assert {"onnxruntime", "fastapi", "numpy"} <= set(names)
+    assert not any(n.lower().startswith(("tensorflow", "keras", "tf2onnx", "tf-")) for n in names), names
+    train = pinned.findall((ROOT / "requirements" / "train.txt").read_text())
+    assert {"tensorflow-cpu", "tensorflow", "keras", "tf2onnx"} <= set(train)
 
 
 def test_dockerignore_keeps_the_context_small():
     lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
     assert lines[0] == "*", "whitelist: ignore everything, then re-include"
-    for needed in ("!pyproject.toml", "!service/", "!trainer/", "!scripts/pyproject_deps.py"):
+    for needed in ("!pyproject.toml", "!service/", "!trainer/", "!requirements/"):
         assert needed in lines, needed
 
 
