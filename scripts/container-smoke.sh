@@ -433,6 +433,41 @@ assert body[:8] == b"\x89PNG\r\n\x1a\n", f"not a PNG: {body[:16]!r}"
 PY
 }
 
+# Every installed distribution in IMAGE is the one pinned in requirements/TARGET.txt (markers evaluated inside
+# the image, so aarch64 images are checked against their own pins), and nothing else is installed.
+check_image_matches_lock() {
+    local image="$1" target="$2" script
+    read -r -d '' script <<'PY' || true
+import importlib.metadata as md
+import re
+import sys
+
+from pip._vendor.packaging.markers import Marker
+from pip._vendor.packaging.utils import canonicalize_name
+
+pins = {}
+for line in sys.stdin.read().replace("\\\n", " ").splitlines():
+    m = re.match(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)\s*(?:;\s*([^\\#]*?))?\s*(?:--hash|$)", line)
+    if m and (not m[3] or Marker(m[3]).evaluate()):
+        pins[canonicalize_name(m[1])] = m[2]
+installed = {canonicalize_name(d.metadata["Name"]): d.version for d in md.distributions()}
+build_only = {"setuptools", "wheel"}  # the service image removes the build backend after installing
+wrong = {n: (v, installed.get(n)) for n, v in pins.items() if n not in build_only and installed.get(n) != v}
+extra = sorted(set(installed) - set(pins) - {"pip", "cgan-synth"})
+if wrong or extra or not pins:
+    sys.exit(f"locked vs installed differ: {wrong}; not in the lock: {extra}")
+print(f"{len(pins)} locked packages installed at their pinned versions")
+PY
+    docker run --rm -i --network none --entrypoint python "$image" -c "$script" \
+        <"$ROOT/requirements/$target.txt" >&2 \
+        || die "$image does not hold exactly the locked packages of requirements/$target.txt"
+}
+
+check_lock_in_images() {
+    check_image_matches_lock "$SERVICE_IMAGE" service
+    check_image_matches_lock "$TRAINER_IMAGE" train
+}
+
 check_service_image() {
     docker run --rm --network none --entrypoint python "$SERVICE_IMAGE" -c \
         'import importlib.util, sys; sys.exit(importlib.util.find_spec("tensorflow") is not None)' \
@@ -504,6 +539,7 @@ stage "base image" prepare_base
 stage "build service" build_target service "$SERVICE_IMAGE"
 stage "build trainer" build_target trainer "$TRAINER_IMAGE"
 stage "image sizes" image_sizes
+stage "images hold the lock" check_lock_in_images
 stage "service image checks" check_service_image
 stage "compose up (train+start)" compose_up
 stage "service healthy" wait_ready
