@@ -38,8 +38,9 @@ COPY requirements/service.txt /src/requirements/
 RUN python3 -m venv /opt/venv \
     && pip install --require-hashes -r /src/requirements/service.txt
 COPY pyproject.toml README* /src/
+# The contract and the service, not the trainer: the two are siblings over cgan_contract.
+COPY cgan_contract /src/cgan_contract
 COPY service /src/service
-COPY trainer /src/trainer
 # The build tools are not needed at run time; the image must not contain TensorFlow (fail the build if
 # a dependency ever drags it in), and the entry point must import.
 RUN pip install --no-deps --no-build-isolation /src \
@@ -68,7 +69,7 @@ COPY requirements/train.txt /src/requirements/
 RUN python3 -m venv /opt/venv \
     && pip install --require-hashes -r /src/requirements/train.txt
 COPY pyproject.toml README* /src/
-COPY service /src/service
+COPY cgan_contract /src/cgan_contract
 COPY trainer /src/trainer
 RUN pip install --no-deps --no-build-isolation /src \
     && rm -rf /src/build /src/*.egg-info \

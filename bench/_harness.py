@@ -351,7 +351,7 @@ def run_wrk(
 
 
 def _complete_versions(model_root: Path) -> list[Path]:
-    from service import contract
+    import cgan_contract as contract
 
     return [
         p
@@ -409,7 +409,7 @@ def resolve_models(models_dir: str | None, model: str | None) -> tuple[Path, str
 
 def fake_models_dir(root: Path | None = None) -> tuple[Path, str]:
     """A MODELS_DIR with the service tests' tiny contract-conforming ONNX model (no TensorFlow needed)."""
-    from tests.service.conftest import write_version
+    from tests.fakes import write_version
 
     root = root or CACHE / "fake-models"
     if not _complete_versions(root / "digits"):

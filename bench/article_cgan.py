@@ -13,7 +13,7 @@ import time
 import keras
 import numpy as np
 
-from trainer.recipes import ARTICLE
+from trainer.config import ARTICLE
 from trainer.variants import Spec, build
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from service import contract
+import cgan_contract as contract
 
 
 def rows(models_dirs: list[Path]):

@@ -7,8 +7,8 @@
 
 In one run, one server at a time on 127.0.0.1 (never two at once):
 
-* **raw**: in this process, one request at a time, unbatched: the service's model loader (same session
-  options), ``contract`` noise, onnxruntime and the service's ``imaging`` PNG/npy encoders; for the
+* **raw**: in this process, one request at a time, unbatched: the service's registry and data plane
+  (``service.dataplane.images_now``: the same path as a request, without the batcher or HTTP); for the
   dataset, ``model.generate`` per DATASET_BATCH images into raw bytes. One caller, no HTTP.
 * **service**: ``python -m service`` as deployed (uvloop, httptools, one worker, default limits), driven by
   ``wrk -t1 -cC`` with ``bench/wrk_report.lua`` (POST body from the environment; ``done()`` prints the
@@ -185,17 +185,10 @@ class Bench:
     def run_raw(self, model_name: str, version_dir: Path) -> None:
         import numpy as np
 
-        from service import contract, imaging
+        import cgan_contract as contract
         from service.config import Settings
-        from service.metrics import Metrics
-        from service.models import ModelRegistry
-
-        def render(n: int, seed: int, fmt_: str, level: int) -> bytes:
-            """One request, unbatched: contract noise + onnxruntime + the service's encoders, no HTTP."""
-            images = model.generate(np.full(n, LABEL, dtype=np.int64), contract.request_seeds(seed, n))
-            if fmt_ == "png":
-                return imaging.png(imaging.grid(images, None, 2), level)
-            return imaging.npy(imaging.squeeze_channels(images))
+        from service.dataplane import ImageRequest, images_now
+        from service.runtime import Runtime
 
         a = self.args
         cases = [c for c in a.raw_cases if self.wanted(f"raw/{case_id(*c)}")]
@@ -203,7 +196,9 @@ class Bench:
         if not cases and not want_ds:
             return
         settings = Settings(models_dir=version_dir.parent.parent, default_model=model_name)
-        model = ModelRegistry(settings, Metrics()).load(model_name, int(version_dir.name), version_dir)
+        runtime = Runtime(settings)  # not started: no batcher, no watcher; one scan loads the models
+        runtime.registry.scan()
+        model = runtime.registry.models[model_name]
         self.log(f"raw: onnxruntime in-process, intra_op_threads={settings.intra_op_threads}")
         for n, fmt_ in cases:
             times: list[float] = []
@@ -211,7 +206,7 @@ class Bench:
             seed = 0
             while (time.perf_counter() - start < a.duration or len(times) < 5) and len(times) < 1_000_000:
                 t = time.perf_counter()
-                render(n, seed, fmt_, settings.png_compress_level)
+                images_now(runtime, ImageRequest(label=LABEL, n=n, seed=seed, format=fmt_))
                 times.append(time.perf_counter() - t)
                 seed += n
             self.rows.append(self._raw_row(f"raw/{case_id(n, fmt_)}", n, fmt_, times, cpu0, start))

@@ -19,9 +19,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import tensorflow as tf  # noqa: E402
 
 from bench.article_cgan import article_loop  # noqa: E402
+from trainer.config import ARTICLE, MODERN, MODERN_CGAN  # noqa: E402
 from trainer.data import load_dataset, tf_dataset  # noqa: E402
-from trainer.loop import blocks, make_runner  # noqa: E402
-from trainer.recipes import ARTICLE, MODERN, MODERN_CGAN  # noqa: E402
+from trainer.train import in_blocks, make_runner  # noqa: E402
 from trainer.variants import Spec, build  # noqa: E402
 
 
@@ -29,7 +29,7 @@ def ours(dataset, variant, arch, recipe, batch_size, steps, jit):
     gan = build(variant, Spec(100, dataset.num_classes, dataset.image_shape, arch), recipe)
     gan.compile()
     batches = tf_dataset(dataset.train, batch_size, 0)
-    iterator = iter(blocks(batches) if jit else batches)
+    iterator = iter(in_blocks(batches) if jit else batches)
     run = make_runner(gan, jit)
     float(run(iterator, tf.constant(20))["d_loss"])  # trace + compile outside the timing
     chunk = 250

@@ -16,8 +16,8 @@ from types import FrameType
 
 import uvicorn
 
+from service.app import create_app
 from service.config import Settings
-from service.main import create_app
 from service.runtime import Runtime
 
 log = logging.getLogger("service")

@@ -20,7 +20,7 @@ import zlib
 
 import numpy as np
 
-from service.contract import BACKGROUND
+from cgan_contract import BACKGROUND
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # PNG colour types by channel count: grey, grey+alpha, RGB, RGBA.

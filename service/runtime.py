@@ -1,4 +1,5 @@
-"""What the lifespan builds and the routes share: settings, metrics, the registry and the worker threads."""
+"""What the lifespan builds and the data plane uses: settings, metrics, the registry, the batcher and the
+worker threads. Nothing here runs at import or construction; :meth:`Runtime.start` does, in the lifespan."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 from service.batching import Batcher
 from service.config import Settings
+from service.dataplane import run_jobs
 from service.metrics import Metrics
-from service.models import ModelRegistry
+from service.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +25,7 @@ class Runtime:
         self.metrics = Metrics()
         self.registry = ModelRegistry(settings, self.metrics)
         self.shutting_down = False
-        self._datasets: ThreadPoolExecutor | None = None
+        self._streams: ThreadPoolExecutor | None = None
         self._loader: ThreadPoolExecutor | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.batcher: Batcher | None = None
@@ -37,11 +39,11 @@ class Runtime:
     async def start(self) -> None:
         """Load every model before the first request; then watch MODELS_DIR for new versions."""
         self.shutting_down = False
-        # Dataset streams: one thread per admitted request, so the admission limit, not this pool, queues.
-        self._datasets = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="dataset")
+        # Archive streams: one thread per admitted request, so the admission limit, not this pool, queues.
+        self._streams = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="stream")
         # Loading gets its own thread so a slow model load never holds up requests.
         self._loader = ThreadPoolExecutor(1, thread_name_prefix="model-loader")
-        self.batcher = Batcher(self.settings.batch_max_images)
+        self.batcher = Batcher(run_jobs, self.settings.batch_max_images)
         await self.rescan()
         ready, reason = self.readiness()
         if ready:
@@ -58,7 +60,7 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
-        for pool in (self._datasets, self._loader):
+        for pool in (self._streams, self._loader):
             if pool is not None:
                 pool.shutdown(wait=False, cancel_futures=True)
         if self.batcher is not None:
@@ -82,11 +84,11 @@ class Runtime:
         When the client goes away the response task is cancelled here, and no further chunk is
         computed; the generator is closed once the chunk in progress (if any) finishes.
         """
-        assert self._datasets is not None
+        assert self._streams is not None
         pending = None
         try:
             while True:
-                pending = self._datasets.submit(next, chunks, None)
+                pending = self._streams.submit(next, chunks, None)
                 chunk = await asyncio.wrap_future(pending)
                 if chunk is None:
                     return

@@ -15,8 +15,8 @@ def exported_model_dir(tmp_path_factory):
 
     The service tests use it to prove they serve what the trainer writes, not only hand-built graphs.
     """
-    from trainer.train import TrainConfig, train
-    from trainer.variants.base import Recipe
+    from trainer.config import Recipe, TrainConfig
+    from trainer.train import train
 
     root = tmp_path_factory.mktemp("exported")
     config = TrainConfig(

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.service.conftest import write_version
+from tests.fakes import write_version
 
 pytestmark = pytest.mark.slow
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
-import importlib
+
 import os
 import re
 import shutil
@@ -48,28 +48,16 @@ Obj = dict[str, Any]
 # --- sources of truth --------------------------------------------------------------------------------------
 
 
-def create_app_factory() -> Callable[..., Any]:
-    """The service's app factory, wherever the refactor put it (service.app, formerly service.main)."""
-    for module in ("service.app", "service.main"):
-        try:
-            found = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name != module:
-                raise
-            continue
-        if hasattr(found, "create_app"):
-            return found.create_app
-    raise AssertionError("no create_app in service.app or service.main")
-
-
 @functools.cache
 def openapi() -> Obj:
     from fastapi.testclient import TestClient
 
+    from service.app import create_app
+
     old = os.environ.get("MODELS_DIR")
     os.environ["MODELS_DIR"] = str(ROOT / "deploy" / "no-models-here")  # empty: starts, not ready
     try:
-        with TestClient(create_app_factory()()) as client:
+        with TestClient(create_app()) as client:
             response = client.get("/openapi.json")
     finally:
         if old is None:

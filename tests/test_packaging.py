@@ -1,4 +1,4 @@
-"""Container packaging: Dockerfile, docker-compose.yml, .dockerignore, and a TensorFlow-free service import.
+"""Container packaging: Dockerfile, docker-compose.yml, .dockerignore; a TensorFlow-free service and CLI.
 
 Linters (hadolint, docker-compose) come with the dev extra; a test that needs one skips, saying so, only
 when it is not installed. The structural checks need nothing but the files and always run. The end-to-end
@@ -13,6 +13,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,23 @@ def _instructions(stage: list[str], keyword: str) -> list[str]:
     return [line[len(keyword) :].strip() for line in stage if line.upper().startswith(keyword + " ")]
 
 
+def _packages() -> set[str]:
+    """The top-level packages pyproject.toml installs: directories that match ``packages.find``."""
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]
+    found = {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
+    return {
+        name
+        for name in found
+        if any(re.fullmatch(pat.replace("*", ".*"), name) for pat in patterns["include"])
+    }
+
+
+def _copied_packages(stage: list[str]) -> set[str]:
+    """Packages a stage COPYs from the build context (first path of each COPY without --from)."""
+    sources = [c.split()[0] for c in _instructions(stage, "COPY") if not c.startswith("--")]
+    return {s.rstrip("/") for s in sources} & _packages()
+
+
 def test_dockerfile_hadolint_clean():
     hadolint = _tool("hadolint")
     result = _run([hadolint, "--failure-threshold", "info", str(DOCKERFILE)])
@@ -112,10 +130,22 @@ def test_service_target_is_small_non_root_and_healthchecked():
     assert entry[0] == '["cgan-serve"]' and "0.0.0.0" in entry[1] and "8000" in entry[1], entry
 
 
+def test_packages_are_the_three_siblings():
+    assert _packages() == {"cgan_contract", "service", "trainer"}
+
+
+def test_each_image_copies_the_packages_it_runs_and_no_other():
+    # The service runs on the contract without the trainer; the trainer on the contract without the service.
+    stages = _stages()
+    assert _copied_packages(stages["service-build"]) == {"cgan_contract", "service"}
+    assert _copied_packages(stages["trainer"]) == {"cgan_contract", "trainer"}
+
+
 def test_dependencies_are_installed_before_the_source_is_copied():
+    packages = "|".join(sorted(_packages()))
     for deps_stage in ("trainer", "service-build"):
         lines = _stages()[deps_stage]
-        first_source = next(i for i, line in enumerate(lines) if re.match(r"COPY (service|trainer) ", line))
+        first_source = next(i for i, line in enumerate(lines) if re.match(rf"COPY ({packages}) ", line))
         deps = next(i for i, line in enumerate(lines) if "pip install --require-hashes -r" in line)
         lock = next(i for i, line in enumerate(lines) if line.startswith("COPY requirements/"))
         assert lock < deps < first_source, deps_stage
@@ -135,8 +165,10 @@ def test_dockerignore_keeps_the_context_small():
     lines = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
     assert lines[0] == "*", "whitelist: ignore everything, then re-include"
-    for needed in ("!pyproject.toml", "!service/", "!trainer/", "!requirements/"):
-        assert needed in lines, needed
+    needed = ["!pyproject.toml", "!requirements/", *(f"!{p}/" for p in sorted(_packages()))]
+    assert {"!service/", "!trainer/", "!cgan_contract/"} <= set(needed)
+    for entry in needed:
+        assert entry in lines, entry
 
 
 # --- docker-compose.yml -----------------------------------------------------------------------------------
@@ -308,7 +340,7 @@ def test_smoke_script_shellcheck():
 
 def test_service_import_pulls_in_no_tensorflow():
     code = (
-        "import service.main, sys; "
+        "import service.app, sys; "
         "bad = sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith('tensorflow.')); "
         "assert not bad, bad[:5]"
     )
@@ -316,3 +348,44 @@ def test_service_import_pulls_in_no_tensorflow():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+# --- nor the trainer's command line ------------------------------------------------------------------------
+
+_NO_TENSORFLOW = (
+    "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx')); "
+    "assert not bad, bad[:5]"
+)
+
+
+def test_trainer_cli_import_pulls_in_no_tensorflow():
+    code = "import sys, trainer.cli; " + _NO_TENSORFLOW
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "argv", [["--help"], ["train", "--help"], ["export", "--help"], ["evaluate", "--help"]]
+)
+def test_cgan_train_help_pulls_in_no_tensorflow(argv):
+    # What the cgan-train console script runs (trainer.cli:main), in a process we can look inside.
+    code = (
+        "import sys; from trainer.cli import main\n"
+        f"try:\n    main({argv!r})\nexcept SystemExit as e:\n    assert e.code == 0, e.code\n"
+        "print('usage ok')\n" + _NO_TENSORFLOW.replace("; ", "\n")
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.startswith("usage: cgan-train") and "usage ok" in result.stdout
+
+
+def test_cgan_train_console_script_answers_help():
+    script = shutil.which("cgan-train", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("cgan-train is not installed in this environment (pip install -e .)")
+    result = subprocess.run([script, "--help"], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.startswith("usage: cgan-train"), result.stderr

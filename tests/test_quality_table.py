@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
+import cgan_contract as contract
 from bench.quality_table import rows, table
-from service import contract
-from tests.service.conftest import write_version
+from tests.fakes import write_version
 
 
 def quality(label_accuracy: float) -> contract.Quality:
@@ -20,7 +22,7 @@ def quality(label_accuracy: float) -> contract.Quality:
         real_train_accuracy=0.96,
         diversity_ratio=0.9,
         mode_collapse=False,
-        evaluated_at=contract.utcnow(),
+        evaluated_at=datetime.now(UTC),
     )
 
 

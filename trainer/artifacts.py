@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import csv
-import os
 from pathlib import Path
 
 import numpy as np
 
-from service import contract
+import cgan_contract as contract
+from trainer.files import atomic_path
 
 SAMPLE_COLUMNS = 10
 
@@ -31,21 +31,18 @@ def write_png(path: Path, pixels: np.ndarray, scale: int = 2) -> None:
     image = Image.fromarray(pixels, mode="L")
     if scale > 1:
         image = image.resize((pixels.shape[1] * scale, pixels.shape[0] * scale), Image.NEAREST)
-    tmp = path.with_name(path.name + ".tmp")
-    image.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format="PNG")
 
 
 def write_history(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
-    tmp = path.with_name(path.name + ".tmp")
     columns = list(rows[0])
-    with tmp.open("w", newline="") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
-    os.replace(tmp, path)
 
 
 def read_history(path: Path, up_to_step: int) -> list[dict]:
@@ -78,5 +75,6 @@ def plot_curves(path: Path, rows: list[dict]) -> None:
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
     plt.close(fig)

@@ -1,4 +1,5 @@
-"""Crash-safe checkpoints: every variable of a run in one ``.npz``, written to a temp name then renamed.
+"""Crash-safe checkpoints: every variable of a run in one ``.npz``, written to a temp name then renamed
+(:func:`trainer.files.atomic_path`, fsynced).
 
 A SIGKILL at any moment leaves either the previous checkpoint or the new one complete, never a partial file
 under a name :func:`latest` would pick. A file that fails to load is skipped in favour of an older one.
@@ -8,11 +9,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
+
+from trainer.files import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -27,31 +29,18 @@ def _path(directory: Path, step: int) -> Path:
 def save(directory: Path, step: int, variables: list, meta: dict) -> Path:
     directory.mkdir(parents=True, exist_ok=True)
     final = _path(directory, step)
-    tmp = final.with_name(final.name + ".tmp")
     arrays = {f"v{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(variables)}
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-    with tmp.open("wb") as f:
+    with atomic_path(final, durable=True) as tmp, tmp.open("wb") as f:
         np.savez(f, **arrays)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    _fsync_dir(directory)
     for old in sorted(directory.glob(f"{_PREFIX}*.npz"))[:-KEEP]:
         old.unlink(missing_ok=True)
     return final
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def clean_partial(directory: Path) -> None:
     """Remove temp files a killed run left behind; they are never loaded anyway."""
-    for tmp in directory.glob(f"{_PREFIX}*.npz.tmp"):
+    for tmp in directory.glob("*.tmp") if directory.is_dir() else ():
         tmp.unlink(missing_ok=True)
 
 

@@ -1,4 +1,9 @@
-"""``cgan-train`` / ``python -m trainer``: flags -> a config -> library calls. Errors are one line, exit 2."""
+"""``cgan-train`` / ``python -m trainer``: flags -> one :class:`~trainer.config.TrainConfig` -> library calls
+that the tests call too. Errors are one line, exit 2.
+
+Every module imported here is TF-free at import time (TensorFlow and Keras load inside the functions that
+train, export or evaluate), so ``cgan-train --help`` answers in a fraction of a second; a test keeps it so.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +14,12 @@ import os
 import sys
 from pathlib import Path
 
-from trainer.data import LOADERS, DataError
-from trainer.recipes import defaults_for
-
-ARCHS = ("dense", "conv")
-VARIANT_NAMES = (
-    "cgan",
-    "acgan",
-)  # kept in sync with trainer.variants by tests; listed here to avoid a TF import
+from trainer import variants
+from trainer.config import ARCHS, ConfigError, TrainConfig
+from trainer.data import LOADERS, DataError, load_dataset
+from trainer.evaluation import EvalOptions, evaluate
+from trainer.export import ExportError
+from trainer.train import RUN_FILE, RunResult, export_run, load_run, train
 
 
 def _positive(text: str) -> int:
@@ -49,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a conditional GAN. Flags left out take the dataset's default recipe "
         "(the best we measured within about 15 minutes on 2 CPU cores; see QUALITY.md).",
     )
-    train.add_argument("--model", choices=VARIANT_NAMES, help="GAN variant (default: the dataset's recipe)")
+    train.add_argument(
+        "--model", choices=list(variants.VARIANTS), help="GAN variant (default: the dataset's recipe)"
+    )
     train.add_argument("--arch", choices=ARCHS, help="dense = the article's MLPs; conv = DCGAN-style")
     train.add_argument("--dataset", default="mnist-5k", choices=sorted(LOADERS), help="training data")
     train.add_argument(
@@ -60,9 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     length.add_argument("--epochs", type=_positive, help="passes over the training split, instead of --steps")
     train.add_argument("--batch-size", type=_positive, help="images per step")
     train.add_argument("--latent-dim", type=_positive, help="size of the noise vector z")
-    train.add_argument(
-        "--seed", type=_non_negative, default=0, help="seed for weights, data order and samples"
-    )
+    train.add_argument("--seed", type=_non_negative, help="seed for weights, data order and samples (0)")
     train.add_argument(
         "--out",
         type=Path,
@@ -71,14 +74,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--name", help="model name (default <dataset>-<model>-<arch>)")
     train.add_argument(
-        "--work-dir",
-        type=Path,
-        default=Path("runs"),
-        help="where checkpoints, sample grids and history go (default ./runs/<name>)",
+        "--work-dir", type=Path, help="where checkpoints, sample grids and history go (default ./runs/<name>)"
     )
-    train.add_argument("--checkpoint-every", type=_positive, default=500, help="steps between checkpoints")
-    train.add_argument("--sample-every", type=_positive, default=500, help="steps between sample grids")
-    train.add_argument("--log-every", type=_positive, default=50, help="steps between history rows")
+    # Left out, these take TrainConfig's defaults (500, 500, 50): written down once, there.
+    train.add_argument("--checkpoint-every", type=_positive, help="steps between checkpoints")
+    train.add_argument("--sample-every", type=_positive, help="steps between sample grids")
+    train.add_argument("--log-every", type=_positive, help="steps between history rows")
     train.add_argument("--resume", action="store_true", help="continue the run in --work-dir/<name>")
     train.add_argument(
         "--no-jit", action="store_true", help="do not XLA-compile the train steps (only dense uses XLA)"
@@ -97,15 +98,21 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="measure an exported model's quality; fills its card")
     evaluate.add_argument("model_dir", type=Path, help="a version directory: MODELS_DIR/<name>/<version>")
+    defaults = EvalOptions()
     evaluate.add_argument(
-        "--samples-per-class", type=_positive, default=1000, help="generated images per class"
+        "--samples-per-class",
+        type=_positive,
+        default=defaults.samples_per_class,
+        help="generated images per class",
     )
     evaluate.add_argument("--data-dir", type=Path, help="data directory, for datasets that need one")
-    evaluate.add_argument("--seed", type=_non_negative, default=0, help="first seed of the generated images")
+    evaluate.add_argument(
+        "--seed", type=_non_negative, default=defaults.seed, help="first seed of the generated images"
+    )
     evaluate.add_argument(
         "--probe-runs",
         type=_positive,
-        default=3,
+        default=defaults.probe_runs,
         help="GAN-train and real-train are each the mean of this many probe trainings",
     )
     evaluate.add_argument(
@@ -114,45 +121,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_config(args):
-    from trainer.train import TrainConfig
-
-    defaults = defaults_for(args.dataset)
-    variant = args.model or defaults.variant
-    arch = args.arch or defaults.arch
-    batch_size = args.batch_size or defaults.batch_size
-    if args.epochs:
-        from trainer.data import load_dataset
-
-        steps = max(1, args.epochs * len(load_dataset(args.dataset, args.data_dir).train) // batch_size)
-    else:
-        steps = args.steps or defaults.steps
-    return TrainConfig(
-        variant=variant,
-        arch=arch,
-        dataset=args.dataset,
+def make_config(args) -> TrainConfig:
+    config = TrainConfig.for_dataset(
+        args.dataset,
+        jit=not args.no_jit,
+        variant=args.model,
+        arch=args.arch,
         data_dir=args.data_dir,
-        steps=steps,
-        batch_size=batch_size,
-        latent_dim=args.latent_dim or defaults.latent_dim,
-        recipe=defaults.recipe(variant, arch),
-        name=args.name or f"{args.dataset}-{variant}-{arch}",
+        steps=args.steps,
+        batch_size=args.batch_size,
+        latent_dim=args.latent_dim,
+        name=args.name,
         out=args.out,
         work_dir=args.work_dir,
         seed=args.seed,
         checkpoint_every=args.checkpoint_every,
         sample_every=args.sample_every,
         log_every=args.log_every,
-        # XLA pays off for the dense MLPs; for conv it measured no faster and compiles for minutes.
-        jit_compile=not args.no_jit and arch == "dense",
         export=not args.no_export,
         progress=not args.quiet,
     )
+    if args.epochs:
+        train_images = len(load_dataset(args.dataset, args.data_dir).train)
+        config = dataclasses.replace(config, steps=max(1, args.epochs * train_images // config.batch_size))
+    return config
 
 
 def cmd_train(args) -> int:
-    from trainer.train import RUN_FILE, TrainConfig, train
-
     config = make_config(args)
     saved = config.run_dir / RUN_FILE
     if args.resume and saved.is_file():
@@ -176,27 +171,22 @@ def cmd_train(args) -> int:
 
 
 def cmd_export(args) -> int:
-    from trainer.train import RunResult, export_run, load_run
-
     config, dataset, gan, meta = load_run(args.run_dir)
-    config.out = args.out
+    config = dataclasses.replace(config, out=args.out)
     steps = int(meta["step"])
     wall = float(meta["wall_seconds"])
     result = RunResult(
-        steps,
-        wall,
-        steps * config.batch_size / wall if wall else 0.0,
-        steps / wall if wall else 0.0,
-        [],
-        None,
+        steps=steps,
+        wall_seconds=wall,
+        images_per_second=steps * config.batch_size / wall if wall else 0.0,
+        steps_per_second=steps / wall if wall else 0.0,
+        history=[],
     )
     print(f"exported {export_run(gan, config, dataset, result)}")
     return 0
 
 
 def cmd_evaluate(args) -> int:
-    from trainer.evaluate import evaluate
-
     _, report = evaluate(
         args.model_dir,
         samples_per_class=args.samples_per_class,
@@ -209,11 +199,8 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
-def _user_errors() -> tuple[type[Exception], ...]:
-    from trainer.export import ExportError
-    from trainer.train import ConfigError
-
-    return (ConfigError, DataError, ExportError, FileNotFoundError, PermissionError)
+#: Failures that are the user's to fix: one line on stderr and exit 2, no traceback.
+USER_ERRORS = (ConfigError, DataError, ExportError, FileNotFoundError, PermissionError)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -223,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
     command = {"train": cmd_train, "export": cmd_export, "evaluate": cmd_evaluate}[args.command]
     try:
         return command(args)
-    except _user_errors() as exc:
+    except USER_ERRORS as exc:
         print(f"cgan-train {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

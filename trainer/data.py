@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from service.contract import from_uint8
+from cgan_contract import from_uint8
 
 DIGITS = [str(i) for i in range(10)]
 FASHION = [

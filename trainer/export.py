@@ -1,4 +1,8 @@
-"""Keras generator -> ONNX with the contract's signature, a parity check, and an atomic versioned write."""
+"""Keras generator -> ONNX with the contract's signature, a parity check, and an atomic versioned write.
+
+The model card is built here and only here, from the facts :func:`export` is given; the ONNX graph is
+checked with the same runner (:mod:`cgan_contract.runner`) the service serves with.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +11,16 @@ import errno
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 from pathlib import Path
 
 import numpy as np
 
-from service import contract
+import cgan_contract as contract
+from cgan_contract import runner
+from trainer.files import sha256_file
 
 OPSET = 17
 #: Keras and onnxruntime may round a pixel differently by one grey level, never more.
@@ -23,18 +29,6 @@ PARITY_TOLERANCE = 1
 
 class ExportError(Exception):
     """The export could not be completed; nothing was published."""
-
-
-@dataclass(frozen=True)
-class ExportInfo:
-    name: str
-    variant: str
-    arch: str
-    dataset: str
-    class_names: list[str]
-    latent_dim: int
-    image_shape: tuple[int, int, int]
-    training: contract.Training | None = None
 
 
 def trainer_version() -> str:
@@ -88,29 +82,23 @@ def _rename_io(proto) -> None:
         node.output[:] = [renames.get(n, n) for n in node.output]
 
 
-def parity(generator, onnx_bytes: bytes, latent_dim: int, num_classes: int, n: int = 64) -> int:
+def parity(generator, session, latent_dim: int, num_classes: int, n: int = 64) -> int:
     """Max absolute pixel difference between Keras and onnxruntime on fixed noise and labels."""
-    import onnxruntime as ort
-
-    z = contract.noise(12345, n, latent_dim)
+    seeds = contract.request_seeds(12345, n)
     labels = np.arange(n, dtype=np.int64) % num_classes
+    z = contract.noise_for_seeds(seeds, latent_dim)
     expected = contract.to_uint8(np.asarray(generator([z, labels.astype(np.int32)], training=False)))
-    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    got = session.run([contract.OUTPUT_IMAGE], {contract.INPUT_NOISE: z, contract.INPUT_LABEL: labels})[0]
+    got = runner.generate(session, labels, seeds, latent_dim)
     if got.shape != expected.shape or got.dtype != np.uint8:
         raise ExportError(f"onnx output is {got.dtype} {got.shape}, expected uint8 {expected.shape}")
     return int(np.abs(got.astype(np.int16) - expected.astype(np.int16)).max())
 
 
-def check_signature(onnx_bytes: bytes, latent_dim: int, image_shape) -> None:
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+def check_signature(session, latent_dim: int, image_shape) -> None:
     inputs, outputs = contract.signature(latent_dim, image_shape)
-    ort_types = {"float32": "tensor(float)", "int64": "tensor(int64)", "uint8": "tensor(uint8)"}
     for want, got in zip([*inputs, *outputs], [*session.get_inputs(), *session.get_outputs()], strict=True):
         got_shape = [d if isinstance(d, int) else None for d in got.shape]
-        if got.name != want.name or got.type != ort_types[want.dtype] or got_shape != want.shape:
+        if got.name != want.name or got.type != runner.ORT_TYPES[want.dtype] or got_shape != want.shape:
             raise ExportError(
                 f"onnx {got.name} {got.type} {got.shape} does not match the contract's "
                 f"{want.name} {want.dtype} {want.shape}"
@@ -145,14 +133,26 @@ def publish(staging: Path, model_root: Path, card: contract.ModelCard) -> Path:
 
 def export(
     generator,
-    info: ExportInfo,
     models_dir: Path,
+    *,
+    name: str,
+    variant: str,
+    arch: str,
+    dataset: str,
+    class_names: list[str],
+    latent_dim: int,
+    image_shape: tuple[int, int, int],
+    training: contract.Training | None = None,
     extra_files: dict[str, Path] | None = None,
 ) -> Path:
-    """Export ``generator`` to ``models_dir/<name>/<version>/``; return the version directory."""
-    if not contract.valid_model_name(info.name):
-        raise ExportError(f"model name {info.name!r} must match {contract.MODEL_NAME_PATTERN}")
-    model_root = Path(models_dir) / info.name
+    """Export ``generator`` to ``models_dir/<name>/<version>/``; return the version directory.
+
+    The keyword arguments are the card's facts about the model; the export adds the signature, digest,
+    version and dates. ``extra_files`` (name -> source) are copied in beside it when they exist.
+    """
+    if not contract.valid_model_name(name):
+        raise ExportError(f"model name {name!r} must match {contract.MODEL_NAME_PATTERN}")
+    model_root = Path(models_dir) / name
     try:
         model_root.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -160,10 +160,11 @@ def export(
     if not os.access(model_root, os.W_OK):
         raise ExportError(f"{model_root} is not writable")
 
-    proto = to_onnx(generator, info.latent_dim)
+    proto = to_onnx(generator, latent_dim)
     onnx_bytes = proto.SerializeToString()
-    check_signature(onnx_bytes, info.latent_dim, info.image_shape)
-    diff = parity(generator, onnx_bytes, info.latent_dim, len(info.class_names))
+    session = runner.open_session(onnx_bytes)
+    check_signature(session, latent_dim, image_shape)
+    diff = parity(generator, session, latent_dim, len(class_names))
     if diff > PARITY_TOLERANCE:
         raise ExportError(
             f"onnx output differs from keras by {diff} grey levels (allowed {PARITY_TOLERANCE})"
@@ -172,26 +173,26 @@ def export(
     staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=model_root))
     try:
         (staging / contract.MODEL_FILE).write_bytes(onnx_bytes)
-        for name, source in (extra_files or {}).items():
+        for extra, source in (extra_files or {}).items():
             if Path(source).is_file():
-                shutil.copyfile(source, staging / name)
-        inputs, outputs = contract.signature(info.latent_dim, info.image_shape)
+                shutil.copyfile(source, staging / extra)
+        inputs, outputs = contract.signature(latent_dim, image_shape)
         card = contract.ModelCard(
-            name=info.name,
+            name=name,
             version=1,
-            variant=info.variant,
-            arch=info.arch,
-            dataset=info.dataset,
-            class_names=info.class_names,
-            latent_dim=info.latent_dim,
-            image_shape=info.image_shape,
+            variant=variant,
+            arch=arch,
+            dataset=dataset,
+            class_names=class_names,
+            latent_dim=latent_dim,
+            image_shape=image_shape,
             inputs=inputs,
             outputs=outputs,
             opset=OPSET,
-            sha256=contract.sha256_file(staging / contract.MODEL_FILE),
-            created_at=contract.utcnow(),
+            sha256=sha256_file(staging / contract.MODEL_FILE),
+            created_at=datetime.now(UTC),
             trainer_version=trainer_version(),
-            training=info.training,
+            training=training,
         )
         for path in staging.iterdir():
             with path.open("rb") as f:

@@ -1,84 +1,38 @@
-"""``train(config)``: dataset -> compiled train steps -> checkpoints, samples, history -> ONNX export."""
+"""``train(config)``: dataset -> compiled train steps -> checkpoints, samples, history -> ONNX export.
+
+The loop runs many train steps per Python call (:func:`make_runner`), so dispatch costs nothing next to the
+maths, and stops between calls only where something is due: a history row, a sample grid, a checkpoint.
+TensorFlow and Keras are imported inside the functions that need them, so importing this module is cheap.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
-from service import contract
+import cgan_contract as contract
 from trainer import artifacts, checkpoint
+from trainer.config import ConfigError, Spec, TrainConfig
 from trainer.data import load_dataset, tf_dataset
-from trainer.variants.base import Recipe, Spec
 
 log = logging.getLogger(__name__)
 
 RUN_FILE = "run.json"
+#: Steps fused into one XLA call; the dataset then yields blocks of this many batches.
+BLOCK = 10
 
 
-class ConfigError(Exception):
-    """A flag combination that cannot train; the message is one line for the user."""
-
-
-@dataclass
-class TrainConfig:
-    variant: str
-    arch: str
-    dataset: str
-    steps: int
-    batch_size: int
-    latent_dim: int
-    recipe: Recipe
-    name: str
-    out: Path = Path("models")
-    work_dir: Path = Path("runs")
-    data_dir: Path | None = None
-    seed: int = 0
-    checkpoint_every: int = 500
-    sample_every: int = 500
-    log_every: int = 50
-    jit_compile: bool = False  # XLA-fused blocks; pays off for dense (the CLI turns it on there)
-    export: bool = True
-    progress: bool = True
-    extra: dict = field(default_factory=dict)
-
-    @property
-    def run_dir(self) -> Path:
-        return Path(self.work_dir) / self.name
-
-    def validate(self) -> None:
-        for flag in ("steps", "batch_size", "latent_dim", "checkpoint_every", "sample_every", "log_every"):
-            if getattr(self, flag) <= 0:
-                raise ConfigError(f"--{flag.replace('_', '-')} must be positive, got {getattr(self, flag)}")
-        if not contract.valid_model_name(self.name):
-            raise ConfigError(f"--name {self.name!r} must match {contract.MODEL_NAME_PATTERN}")
-
-    def to_json(self) -> str:
-        data = dataclasses.asdict(self)
-        data["out"], data["work_dir"] = str(self.out), str(self.work_dir)
-        data["data_dir"] = str(self.data_dir) if self.data_dir else None
-        return json.dumps(data, indent=2)
-
-    @classmethod
-    def from_json(cls, text: str) -> TrainConfig:
-        data = json.loads(text)
-        data["recipe"] = Recipe(**data["recipe"])
-        data["out"], data["work_dir"] = Path(data["out"]), Path(data["work_dir"])
-        data["data_dir"] = Path(data["data_dir"]) if data["data_dir"] else None
-        return cls(**data)
-
-
-@dataclass
+@dataclass(frozen=True)
 class RunResult:
     steps: int
     wall_seconds: float
     images_per_second: float
     steps_per_second: float
     history: list[dict]
-    model_dir: Path | None
+    model_dir: Path | None = None
     gan: object = None
 
 
@@ -126,22 +80,19 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
     start_step = int(gan.step.numpy())
     if start_step >= config.steps:
         log.info("run already at step %d of %d", start_step, config.steps)
-    result = _loop(gan, config, dataset, start_step, history, wall_before)
-    result.gan = gan
-    if config.export:
-        result.model_dir = export_run(gan, config, dataset, result)
-    return result
+    result = _fit(gan, config, dataset, start_step, history, wall_before)
+    model_dir = export_run(gan, config, dataset, result) if config.export else None
+    return dataclasses.replace(result, gan=gan, model_dir=model_dir)
 
 
-def _loop(gan, config: TrainConfig, dataset, start_step: int, history: list[dict], wall_before: float):
+def _fit(gan, config: TrainConfig, dataset, start_step: int, history: list[dict], wall_before: float):
+    """Steps from ``start_step`` to ``config.steps``, with history rows, sample grids and checkpoints."""
     import keras
     import tensorflow as tf
 
-    from trainer.loop import blocks, make_runner
-
     run_dir = config.run_dir
     batches = tf_dataset(dataset.train, config.batch_size, config.seed + start_step)
-    iterator = iter(blocks(batches) if config.jit_compile else batches)
+    iterator = iter(in_blocks(batches) if config.jit_compile else batches)
     runner = make_runner(gan, config.jit_compile)
     progbar = keras.utils.Progbar(config.steps, stateful_metrics=None) if config.progress else None
     if progbar is not None and start_step:
@@ -193,14 +144,73 @@ def _loop(gan, config: TrainConfig, dataset, start_step: int, history: list[dict
         images_per_second=trained * config.batch_size / run_wall if run_wall else 0.0,
         steps_per_second=trained / run_wall if run_wall else 0.0,
         history=history,
-        model_dir=None,
     )
 
 
-def export_run(gan, config: TrainConfig, dataset, result: RunResult) -> Path:
-    from trainer.export import ExportInfo, export
+def in_blocks(dataset, block: int = BLOCK):
+    """Group a batched dataset into ``[block, batch, ...]`` tensors for :func:`make_runner` with XLA."""
+    return dataset.batch(block, drop_remainder=True).prefetch(2)
 
-    info = ExportInfo(
+
+def make_runner(model, jit_compile: bool):
+    """Return ``run(iterator, k) -> logs`` that executes ``model.train_step`` k times.
+
+    Without XLA, one graph call loops over batches from the iterator. With XLA the iterator yields blocks
+    of :data:`BLOCK` batches (see :func:`in_blocks`) and a whole block runs in one compiled while-loop: the
+    tf.data hand-off and the per-step dispatch happen once per block (measured: 6.3k -> 8.5k images/s
+    for the dense CGAN at batch 32 on 2 cores).
+    """
+    import tensorflow as tf
+
+    if not jit_compile:
+        step = tf.function(model.train_step)
+
+        @tf.function
+        def run(iterator, k):
+            logs = step(next(iterator))
+            for _ in tf.range(k - 1):
+                logs = step(next(iterator))
+            return logs
+
+        return run
+
+    @tf.function(jit_compile=True)
+    def fused(images, labels, count):
+        logs = model.train_step((images[0], labels[0]))
+        for i in tf.range(1, count):
+            logs = model.train_step((images[i], labels[i]))
+        return logs
+
+    def run(iterator, k):
+        k = int(k)
+        while True:
+            images, labels = next(iterator)
+            count = min(k, BLOCK)
+            logs = fused(images, labels, tf.constant(count))
+            k -= count
+            if k <= 0:
+                return logs
+
+    return run
+
+
+def export_run(gan, config: TrainConfig, dataset, result: RunResult) -> Path:
+    """Export the run's generator into ``config.out`` with the facts of the run on its card."""
+    from trainer.export import export
+
+    training = contract.Training(
+        steps=result.steps,
+        batch_size=config.batch_size,
+        seed=config.seed,
+        wall_seconds=round(result.wall_seconds, 2),
+        images_per_second=round(result.images_per_second, 1),
+        steps_per_second=round(result.steps_per_second, 2),
+        recipe=dataclasses.asdict(config.recipe),
+    )
+    run_dir = config.run_dir
+    return export(
+        gan.export_generator,
+        config.out,
         name=config.name,
         variant=config.variant,
         arch=config.arch,
@@ -208,19 +218,9 @@ def export_run(gan, config: TrainConfig, dataset, result: RunResult) -> Path:
         class_names=dataset.class_names,
         latent_dim=config.latent_dim,
         image_shape=dataset.image_shape,
-        training=contract.Training(
-            steps=result.steps,
-            batch_size=config.batch_size,
-            seed=config.seed,
-            wall_seconds=round(result.wall_seconds, 2),
-            images_per_second=round(result.images_per_second, 1),
-            steps_per_second=round(result.steps_per_second, 2),
-            recipe=dataclasses.asdict(config.recipe),
-        ),
+        training=training,
+        extra_files={name: run_dir / name for name in ("samples.png", "curves.png", "history.csv")},
     )
-    run_dir = config.run_dir
-    extra = {name: run_dir / name for name in ("samples.png", "curves.png", "history.csv")}
-    return export(gan.export_generator, info, config.out, extra)
 
 
 def load_run(run_dir: Path):

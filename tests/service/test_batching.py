@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from service.batching import Job, run_batch
-from service.models import LoadedModel
+from service.dataplane import Job, run_jobs
+from service.registry import LoadedModel
 
 REQUESTS = [
     {"label": 1, "n": 3, "seed": 10},
@@ -85,7 +85,7 @@ def test_one_failing_job_does_not_fail_its_batch(root: Path, open_client, runtim
             Job(model, 2, 3, 5, broken),
             Job(model, 3, 1, 7, lambda images: images.tobytes()),
         ]
-        outcomes = run_batch(jobs)
+        outcomes = run_jobs(jobs)
         assert isinstance(outcomes[1], ValueError)
         labels, seeds = np.array([3], dtype=np.int64), np.array([7], dtype=np.uint64)
         assert outcomes[2] == model.generate(labels, seeds).tobytes()

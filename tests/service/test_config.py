@@ -64,7 +64,7 @@ def test_bad_settings_fail_at_startup(monkeypatch: pytest.MonkeyPatch, name: str
 
 def test_importing_the_app_module_builds_and_loads_nothing() -> None:
     code = (
-        "import sys, service.main as m; "
+        "import sys, service.app as m; "
         "assert m._app is None; "
         "assert 'tensorflow' not in sys.modules and not any(k.startswith('trainer') for k in sys.modules)"
     )

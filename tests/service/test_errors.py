@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service import contract
-from service.models import LoadedModel
+import cgan_contract as contract
+from service.registry import LoadedModel
 
 BAD_GENERATE = [
     ({"label": 10}, 422, "label"),

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from service import contract, imaging
-from service.rendering import render
+import cgan_contract as contract
+from service import imaging
+from service.dataplane import ImageRequest, images_now
 
 
 def _npy(client: TestClient, **body: object) -> np.ndarray:
@@ -130,9 +131,9 @@ def test_n_up_to_max_n(shared_client: TestClient) -> None:
 
 
 def test_unbatched_render_gives_the_served_bytes(shared_client: TestClient, runtime) -> None:
-    model = runtime(shared_client).registry.models["digits"]
     for fmt in ("png", "npy", "json"):
         served = shared_client.post(
             "/generate", json={"label": 6, "n": 5, "seed": 77, "format": fmt, "nrow": 2}
         )
-        assert render(model, 6, 5, 77, fmt, 2, 2, 1) == served.content, fmt
+        request = ImageRequest(label=6, n=5, seed=77, model="digits", format=fmt, nrow=2, pad=2)
+        assert images_now(runtime(shared_client), request).body == served.content, fmt

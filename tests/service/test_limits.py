@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from service.models import LoadedModel
+from service.registry import LoadedModel
 
 
 @pytest.fixture

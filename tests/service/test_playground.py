@@ -24,7 +24,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from service import contract, imaging
+import cgan_contract as contract
+from service import imaging
 
 pytestmark = pytest.mark.slow
 

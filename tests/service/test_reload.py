@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service import contract
+import cgan_contract as contract
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 from keras import layers  # noqa: E402
 
-from trainer.blocks import SpectralNorm  # noqa: E402
+from trainer.nets.blocks import SpectralNorm  # noqa: E402
 
 
 def top_singular_value(kernel) -> float:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service import contract
+import cgan_contract as contract
 from trainer.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -199,7 +199,7 @@ def test_export_command_publishes_a_run_trained_without_export(tmp_path):
 
 
 def test_xla_path_trains_a_step_count_that_is_not_a_multiple_of_the_block(tmp_path):
-    from trainer.loop import BLOCK
+    from trainer.train import BLOCK
 
     steps = BLOCK + 3
     args = [a for a in TINY if a != "--no-jit"]

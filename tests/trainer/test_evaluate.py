@@ -5,24 +5,23 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from service.contract import (
+from cgan_contract import (
     CARD_FILE,
     MODEL_FILE,
     ModelCard,
     Quality,
     Training,
     card_json,
-    sha256_file,
     signature,
-    utcnow,
 )
 from trainer.data import DIGITS, Dataset, Split, load_dataset
-from trainer.evaluate import (
+from trainer.evaluation import (
     QUALITY_REPORT,
     EvaluateError,
     diversity,
@@ -37,7 +36,14 @@ from trainer.evaluate import (
     sample,
     take_per_class,
 )
-from trainer.judge import CNNConfig, balanced_subset, default_cache_dir, load_or_train_judge, shift_images
+from trainer.evaluation.judge import (
+    CNNConfig,
+    balanced_subset,
+    default_cache_dir,
+    load_or_train_judge,
+    shift_images,
+)
+from trainer.files import sha256_file
 
 TINY = CNNConfig(filters=(8,), dense=16, dropout=0.0, epochs=2, min_steps=0, max_shift=0, max_train=600)
 LATENT = 8
@@ -277,7 +283,7 @@ def _model_dir(root, name: str, spread: float, class_means: np.ndarray):
     card = ModelCard(
         name=name, version=1, variant="test", arch="linear", dataset="mnist-5k", class_names=DIGITS,
         latent_dim=LATENT, image_shape=(28, 28, 1), inputs=inputs, outputs=outputs, opset=17,
-        sha256=sha256_file(version_dir / MODEL_FILE), created_at=utcnow(), trainer_version="test",
+        sha256=sha256_file(version_dir / MODEL_FILE), created_at=datetime.now(UTC), trainer_version="test",
         training=Training(steps=1, batch_size=1, seed=0, wall_seconds=1.0, images_per_second=1.0,
                           steps_per_second=1.0, recipe={"lr": 0.001}),
     )  # fmt: skip

@@ -7,21 +7,23 @@ import json
 import numpy as np
 import pytest
 
-from service import contract
+import cgan_contract as contract
+from trainer.files import sha256_file
 
 tf = pytest.importorskip("tensorflow")
 ort = pytest.importorskip("onnxruntime")
 
 from trainer import export as export_mod  # noqa: E402
-from trainer.export import ExportError, ExportInfo, export  # noqa: E402
-from trainer.recipes import ARTICLE, MODERN  # noqa: E402
+from trainer.config import ARTICLE, MODERN  # noqa: E402
+from trainer.export import ExportError, export  # noqa: E402
 from trainer.variants import Spec, build  # noqa: E402
 
 LATENT = 8
 
 
 def info(name="m", variant="cgan", arch="dense"):
-    return ExportInfo(
+    """The card facts :func:`export` takes, as keywords."""
+    return dict(
         name=name,
         variant=variant,
         arch=arch,
@@ -46,7 +48,7 @@ def test_conditional_batchnorm_generator_exports_with_parity(tmp_path):
     import dataclasses
 
     g = generator(arch="conv", recipe=dataclasses.replace(MODERN, cond_bn=True))
-    assert_parity(g, export(g, info(arch="conv"), tmp_path))
+    assert_parity(g, export(g, tmp_path, **info(arch="conv")))
 
 
 def assert_parity(g, version_dir, seed=7):
@@ -67,7 +69,7 @@ def session(version_dir):
 @pytest.mark.parametrize("arch", ["dense", "conv"])
 def test_every_variant_exports_with_the_contract_signature(tmp_path, variant, arch):
     g = generator(variant, arch)
-    out = export(g, info(variant=variant, arch=arch), tmp_path)
+    out = export(g, tmp_path, **info(variant=variant, arch=arch))
     sess = session(out)
     assert [(i.name, i.type) for i in sess.get_inputs()] == [
         ("z", "tensor(float)"),
@@ -78,7 +80,7 @@ def test_every_variant_exports_with_the_contract_signature(tmp_path, variant, ar
     assert (output.name, output.type, output.shape[1:]) == ("image", "tensor(uint8)", [28, 28, 1])
 
     card = contract.read_card(out)
-    assert card.sha256 == contract.sha256_file(out / contract.MODEL_FILE)
+    assert card.sha256 == sha256_file(out / contract.MODEL_FILE)
     inputs, outputs = contract.signature(LATENT, (28, 28, 1))
     assert card.inputs == inputs and card.outputs == outputs
     assert card.version == 1 and card.variant == variant and card.arch == arch
@@ -89,9 +91,9 @@ def test_every_variant_exports_with_the_contract_signature(tmp_path, variant, ar
 
 def test_second_export_is_version_2_and_leaves_1_alone(tmp_path):
     g = generator()
-    first = export(g, info(), tmp_path)
+    first = export(g, tmp_path, **info())
     before = {p.name: p.read_bytes() for p in first.iterdir()}
-    second = export(g, info(), tmp_path)
+    second = export(g, tmp_path, **info())
     assert (first.name, second.name) == ("1", "2")
     assert {p.name: p.read_bytes() for p in first.iterdir()} == before
     assert json.loads((second / "model.json").read_text())["version"] == 2
@@ -105,7 +107,7 @@ def test_interrupted_export_leaves_no_version_dir(tmp_path, monkeypatch):
     extra = tmp_path / "samples.png"
     extra.write_bytes(b"png")
     with pytest.raises(ExportError, match="No space left"):
-        export(generator(), info(), tmp_path / "models", {"samples.png": extra})
+        export(generator(), tmp_path / "models", extra_files={"samples.png": extra}, **info())
     assert list((tmp_path / "models" / "m").iterdir()) == []
 
 
@@ -113,18 +115,18 @@ def test_unwritable_out_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with pytest.raises(ExportError, match="cannot create"):
-        export(generator(), info(), blocker)
+        export(generator(), blocker, **info())
 
 
 def test_parity_failure_reports_the_difference(tmp_path, monkeypatch):
     monkeypatch.setattr(export_mod, "parity", lambda *a, **k: 9)
     with pytest.raises(ExportError, match="differs from keras by 9 grey levels"):
-        export(generator(), info(), tmp_path)
+        export(generator(), tmp_path, **info())
     assert contract.version_dirs(tmp_path / "m") == []
 
 
 def test_per_image_seed_rule_across_batch_sizes(tmp_path):
-    sess = session(export(generator(), info(), tmp_path))
+    sess = session(export(generator(), tmp_path, **info()))
 
     def run(seed, n, label=1):
         z = contract.noise(seed, n, LATENT)
@@ -139,11 +141,5 @@ def test_per_image_seed_rule_across_batch_sizes(tmp_path):
 
 def test_dense_article_onnx_is_under_7_mb(tmp_path):
     g = build("cgan", Spec(100, 10, (28, 28, 1), "dense"), ARTICLE).generator
-    out = export(
-        g,
-        info().__class__(
-            **{**info().__dict__, "latent_dim": 100, "class_names": [str(i) for i in range(10)]}
-        ),
-        tmp_path,
-    )
+    out = export(g, tmp_path, **{**info(), "latent_dim": 100, "class_names": [str(i) for i in range(10)]})
     assert (out / contract.MODEL_FILE).stat().st_size < 7 * 1024 * 1024

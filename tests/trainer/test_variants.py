@@ -5,15 +5,23 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from trainer.cli import VARIANT_NAMES
-from trainer.recipes import ARTICLE, MODERN
+from trainer.cli import build_parser
+from trainer.config import ARTICLE, MODERN
 
 tf = pytest.importorskip("tensorflow")
 variants = pytest.importorskip("trainer.variants")
 
 
 def test_cli_lists_exactly_the_registered_variants():
-    assert set(VARIANT_NAMES) == set(variants.VARIANTS)
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    (model_flag,) = [a for a in train._actions if "--model" in a.option_strings]
+    # Every name builds its class, and every variant class defined is reachable by a name.
+    registered = {name: variants.variant_class(name) for name in variants.VARIANTS}
+    from trainer.variants.base import ConditionalGAN
+
+    defined = {cls.variant for cls in ConditionalGAN.__subclasses__()}
+    assert all(cls.variant == name for name, cls in registered.items())
+    assert set(model_flag.choices) == set(registered) == defined
 
 
 @pytest.mark.parametrize("variant", sorted(["cgan", "acgan"]))
@@ -95,7 +103,7 @@ def test_unknown_variant_and_arch_are_rejected():
 def test_conditional_batchnorm_conditions_every_norm_on_the_label(variant):
     import dataclasses
 
-    from trainer.blocks import ConditionalBatchNorm
+    from trainer.nets.blocks import ConditionalBatchNorm
 
     spec = variants.Spec(latent_dim=12, num_classes=3, image_shape=(28, 28, 1), arch="conv")
     gan = variants.build(variant, spec, dataclasses.replace(MODERN, cond_bn=True), seed=4)

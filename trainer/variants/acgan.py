@@ -10,7 +10,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from trainer import blocks, losses
+from trainer.nets import blocks, losses
 from trainer.variants.base import (
     ConditionalGAN,
     Recipe,
@@ -19,10 +19,8 @@ from trainer.variants.base import (
     accuracy_real,
     class_accuracy,
 )
-from trainer.variants.registry import register
 
 
-@register("acgan")
 class ACGAN(ConditionalGAN):
     variant = "acgan"
 

@@ -7,47 +7,14 @@ Discriminators return logits (``sigmoid(logit)`` = P(real)); AC-GAN's also retur
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import ClassVar
 
 import keras
 from keras import ops
 
-from trainer import losses
-from trainer.augment import diff_augment
-
-
-@dataclass(frozen=True)
-class Spec:
-    """Sizes that come from the dataset and the command line, never from constants in a variant."""
-
-    latent_dim: int
-    num_classes: int
-    image_shape: tuple[int, int, int]
-    arch: str
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Training knobs. The defaults are the article's: BCE, Adam(2e-4, 0.5), nothing else."""
-
-    loss: str = "bce"
-    g_lr: float = 2e-4
-    d_lr: float = 2e-4
-    beta_1: float = 0.5
-    beta_2: float = 0.999
-    real_target: float = 1.0  # < 1 is one-sided label smoothing (BCE only)
-    spectral_norm: bool = False
-    augment_shift: int = 0
-    augment_cutout: int = 0
-    ema_decay: float = 0.0
-    class_weight: float = 1.0  # class loss weight in D's objective (AC-GAN, and CGAN with aux_classifier)
-    g_class_weight: float = 1.0  # class loss weight in G's objective (< 1 keeps diversity)
-    classify_fake: bool = True  # AC-GAN: D also learns to classify fakes (the paper); False = real only
-    aux_classifier: bool = False  # CGAN conv: a class head on the projection D, trained on real images
-    cond_bn: bool = False  # conv arch: class-conditional BatchNorm in the generator
-    g_width: int = 64  # conv arch: channels of the generator's middle layer (7x7 has 2x, 28x28 has 1/2x)
-    d_width: int = 64  # conv arch: channels of the discriminator's last conv
+from trainer.config import Recipe, Spec
+from trainer.nets import losses
+from trainer.nets.augment import diff_augment
 
 
 class ConditionalGAN(keras.Model):

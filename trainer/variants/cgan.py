@@ -16,7 +16,7 @@ import keras
 import tensorflow as tf
 from keras import layers, ops
 
-from trainer import blocks, losses
+from trainer.nets import blocks, losses
 from trainer.variants.base import (
     ConditionalGAN,
     Recipe,
@@ -25,10 +25,8 @@ from trainer.variants.base import (
     accuracy_real,
     class_accuracy,
 )
-from trainer.variants.registry import register
 
 
-@register("cgan")
 class CGAN(ConditionalGAN):
     variant = "cgan"
 

@@ -1,4 +1,8 @@
-"""One error shape for every 4xx/5xx: ``{"detail": "<field>: <what is wrong>", "field": "<field>"}``."""
+"""One error shape for every 4xx/5xx: ``{"detail": "<field>: <what is wrong>", "field": "<field>"}``.
+
+The data plane refuses requests with :class:`~service.dataplane.RequestError`; FastAPI's validation errors
+and Starlette's HTTP errors are reshaped to the same body here, so clients parse one format.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from service.dataplane import RequestError
+
 log = logging.getLogger(__name__)
 
 
@@ -21,17 +27,6 @@ class ErrorBody(BaseModel):
     field: str | None = Field(
         None, description="The request field at fault, when there is one.", examples=["n"]
     )
-
-
-class ApiError(Exception):
-    def __init__(
-        self, status: int, detail: str, field: str | None = None, headers: Mapping[str, str] | None = None
-    ) -> None:
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-        self.field = field
-        self.headers = dict(headers or {})
 
 
 def error_response(
@@ -84,9 +79,10 @@ def _message(error: Mapping[str, Any]) -> str:
     return str(error.get("msg", "invalid")).removeprefix("Value error, ")
 
 
-async def _api_error(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, ApiError)
-    return error_response(exc.status, exc.detail, exc.field, exc.headers)
+async def _request_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestError)
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    return error_response(exc.status, exc.detail, exc.field, headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -126,7 +122,7 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestError, _request_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unhandled)

@@ -3,7 +3,7 @@
 Its predictions give label accuracy, its penultimate layer (``features``) gives the feature space for the
 Fréchet distance and the diversity check. It is trained once per dataset and cached under
 :func:`default_cache_dir`. The same builder and training loop, with :data:`PROBE_CONFIG`, is the
-"GAN-train" probe that :mod:`trainer.evaluate` trains on generated images.
+"GAN-train" probe that :mod:`trainer.evaluation.score` trains on generated images.
 
 TensorFlow/Keras is imported lazily so that importing this module (and the pure metric code next to it)
 stays cheap.
@@ -18,13 +18,14 @@ import logging
 import math
 import os
 import re
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from trainer.files import atomic_path, atomic_write
 
 if TYPE_CHECKING:
     from trainer.data import Dataset
@@ -214,17 +215,6 @@ def judge_path(dataset: Dataset, config: CNNConfig, cache_dir: Path) -> Path:
     return Path(cache_dir) / f"judge-{safe}-v{JUDGE_FORMAT}-{_fingerprint(dataset, config)}.keras"
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def load_or_train_judge(
     dataset: Dataset, cache_dir: Path | None = None, config: CNNConfig = JUDGE_CONFIG
 ) -> Judge:
@@ -252,14 +242,8 @@ def load_or_train_judge(
     judge = train_judge(dataset, config)
     cache_dir.mkdir(parents=True, exist_ok=True)
     # Keras insists on the .keras suffix, so the temp name keeps it; the rename makes the entry appear whole.
-    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{path.stem}.", suffix=".keras")
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=".keras") as tmp:
         judge.model.save(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     meta = {
         "dataset": dataset.name,
         "test_accuracy": judge.test_accuracy,
@@ -268,6 +252,6 @@ def load_or_train_judge(
         "format": JUDGE_FORMAT,
     }
     # The metadata goes last: a model file without it is ignored, so a crash in between only costs a retrain.
-    _atomic_write_text(meta_path, json.dumps(meta, indent=2))
+    atomic_write(meta_path, json.dumps(meta, indent=2))
     judge.path = path
     return judge

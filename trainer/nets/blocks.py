@@ -1,4 +1,4 @@
-"""Network pieces the variants share. Sizes come from :class:`~trainer.variants.base.Spec`."""
+"""Network pieces the variants share. Sizes come from :class:`~trainer.config.Spec`."""
 
 from __future__ import annotations
 

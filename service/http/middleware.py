@@ -1,4 +1,5 @@
-"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task and a copy per request on the hot path)."""
+"""Pure ASGI middleware (no BaseHTTPMiddleware: it costs a task and a copy per request on the hot path):
+request metrics on every route, and the guard (token, body size, concurrency) before the generating ones."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from collections import deque
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.errors import error_response
+from service.http.errors import error_response
 from service.metrics import Metrics
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})

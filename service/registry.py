@@ -17,22 +17,19 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 from pydantic import ValidationError
 
-from service import contract
+import cgan_contract as contract
+from cgan_contract import ModelCard, runner
 from service.config import Settings
-from service.contract import ModelCard
 from service.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-_ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)", "uint8": "tensor(uint8)"}
-_OUTPUT_NAMES = [contract.OUTPUT_IMAGE]
 
 
 class ModelRefused(Exception):
@@ -49,7 +46,7 @@ class LoadedModel:
     version: int
     path: Path
     card: ModelCard
-    session: ort.InferenceSession = field(repr=False)
+    session: Any = field(repr=False)  # onnxruntime.InferenceSession
     loaded_at: datetime
     metrics: Metrics = field(repr=False)
 
@@ -59,10 +56,12 @@ class LoadedModel:
         object.__setattr__(self, "_images", self.metrics.images.labels(self.name))
 
     def generate(self, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        """``[n, H, W, C]`` uint8 for int64 ``labels`` and uint64 ``seeds``; blocking: keep off the loop."""
+        """``[n, H, W, C]`` uint8 for int64 ``labels`` and uint64 ``seeds``; blocking: keep off the loop.
+
+        Every image the service makes comes through here, timed and counted per model.
+        """
         start = time.perf_counter()
-        z = contract.noise_for_seeds(seeds, self.card.latent_dim)
-        images = self.session.run(_OUTPUT_NAMES, {contract.INPUT_NOISE: z, contract.INPUT_LABEL: labels})[0]
+        images = runner.generate(self.session, labels, seeds, self.card.latent_dim)
         self._latency.observe(time.perf_counter() - start)
         self._images.inc(len(labels))
         return images
@@ -103,8 +102,8 @@ def _read_card(name: str, version: int, version_dir: Path) -> ModelCard:
     return card
 
 
-def _check_tensor(kind: str, actual: ort.NodeArg, spec: contract.TensorSpec) -> None:
-    if actual.type != _ORT_TYPES[spec.dtype]:
+def _check_tensor(kind: str, actual: Any, spec: contract.TensorSpec) -> None:
+    if actual.type != runner.ORT_TYPES[spec.dtype]:
         raise ModelRefused(
             "signature", f"{kind} {spec.name!r} is {actual.type}, the contract needs {spec.dtype}"
         )
@@ -122,7 +121,7 @@ def _check_tensor(kind: str, actual: ort.NodeArg, spec: contract.TensorSpec) -> 
             )
 
 
-def _check_session(session: ort.InferenceSession, card: ModelCard) -> None:
+def _check_session(session: Any, card: ModelCard) -> None:
     for kind, actual, specs in (
         ("input", session.get_inputs(), card.inputs),
         ("output", session.get_outputs(), card.outputs),
@@ -140,14 +139,9 @@ def _check_session(session: ort.InferenceSession, card: ModelCard) -> None:
 def _warm_up(model: LoadedModel) -> None:
     """A real run over the first and last class: checks what static shapes cannot, pays first-run costs."""
     labels = np.array([0, model.card.num_classes - 1], dtype=np.int64)
+    seeds = np.array([0, 1], dtype=np.uint64)
     try:
-        images = model.session.run(
-            _OUTPUT_NAMES,
-            {
-                contract.INPUT_NOISE: contract.noise_for_seeds([0, 1], model.card.latent_dim),
-                contract.INPUT_LABEL: labels,
-            },
-        )[0]
+        images = runner.generate(model.session, labels, seeds, model.card.latent_dim)
     except Exception as e:  # onnxruntime raises its own exception types for every graph failure
         raise ModelRefused("warmup", f"warm-up run failed: {str(e).splitlines()[0]}") from None
     want = (2, *model.card.image_shape)
@@ -157,6 +151,8 @@ def _warm_up(model: LoadedModel) -> None:
 
 
 class ModelRegistry:
+    """Name -> the :class:`LoadedModel` being served; :meth:`scan` keeps it in line with MODELS_DIR."""
+
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
@@ -190,18 +186,6 @@ class ModelRegistry:
             return False, f"DEFAULT_MODEL {default!r} is not loaded; loaded: {sorted(models)}"
         return True, None
 
-    def session_options(self) -> ort.SessionOptions:
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.settings.intra_op_threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        options.log_severity_level = 3
-        options.add_session_config_entry(
-            "session.intra_op.allow_spinning", "1" if self.settings.ort_allow_spinning else "0"
-        )
-        return options
-
     def load(self, name: str, version: int, version_dir: Path) -> LoadedModel:
         """Load, verify and warm one version directory; :class:`ModelRefused` says why it cannot be served."""
         card = _read_card(name, version, version_dir)
@@ -216,13 +200,15 @@ class ModelRegistry:
                 "sha256", f"sha256 of {contract.MODEL_FILE} is {digest}, the card says {card.sha256}"
             )
         try:
-            session = ort.InferenceSession(data, self.session_options(), providers=["CPUExecutionProvider"])
+            session = runner.open_session(
+                data, threads=self.settings.intra_op_threads, spinning=self.settings.ort_allow_spinning
+            )
         except Exception as e:  # onnxruntime's exception classes are not part of its public API
             raise ModelRefused(
                 "onnx", f"onnxruntime cannot load {contract.MODEL_FILE}: {str(e).splitlines()[0]}"
             ) from None
         _check_session(session, card)
-        model = LoadedModel(name, version, version_dir, card, session, contract.utcnow(), self.metrics)
+        model = LoadedModel(name, version, version_dir, card, session, datetime.now(UTC), self.metrics)
         _warm_up(model)
         return model
 

@@ -1,4 +1,4 @@
-"""Bulk datasets as streamed archives, produced batch by batch so memory does not grow with the image count.
+"""``/dataset`` archives (npz, zip), produced batch by batch so memory does not grow with the image count.
 
 Order and seeds: the labels in the order requested, ``per_label`` images each; image ``j`` overall (row
 ``j`` of ``x``, line ``j`` of ``manifest.csv``) is label ``labels[j // per_label]`` with seed ``seed + j``.
@@ -25,7 +25,7 @@ import numpy as np
 import orjson
 
 from service import imaging
-from service.models import LoadedModel
+from service.registry import LoadedModel
 
 MEDIA_TYPES = {"npz": "application/octet-stream", "zip": "application/zip"}
 _EPOCH = (1980, 1, 1, 0, 0, 0)

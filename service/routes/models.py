@@ -6,10 +6,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path
 
-from service.api.deps import RuntimeDep, served_model
-from service.api.schemas import ModelList, ModelName, ServedModel
-from service.errors import error_responses
-from service.models import LoadedModel
+from service.dataplane import served_model
+from service.http.errors import error_responses
+from service.http.schemas import ModelList, ModelName, ServedModel
+from service.registry import LoadedModel
+from service.routes.deps import RuntimeDep
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 

@@ -6,27 +6,26 @@ from __future__ import annotations
 from typing import Any
 
 from service.config import Settings
+from service.dataplane import LIMITS
 
 BEARER = "bearerAuth"
+#: The request bodies whose fields the data plane caps (service.dataplane.LIMITS).
+REQUEST_BODIES = ("GenerateRequest", "DatasetRequest")
 
 
 def document_service(
     schema: dict[str, Any], settings: Settings, guarded_paths: frozenset[str]
 ) -> dict[str, Any]:
-    maxima = {
-        ("GenerateRequest", "n"): settings.max_n,
-        ("GenerateRequest", "nrow"): settings.max_n,
-        ("DatasetRequest", "per_label"): settings.max_per_label,
-    }
+    maxima = {field: getattr(settings, setting) for field, setting in LIMITS.items()}
     components = schema.setdefault("components", {})
-    for (component, field), maximum in maxima.items():
-        prop = components.get("schemas", {}).get(component, {}).get("properties", {}).get(field)
-        if prop is not None:
-            _set_maximum(prop, maximum)
-    query_maxima = {"n": settings.max_n, "nrow": settings.max_n}
+    for component in REQUEST_BODIES:
+        properties = components.get("schemas", {}).get(component, {}).get("properties", {})
+        for field, maximum in maxima.items():
+            if field in properties:
+                _set_maximum(properties[field], maximum)
     for parameter in schema.get("paths", {}).get("/generate", {}).get("get", {}).get("parameters", []):
-        if parameter.get("name") in query_maxima:
-            _set_maximum(parameter["schema"], query_maxima[parameter["name"]])
+        if parameter.get("name") in maxima:
+            _set_maximum(parameter["schema"], maxima[parameter["name"]])
     if settings.api_token is not None:
         components.setdefault("securitySchemes", {})[BEARER] = {
             "type": "http",

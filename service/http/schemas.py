@@ -1,5 +1,5 @@
-"""Request and response bodies. Limits that come from settings (MAX_N, ...) are enforced by the routes and
-written into the OpenAPI schema by :func:`service.api.openapi.document_limits`."""
+"""The HTTP request and response bodies. Limits that come from settings (MAX_N, ...) are enforced by the data
+plane and written into the OpenAPI schema by :func:`service.http.openapi.document_service`."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
-from service import contract
-from service.contract import ModelCard
+import cgan_contract as contract
+from cgan_contract import ModelCard
 
 LABEL_MAX_CHARS = 64
 MAX_PAD = 16

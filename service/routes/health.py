@@ -5,8 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from service.api.deps import RuntimeDep
-from service.api.schemas import Health, Readiness
+from service.http.schemas import Health, Readiness
+from service.routes.deps import RuntimeDep
 
 router = APIRouter(tags=["health"])
 

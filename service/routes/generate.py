@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from service.api.deps import resolve_label, resolve_model, resolve_seed
-from service.api.schemas import GeneratedImages, GenerateQuery, GenerateRequest
-from service.batching import Job
-from service.errors import ApiError, error_responses
-from service.rendering import MEDIA_TYPES, encode
-from service.runtime import Runtime
+from service import dataplane
+from service.dataplane import ImageRequest
+from service.http.errors import error_responses
+from service.http.schemas import GeneratedImages, GenerateQuery, GenerateRequest
 
 # The hot path: no Depends() here. Each one costs FastAPI ~12 us to solve per request, a tenth of a small
 # /generate; the runtime comes from app.state and the token/limits are checked in GuardMiddleware.
@@ -42,33 +39,15 @@ def _responses(media_types: tuple[str, ...], *errors: int) -> dict[int | str, di
     return {200: ok, **error_responses(*errors)}
 
 
-async def _generate(
-    runtime: Runtime,
-    label: int | str,
-    n: int,
-    seed: int | None,
-    model_name: str | None,
-    fmt: str,
-    nrow: int | None,
-    pad: int,
-) -> Response:
-    settings = runtime.settings
-    if n > settings.max_n:
-        raise ApiError(422, f"n: at most MAX_N ({settings.max_n}) images per request", "n")
-    if nrow is not None and nrow > settings.max_n:
-        raise ApiError(422, f"nrow: at most MAX_N ({settings.max_n})", "nrow")
-    model = resolve_model(runtime, model_name)
-    index = resolve_label(model, label)
-    seed = resolve_seed(seed, n)
-    encoder = functools.partial(encode, model, index, seed, fmt, nrow, pad, settings.png_compress_level)
-    body = await runtime.batcher.submit(Job(model, index, n, seed, encoder))
+async def _generate(request: Request, images_request: ImageRequest) -> Response:
+    images = await dataplane.images(request.app.state.runtime, images_request)
     headers = {
-        "X-Model": model.name,
-        "X-Model-Version": str(model.version),
-        "X-Seed": str(seed),
-        "X-Label": str(index),
+        "X-Model": images.model.name,
+        "X-Model-Version": str(images.model.version),
+        "X-Seed": str(images.seed),
+        "X-Label": str(images.label),
     }
-    return Response(body, media_type=MEDIA_TYPES[fmt], headers=headers)
+    return Response(images.body, media_type=images.media_type, headers=headers)
 
 
 @router.post(
@@ -81,10 +60,16 @@ async def _generate(
 )
 async def generate(body: GenerateRequest, request: Request) -> Response:
     """Generate `n` images of `label`; `format` picks a PNG grid, a .npy array or JSON."""
-    runtime = request.app.state.runtime
-    return await _generate(
-        runtime, body.label, body.n, body.seed, body.model, body.format, body.nrow, body.pad
+    wanted = ImageRequest(
+        label=body.label,
+        n=body.n,
+        seed=body.seed,
+        model=body.model,
+        format=body.format,
+        nrow=body.nrow,
+        pad=body.pad,
     )
+    return await _generate(request, wanted)
 
 
 @router.get(
@@ -96,7 +81,10 @@ async def generate(body: GenerateRequest, request: Request) -> Response:
 async def generate_png(query: Annotated[GenerateQuery, Query()], request: Request) -> Response:
     """The PNG grid of `POST /generate`, addressable by URL."""
     q = query
-    response = await _generate(request.app.state.runtime, q.label, q.n, q.seed, q.model, "png", q.nrow, q.pad)
+    wanted = ImageRequest(
+        label=q.label, n=q.n, seed=q.seed, model=q.model, format="png", nrow=q.nrow, pad=q.pad
+    )
+    response = await _generate(request, wanted)
     if q.seed is None:
         response.headers["Cache-Control"] = "no-store"  # a random seed: the next load must differ
     return response

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Path
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
-from service import contract
-from service.api.deps import RuntimeDep, served_model
-from service.api.schemas import ModelName
-from service.errors import error_responses
+import cgan_contract as contract
+from service.dataplane import served_model
+from service.http.errors import error_responses
+from service.http.schemas import ModelName
+from service.routes.deps import RuntimeDep
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 

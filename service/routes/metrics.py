@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from service.api.deps import RuntimeDep
+from service.routes.deps import RuntimeDep
 
 router = APIRouter(tags=["operations"])
 

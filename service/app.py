@@ -1,6 +1,7 @@
-"""The FastAPI app. ``create_app(settings)`` builds one; nothing is loaded until its lifespan starts.
+"""The FastAPI app: runtime, middleware, error handlers and routers put together; nothing else.
 
-``uvicorn service.main:app`` works too: ``app`` is built from the environment on first access.
+``create_app(settings)`` builds one and nothing is loaded until its lifespan starts. ``uvicorn
+service.app:app`` works too: ``app`` is built from the environment on first access.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
-from service.api import dataset, generate, health, kserve, metrics, models, ui
-from service.api.openapi import document_service
 from service.config import Settings
-from service.errors import install_error_handlers
-from service.middleware import ConcurrencyLimiter, GuardMiddleware, MetricsMiddleware
+from service.http.errors import install_error_handlers
+from service.http.middleware import ConcurrencyLimiter, GuardMiddleware, MetricsMiddleware
+from service.http.openapi import document_service
+from service.routes import ROUTERS, ui
 from service.runtime import Runtime
 
 try:
@@ -73,8 +74,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, runtime.metrics, GUARDED_PATHS)
     install_error_handlers(app)
 
-    for module in (generate, dataset, health, kserve, models, metrics, ui):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.mount("/static", StaticFiles(directory=ui.STATIC_DIR, check_dir=False), name="static")
 
     def openapi() -> dict[str, Any]:
@@ -90,7 +91,7 @@ _app: FastAPI | None = None
 
 
 def __getattr__(name: str) -> FastAPI:
-    # `uvicorn service.main:app` resolves this on startup; importing the module alone builds nothing.
+    # `uvicorn service.app:app` resolves this on startup; importing the module alone builds nothing.
     global _app
     if name != "app":
         raise AttributeError(name)

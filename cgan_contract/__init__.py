@@ -1,0 +1,67 @@
+"""What the trainer and the service agree on, written down once: ``import cgan_contract as contract``.
+
+Both sides import this package and neither imports the other, so it depends on numpy and pydantic only
+(:mod:`cgan_contract.runner` opens onnxruntime sessions, importing onnxruntime only when asked to).
+
+A model lives in ``MODELS_DIR/<name>/<version>/`` (:mod:`~cgan_contract.layout`) and holds:
+
+* ``model.onnx``: the generator, with the tensors of :mod:`~cgan_contract.tensors`: ``z`` float32
+  ``[N, latent_dim]`` and ``label`` int64 ``[N]`` in, ``image`` uint8 ``[N, H, W, C]`` out. The pixel rule of
+  :mod:`~cgan_contract.pixels` (tanh -> uint8, 0 background, 255 ink) is part of the graph, so a server does
+  no per-pixel work.
+* ``model.json``: a :class:`~cgan_contract.card.ModelCard`. A server can serve the model from the card alone.
+
+Noise is reproducible (:mod:`~cgan_contract.noise`): image ``i`` of a request with seed ``s`` uses the noise
+of seed ``s + i``, so ``{seed: s, n: 16}`` image ``k`` equals ``{seed: s + k, n: 1}``.
+"""
+
+from cgan_contract.card import CONTRACT_VERSION, ModelCard, Quality, Training, card_json, read_card
+from cgan_contract.layout import (
+    CARD_FILE,
+    MODEL_FILE,
+    MODEL_NAME_PATTERN,
+    valid_model_name,
+    version_dirs,
+)
+from cgan_contract.noise import MAX_SEED, noise, noise_for_seeds, request_seeds
+from cgan_contract.pixels import BACKGROUND, INK, from_uint8, to_uint8
+from cgan_contract.tensors import (
+    IMAGE_DTYPE,
+    INPUT_LABEL,
+    INPUT_NOISE,
+    LABEL_DTYPE,
+    NOISE_DTYPE,
+    OUTPUT_IMAGE,
+    TensorSpec,
+    signature,
+)
+
+__all__ = [
+    "BACKGROUND",
+    "CARD_FILE",
+    "CONTRACT_VERSION",
+    "IMAGE_DTYPE",
+    "INK",
+    "INPUT_LABEL",
+    "INPUT_NOISE",
+    "LABEL_DTYPE",
+    "MAX_SEED",
+    "MODEL_FILE",
+    "MODEL_NAME_PATTERN",
+    "NOISE_DTYPE",
+    "OUTPUT_IMAGE",
+    "ModelCard",
+    "Quality",
+    "TensorSpec",
+    "Training",
+    "card_json",
+    "from_uint8",
+    "noise",
+    "noise_for_seeds",
+    "read_card",
+    "request_seeds",
+    "signature",
+    "to_uint8",
+    "valid_model_name",
+    "version_dirs",
+]

@@ -1,0 +1,121 @@
+"""``model.json``, the model card: everything a server needs to load, check and describe a generator.
+
+The trainer writes it at export and ``cgan-train evaluate`` fills its ``quality`` section; the service
+refuses a version whose card does not validate. Every field either side writes is declared here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from cgan_contract.layout import CARD_FILE, MODEL_NAME_PATTERN
+from cgan_contract.tensors import TensorSpec
+
+CONTRACT_VERSION = 1
+
+
+class Training(BaseModel):
+    """Facts about the run that produced the generator."""
+
+    steps: int
+    batch_size: int
+    seed: int
+    wall_seconds: float
+    images_per_second: float
+    steps_per_second: float
+    recipe: dict[str, object] = Field(default_factory=dict)
+
+
+class Quality(BaseModel):
+    """Filled in by ``cgan-train evaluate``; ``None`` on the card until then.
+
+    The fields after ``evaluated_at`` came later than the first cards, so they are optional: older cards
+    stay loadable. Unknown fields are kept as they are, for cards written by a newer evaluator.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    samples_per_class: int
+    label_accuracy: float
+    per_class_accuracy: list[float]
+    judge_test_accuracy: float
+    fid: float
+    fid_floor: float
+    fid_ratio: float
+    gan_train_accuracy: float
+    real_train_accuracy: float
+    diversity_ratio: float
+    mode_collapse: bool
+    evaluated_at: datetime
+    #: GAN-train and real-train accuracy of each probe seed; the accuracies above are their means.
+    gan_train_runs: list[float] | None = None
+    real_train_runs: list[float] | None = None
+    #: First noise seed of the generated images (image i used seed + i).
+    seed: int | None = None
+    #: Size of the matched generated and real-train sets, and of the real test split.
+    matched_samples: int | None = None
+    test_samples: int | None = None
+    #: Per class: generated / real-test spread in judge features; ``None`` where undefined.
+    per_class_diversity: list[float | None] | None = None
+    #: The diversity ratio measured on raw pixels instead of judge features.
+    pixel_diversity_ratio: float | None = None
+    #: ``mode_collapse`` means some class's diversity ratio fell below this.
+    collapse_threshold: float | None = None
+    feature_space: str | None = None
+    judge_file: str | None = None
+    evaluation_seconds: float | None = None
+
+
+class ModelCard(BaseModel):
+    """``model.json``: everything a server needs to load, check and describe a generator."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    contract_version: int = CONTRACT_VERSION
+    name: str = Field(pattern=MODEL_NAME_PATTERN)
+    version: int = Field(ge=1)
+    variant: str
+    arch: str
+    dataset: str
+    class_names: list[str] = Field(min_length=1)
+    latent_dim: int = Field(ge=1)
+    image_shape: tuple[int, int, int]
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    opset: int
+    #: Hex SHA-256 of ``model.onnx``.
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    created_at: datetime
+    trainer_version: str
+    training: Training | None = None
+    quality: Quality | None = None
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def label_index(self, label: int | str) -> int:
+        """Resolve an integer label or a class name to an index; ``ValueError`` names what is valid."""
+        if isinstance(label, bool):
+            raise ValueError("label must be an integer or a class name")
+        if isinstance(label, int):
+            if 0 <= label < self.num_classes:
+                return label
+            raise ValueError(f"label {label} is outside 0..{self.num_classes - 1}")
+        if label in self.class_names:
+            return self.class_names.index(label)
+        # Digits are class names too; accept "7" as 7 even where names differ from indices.
+        if label.strip().lstrip("-").isdigit():
+            return self.label_index(int(label))
+        raise ValueError(f"unknown label {label!r}; classes are {self.class_names}")
+
+
+def read_card(version_dir: Path) -> ModelCard:
+    return ModelCard.model_validate_json((version_dir / CARD_FILE).read_text())
+
+
+def card_json(card: ModelCard) -> str:
+    return card.model_dump_json(indent=2)

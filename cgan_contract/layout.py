@@ -1,0 +1,33 @@
+"""Where models live: ``MODELS_DIR/<name>/<version>/{model.onnx,model.json}``.
+
+``version`` is a positive integer and the newest wins. Version directories appear atomically: writers build
+them under a name starting with ``.`` in the same parent and rename. Readers ignore every entry whose name
+is not a decimal integer, so a half-written version is never seen.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+MODEL_FILE = "model.onnx"
+CARD_FILE = "model.json"
+
+#: Model names are single path components: no separators, no dot-files, nothing that escapes MODELS_DIR.
+MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+_MODEL_NAME_RE = re.compile(MODEL_NAME_PATTERN)
+
+
+def valid_model_name(name: str) -> bool:
+    return bool(_MODEL_NAME_RE.fullmatch(name))
+
+
+def version_dirs(model_root: Path) -> list[tuple[int, Path]]:
+    """Complete version directories under ``MODELS_DIR/<name>``, oldest first; temp dirs are skipped."""
+    if not model_root.is_dir():
+        return []
+    found = []
+    for entry in model_root.iterdir():
+        if entry.name.isdigit() and entry.is_dir() and int(entry.name) >= 1:
+            found.append((int(entry.name), entry))
+    return sorted(found)

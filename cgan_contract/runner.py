@@ -1,0 +1,70 @@
+"""Running a contract generator: the one place an ONNX generator turns labels and seeds into images.
+
+The service serves with it and the trainer's export check and evaluation measure with it, so what is
+evaluated is exactly what is served. :func:`generate` takes any object with onnxruntime's ``run`` and needs
+numpy only; :func:`open_session` imports onnxruntime when called (both the service and the train extras
+install it), so importing this module stays as light as the rest of the contract.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from cgan_contract.noise import noise_for_seeds
+from cgan_contract.tensors import INPUT_LABEL, INPUT_NOISE, OUTPUT_IMAGE
+
+#: onnxruntime's names for the contract's dtypes (``NodeArg.type``).
+ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)", "uint8": "tensor(uint8)"}
+_OUTPUTS = [OUTPUT_IMAGE]
+
+
+class Session(Protocol):
+    def run(self, output_names: list[str], input_feed: dict[str, np.ndarray]) -> list[Any]: ...
+
+
+def open_session(model: bytes | str | Path, *, threads: int = 0, spinning: bool | None = None) -> Any:
+    """An onnxruntime CPU session for a generator (``model`` as bytes or a path), quiet below errors.
+
+    ``threads`` > 0 pins the intra-op threads and runs the graph sequentially (what a server sharing its
+    cores wants); 0 leaves onnxruntime's defaults. ``spinning`` sets whether idle ORT threads spin.
+    """
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if threads > 0:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if spinning is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def generate(
+    session: Session,
+    labels: np.ndarray,
+    seeds: np.ndarray,
+    latent_dim: int,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """The generator's output for int64 ``labels`` and uint64 ``seeds`` (image i: label i, noise of seed i).
+
+    ``batch_size`` bounds the images per onnxruntime run (memory); rows do not depend on it. Returns what
+    the graph returns, uint8 ``[N, H, W, C]`` for a generator that keeps the contract.
+    """
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if batch_size is None or len(labels) <= batch_size:
+        z = noise_for_seeds(seeds, latent_dim)
+        return session.run(_OUTPUTS, {INPUT_NOISE: z, INPUT_LABEL: labels})[0]
+    seeds = np.asarray(seeds, dtype=np.uint64)
+    parts = [
+        generate(session, labels[start : start + batch_size], seeds[start : start + batch_size], latent_dim)
+        for start in range(0, len(labels), batch_size)
+    ]
+    return np.concatenate(parts)

@@ -1,0 +1,283 @@
+"""The data plane: what the service does for a request, whichever protocol carried it (KServe's shape).
+
+Routes turn HTTP into an :class:`ImageRequest` or an :class:`ArchiveRequest` and call :func:`images` or
+:func:`archive`; the benchmarks and the tests call the same functions (:func:`images_now` is :func:`images`
+without the batcher). There is one way from a request to bytes::
+
+    ImageRequest -> prepare() (limits, model, label, seed) -> Job -> run_jobs() -> encoded bytes
+                                                  (batched by the Batcher, or alone in images_now)
+
+and every image, here or in an archive, comes from :meth:`service.registry.LoadedModel.generate`. Refusals
+are :class:`RequestError` s that name the field at fault; the HTTP layer only maps them to status codes.
+"""
+
+from __future__ import annotations
+
+import functools
+import secrets
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import orjson
+
+import cgan_contract as contract
+from service import imaging
+from service.archives import MEDIA_TYPES as ARCHIVE_MEDIA_TYPES
+from service.archives import DatasetPlan, npz_chunks, zip_chunks
+from service.registry import LoadedModel
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+IMAGE_MEDIA_TYPES = {"png": "image/png", "npy": "application/x-npy", "json": "application/json"}
+
+
+class RequestError(Exception):
+    """A request the service refuses; ``detail`` reads ``"<field>: <what is wrong>"``."""
+
+    status = 422
+
+    def __init__(self, detail: str, field: str | None = None, retry_after: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.field = field
+        self.retry_after = retry_after
+
+
+class ModelNotFound(RequestError):
+    status = 404
+
+
+class NotReady(RequestError):
+    status = 503
+
+
+# --- resolving what a request names ---------------------------------------------------------------------
+
+
+def resolve_model(runtime: Runtime, name: str | None) -> LoadedModel:
+    """The model a request names, or the default one; unknown names and no models loaded are refused."""
+    registry = runtime.registry
+    models = registry.models
+    if not models:
+        raise NotReady(f"not ready: {runtime.readiness()[1]}", None, retry_after=5)
+    if name is None:
+        name = registry.default_name()
+        if name is None:
+            raise RequestError(
+                f"model: several models are loaded ({', '.join(sorted(models))}); name one", "model"
+            )
+    model = models.get(name)
+    if model is None:
+        raise ModelNotFound(f"model: {name!r} is not loaded; loaded: {', '.join(sorted(models))}", "model")
+    return model
+
+
+def served_model(runtime: Runtime, name: str) -> LoadedModel:
+    """A loaded model by the name in a resource path."""
+    model = runtime.registry.models.get(name)
+    if model is None:
+        raise ModelNotFound(f"name: model {name!r} is not loaded", "name")
+    return model
+
+
+def resolve_label(model: LoadedModel, label: int | str, field: str = "label") -> int:
+    try:
+        return model.card.label_index(label)
+    except ValueError as e:
+        raise RequestError(f"{field}: {e}", field) from None
+
+
+def resolve_seed(seed: int | None, count: int) -> int:
+    """The request seed, or a random one; image ``i`` uses ``seed + i``, which must stay <= MAX_SEED."""
+    last = contract.MAX_SEED - count + 1
+    if seed is None:
+        return secrets.randbelow(last + 1)
+    if seed > last:
+        raise RequestError(f"seed: seed + {count} images - 1 exceeds MAX_SEED ({contract.MAX_SEED})", "seed")
+    return seed
+
+
+#: Request fields capped by a setting (field -> setting). Enforced here; service.http.openapi writes the
+#: same caps into the schema, so the documented and the enforced limit cannot drift apart.
+LIMITS = {"n": "max_n", "nrow": "max_n", "per_label": "max_per_label"}
+
+
+def _cap(runtime: Runtime, field: str, value: int | None, what: str = "") -> None:
+    limit = getattr(runtime.settings, LIMITS[field])
+    if value is not None and value > limit:
+        raise RequestError(f"{field}: at most {LIMITS[field].upper()} ({limit}){what}", field)
+
+
+# --- images ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageRequest:
+    """``n`` images of one label, encoded as a PNG grid, .npy bytes or JSON."""
+
+    label: int | str
+    n: int = 16
+    seed: int | None = None
+    model: str | None = None
+    format: str = "png"
+    nrow: int | None = None
+    pad: int = 2
+
+
+@dataclass(eq=False)
+class Job:
+    """A prepared request: which model makes which images, and how they become response bytes."""
+
+    model: LoadedModel
+    label: int
+    n: int
+    seed: int
+    #: Turns this job's ``[n, H, W, C]`` images into response bytes; runs on the generating thread.
+    encode: Callable[[np.ndarray], bytes]
+    media_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Images:
+    """What :func:`images` answers: the encoded images and what made them."""
+
+    model: LoadedModel
+    label: int
+    seed: int
+    media_type: str
+    body: bytes
+
+
+def encode(
+    model: LoadedModel, label: int, seed: int, request: ImageRequest, compress_level: int, images: np.ndarray
+) -> bytes:
+    """``[n, H, W, C]`` images of one request as a PNG grid, .npy bytes or JSON."""
+    if request.format == "png":
+        return imaging.png(imaging.grid(images, request.nrow, request.pad), compress_level)
+    pixels = imaging.squeeze_channels(images)
+    if request.format == "npy":
+        return imaging.npy(pixels)
+    n = len(pixels)
+    return orjson.dumps(
+        {
+            "model": model.name,
+            "version": model.version,
+            "labels": [label] * n,
+            "class_name": model.card.class_names[label],
+            "seeds": list(range(seed, seed + n)),
+            "shape": pixels.shape,
+            "images": pixels,
+        },
+        option=orjson.OPT_SERIALIZE_NUMPY,
+    )
+
+
+def prepare(runtime: Runtime, request: ImageRequest) -> Job:
+    """Check the request against the limits, resolve model, label and seed; :class:`RequestError` if not."""
+    _cap(runtime, "n", request.n, " images per request")
+    _cap(runtime, "nrow", request.nrow)
+    model = resolve_model(runtime, request.model)
+    label = resolve_label(model, request.label)
+    seed = resolve_seed(request.seed, request.n)
+    encoder = functools.partial(encode, model, label, seed, request, runtime.settings.png_compress_level)
+    return Job(model, label, request.n, seed, encoder, IMAGE_MEDIA_TYPES[request.format])
+
+
+def run_jobs(jobs: Sequence[Job]) -> list[bytes | BaseException]:
+    """One generator run per model for all ``jobs``, then each job's encoding; errors stay per job.
+
+    Blocking. The batcher calls it with whatever requests arrived together, :func:`images_now` with one.
+    """
+    outcomes: list[bytes | BaseException] = [b""] * len(jobs)
+    by_model: dict[LoadedModel, list[int]] = {}
+    for i, job in enumerate(jobs):
+        by_model.setdefault(job.model, []).append(i)
+    for model, members in by_model.items():
+        group = [jobs[i] for i in members]
+        labels = np.repeat(np.array([j.label for j in group], dtype=np.int64), [j.n for j in group])
+        seeds = np.concatenate([contract.request_seeds(j.seed, j.n) for j in group])
+        try:
+            images = model.generate(labels, seeds)
+        except Exception as e:
+            for i in members:
+                outcomes[i] = e
+            continue
+        start = 0
+        for i, job in zip(members, group, strict=True):
+            try:
+                outcomes[i] = job.encode(images[start : start + job.n])
+            except Exception as e:
+                outcomes[i] = e
+            start += job.n
+    return outcomes
+
+
+async def images(runtime: Runtime, request: ImageRequest) -> Images:
+    """The images for a request, sharing a generator run with the requests that arrive meanwhile."""
+    job = prepare(runtime, request)
+    assert runtime.batcher is not None, "the runtime has not started"
+    body = await runtime.batcher.submit(job)
+    return Images(job.model, job.label, job.seed, job.media_type, body)
+
+
+def images_now(runtime: Runtime, request: ImageRequest) -> Images:
+    """:func:`images` on the calling thread, without the batcher: the same bytes, for one caller."""
+    job = prepare(runtime, request)
+    (outcome,) = run_jobs([job])
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return Images(job.model, job.label, job.seed, job.media_type, outcome)
+
+
+# --- archives -------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ArchiveRequest:
+    """``per_label`` images of each label (every class by default), as one npz or zip archive."""
+
+    per_label: int
+    labels: Sequence[int | str] | None = None
+    seed: int | None = None
+    model: str | None = None
+    format: str = "npz"
+
+
+@dataclass(frozen=True)
+class Archive:
+    """A planned archive; ``chunks`` is a blocking generator of its bytes (see ``Runtime.stream``)."""
+
+    plan: DatasetPlan
+    format: str
+    media_type: str
+    chunks: Generator[bytes, None, None]
+
+    @property
+    def filename(self) -> str:
+        return self.plan.filename(self.format)
+
+
+def archive(runtime: Runtime, request: ArchiveRequest) -> Archive:
+    """Check and plan an archive; nothing is generated until its chunks are drawn."""
+    settings = runtime.settings
+    _cap(runtime, "per_label", request.per_label)
+    model = resolve_model(runtime, request.model)
+    if request.labels is None:
+        labels = tuple(range(model.card.num_classes))
+    else:
+        labels = tuple(resolve_label(model, label, f"labels[{i}]") for i, label in enumerate(request.labels))
+        if len(set(labels)) != len(labels):
+            raise RequestError("labels: each label may appear once", "labels")
+    total = len(labels) * request.per_label
+    if total > settings.max_dataset_images:
+        limit = settings.max_dataset_images
+        detail = f"per_label: {request.per_label} x {len(labels)} labels exceeds MAX_DATASET_IMAGES ({limit})"
+        raise RequestError(detail, "per_label")
+    seed = resolve_seed(request.seed, total)
+    plan = DatasetPlan(model, labels, request.per_label, seed, settings.dataset_batch)
+    level = settings.png_compress_level
+    chunks = npz_chunks(plan) if request.format == "npz" else zip_chunks(plan, level)
+    return Archive(plan, request.format, ARCHIVE_MEDIA_TYPES[request.format], chunks)

@@ -1,0 +1,52 @@
+"""``/dataset``: many labelled images as one streamed npz or zip archive."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+
+from service import dataplane
+from service.archives import MEDIA_TYPES
+from service.dataplane import ArchiveRequest
+from service.http.errors import error_responses
+from service.http.schemas import DatasetRequest
+from service.routes.deps import RuntimeDep
+
+router = APIRouter(prefix="/dataset", tags=["dataset"])
+
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+@router.post(
+    "",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "The archive, streamed as it is generated (chunked; no Content-Length).",
+            "headers": {
+                "X-Model": {"description": "Model name.", "schema": {"type": "string"}},
+                "X-Model-Version": {"description": "Model version.", "schema": {"type": "integer"}},
+                "X-Seed": {"description": "Image j used seed + j.", "schema": {"type": "integer"}},
+                "X-Images": {"description": "Number of images.", "schema": {"type": "integer"}},
+            },
+            "content": {MEDIA_TYPES["npz"]: _BINARY, MEDIA_TYPES["zip"]: _BINARY},
+        },
+        **error_responses(400, 401, 404, 413, 422, 429, 503),
+    },
+    summary="Stream a labelled dataset",
+)
+async def dataset(body: DatasetRequest, runtime: RuntimeDep) -> StreamingResponse:
+    """`per_label` images of each label (all classes by default): image j uses `seed + j`, labels in order."""
+    wanted = ArchiveRequest(
+        per_label=body.per_label, labels=body.labels, seed=body.seed, model=body.model, format=body.format
+    )
+    archive = dataplane.archive(runtime, wanted)
+    plan = archive.plan
+    headers = {
+        "Content-Disposition": f'attachment; filename="{archive.filename}"',
+        "X-Model": plan.model.name,
+        "X-Model-Version": str(plan.model.version),
+        "X-Seed": str(plan.seed),
+        "X-Images": str(plan.total),
+    }
+    return StreamingResponse(runtime.stream(archive.chunks), media_type=archive.media_type, headers=headers)

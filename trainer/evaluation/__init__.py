@@ -1,0 +1,67 @@
+"""Evaluation of exported generators (``cgan-train evaluate``), TF-GAN style: its own package.
+
+Everything runs on the exported ``model.onnx`` through onnxruntime, i.e. on exactly what the service serves.
+With ``n = samples_per_class`` images generated per class (image ``i`` uses noise seed ``seed + i``, the
+contract's rule) and a judge CNN trained on the dataset's real training split (:mod:`.judge`):
+
+* **label accuracy**: the judge's prediction vs the requested label, over all generated images and per class.
+* **FID** (classifier-feature Fréchet distance, *not* Inception FID): Fréchet distance between Gaussians
+  fitted to the judge's penultimate-layer features of a *matched* generated set and of the whole real test
+  split. **FID floor**: the same distance from a *matched* set of real training images to the same test
+  split, i.e. the score of a generator that reproduces its training data. The matched sets hold
+  ``m_c = min(n, real training images of class c)`` images of each class c (generated and real alike), so
+  both distances have the same sample sizes and class mix and the same finite-sample bias.
+  ``fid_ratio = fid / fid_floor``: 1 is as good as the training data itself.
+* **GAN-train vs real-train**: a fresh small CNN (:data:`.judge.PROBE_CONFIG`, fixed epochs and seed) trained
+  only on the matched generated set, accuracy on the real test split; next to the same CNN trained
+  the same way on the matched real training set (same size, same per-class counts). For mnist-5k at
+  ``n >= 450`` that is all 4,500 real training digits vs 4,500 generated ones. Both are the mean over
+  ``probe_runs`` probe seeds: one probe's accuracy moves by about a point from seed to seed on mnist-5k's
+  500 test digits, as much as the gap being measured.
+* **diversity**: per class, mean pairwise Euclidean distance between judge features of generated images
+  (at most :data:`.metrics.DIVERSITY_MAX_PER_CLASS` of them) divided by the same for the real test images of
+  that class. ``diversity_ratio`` is the minimum over classes; ``mode_collapse`` is set when it falls below
+  ``collapse_threshold`` (default :data:`.metrics.COLLAPSE_THRESHOLD`). The pixel-space ratio is recorded too.
+
+Modules: :mod:`.score` runs the steps, :mod:`.metrics` holds the pure metric functions, :mod:`.judge` the
+classifiers, :mod:`.report` writes the card's ``quality`` section and ``quality.md``.
+"""
+
+from trainer.evaluation.metrics import (
+    COLLAPSE_THRESHOLD,
+    DIVERSITY_MAX_PER_CLASS,
+    diversity,
+    frechet_distance,
+    frechet_distance_from_stats,
+    gaussian_stats,
+    label_accuracy,
+    matched_counts,
+    mean_pairwise_distance,
+    mode_collapse,
+    per_class_accuracy,
+    take_per_class,
+)
+from trainer.evaluation.report import QUALITY_REPORT, render_report, write_quality
+from trainer.evaluation.score import EvalOptions, EvaluateError, evaluate, sample
+
+__all__ = [
+    "COLLAPSE_THRESHOLD",
+    "DIVERSITY_MAX_PER_CLASS",
+    "QUALITY_REPORT",
+    "EvalOptions",
+    "EvaluateError",
+    "diversity",
+    "evaluate",
+    "frechet_distance",
+    "frechet_distance_from_stats",
+    "gaussian_stats",
+    "label_accuracy",
+    "matched_counts",
+    "mean_pairwise_distance",
+    "mode_collapse",
+    "per_class_accuracy",
+    "render_report",
+    "sample",
+    "take_per_class",
+    "write_quality",
+]

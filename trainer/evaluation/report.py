@@ -1,0 +1,85 @@
+"""The evaluation's outputs: the ``quality`` section written onto the model card, and ``quality.md``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from cgan_contract import CARD_FILE, MODEL_FILE, ModelCard, Quality
+from trainer.evaluation.metrics import COLLAPSE_THRESHOLD
+from trainer.files import atomic_write
+
+QUALITY_REPORT = "quality.md"
+
+
+def write_quality(version_dir: Path, quality: Quality) -> None:
+    """Set the card's ``quality`` section, leaving every other field as it was on disk."""
+    card_path = version_dir / CARD_FILE
+    original = card_path.read_text()
+    raw = json.loads(original)
+    raw["quality"] = quality.model_dump(mode="json")
+    text = json.dumps(raw, indent=2, ensure_ascii=False) + ("\n" if original.endswith("\n") else "")
+    ModelCard.model_validate_json(text)  # never leave a card the server would reject
+    atomic_write(card_path, text, durable=True)
+
+
+def write_report(version_dir: Path, report: str) -> None:
+    atomic_write(version_dir / QUALITY_REPORT, report, durable=True)
+
+
+def _known(value: object) -> object:
+    return "?" if value is None else value
+
+
+def _pct(x: float) -> str:
+    return "n/a" if np.isnan(x) else f"{100 * x:.1f}%"
+
+
+def _num(x: float) -> str:
+    return "n/a" if np.isnan(x) else f"{x:.3g}"
+
+
+def _spread(runs) -> str:
+    return f" ± {100 * float(np.std(runs)):.1f}" if runs and len(runs) > 1 else ""
+
+
+def _runs(runs) -> str:
+    return f"; mean of {len(runs)} probe seeds" if runs and len(runs) > 1 else ""
+
+
+def render_report(card: ModelCard, q: Quality) -> str:
+    per_div = [float("nan") if d is None else d for d in q.per_class_diversity or []]
+    per_div += [float("nan")] * (card.num_classes - len(per_div))
+    worst = int(np.nanargmin(per_div)) if not np.all(np.isnan(per_div)) else None
+    m, t = _known(q.matched_samples), _known(q.test_samples)
+    lines = [
+        f"# Quality: {card.name} v{card.version} ({card.dataset})",
+        "",
+        f"{q.samples_per_class} generated images per class from `{MODEL_FILE}` (onnxruntime, noise seed "
+        f"{_known(q.seed)}); evaluated {q.evaluated_at:%Y-%m-%d %H:%M} UTC.",
+        "",
+        "| metric | value | what is compared |",
+        "|---|---|---|",
+        f"| label accuracy | {_pct(q.label_accuracy)} | judge's prediction vs requested label "
+        f"(judge: {_pct(q.judge_test_accuracy)} on the real test split) |",
+        f"| FID (judge features) | {_num(q.fid)} | {m} generated vs {t} real test |",
+        f"| FID floor | {_num(q.fid_floor)} | {m} real train vs {t} real test |",
+        f"| FID ratio | {_num(q.fid_ratio)} | FID / floor; 1 = as close as the training data |",
+        f"| GAN-train accuracy | {_pct(q.gan_train_accuracy)}{_spread(q.gan_train_runs)} | "
+        f"CNN trained on {m} generated, tested on real test{_runs(q.gan_train_runs)} |",
+        f"| real-train accuracy | {_pct(q.real_train_accuracy)}{_spread(q.real_train_runs)} | "
+        f"same CNN trained on {m} real train{_runs(q.real_train_runs)} |",
+        f"| diversity ratio | {_num(q.diversity_ratio)}"
+        + (f" (class {card.class_names[worst]})" if worst is not None else "")
+        + " | within-class mean pairwise judge-feature distance, generated / real test (min over classes) |",
+        f"| mode collapse | {'**YES**' if q.mode_collapse else 'no'} | any class ratio < "
+        f"{q.collapse_threshold if q.collapse_threshold is not None else COLLAPSE_THRESHOLD} |",
+        "",
+        "| class | label accuracy | diversity |",
+        "|---|---|---|",
+    ]
+    for name, acc, div in zip(card.class_names, q.per_class_accuracy, per_div, strict=False):
+        lines.append(f"| {name} | {_pct(acc)} | {_num(div)} |")
+    return "\n".join(lines) + "\n"

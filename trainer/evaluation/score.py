@@ -1,0 +1,251 @@
+"""``cgan-train evaluate``: score an exported generator and record the result on its card.
+
+The steps, each its own function: open the version directory (card, digest, onnxruntime session), load the
+dataset the card names, get the judge, generate ``samples_per_class`` images per class through
+:func:`cgan_contract.runner.generate` (what the service serves), then measure (:mod:`.metrics`) and
+write (:mod:`.report`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cgan_contract import (
+    CARD_FILE,
+    INPUT_NOISE,
+    MODEL_FILE,
+    OUTPUT_IMAGE,
+    ModelCard,
+    Quality,
+    read_card,
+    runner,
+    version_dirs,
+)
+from trainer.data import LOADERS, DataError, Dataset, load_dataset
+from trainer.evaluation.judge import (
+    JUDGE_CONFIG,
+    PROBE_CONFIG,
+    CNNConfig,
+    Judge,
+    fit_cnn,
+    load_or_train_judge,
+    predict_labels,
+)
+from trainer.evaluation.metrics import (
+    COLLAPSE_THRESHOLD,
+    diversity,
+    frechet_distance,
+    label_accuracy,
+    matched_counts,
+    mode_collapse,
+    per_class_accuracy,
+    take_per_class,
+)
+from trainer.evaluation.report import render_report, write_quality, write_report
+from trainer.files import sha256_file
+
+log = logging.getLogger(__name__)
+
+
+class EvaluateError(DataError):
+    """The model directory cannot be evaluated; a one-line message for the user (a DataError, so the CLI's
+    existing handling prints it)."""
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """How to evaluate; the defaults are what ``cgan-train evaluate`` and QUALITY.md use."""
+
+    samples_per_class: int = 1000
+    #: Image i of the generated set uses noise seed ``seed + i``; probe seeds and real subsets follow it.
+    seed: int = 0
+    data_dir: Path | None = None
+    cache_dir: Path | None = None
+    judge_config: CNNConfig = JUDGE_CONFIG
+    probe_config: CNNConfig = PROBE_CONFIG
+    probe_runs: int = 3
+    collapse_threshold: float = COLLAPSE_THRESHOLD
+
+    def __post_init__(self) -> None:
+        if self.samples_per_class < 2:
+            raise EvaluateError("--samples-per-class must be at least 2 (diversity needs pairs)")
+        if self.probe_runs < 1:
+            raise EvaluateError("--probe-runs must be at least 1")
+
+
+# --- the exported generator -----------------------------------------------------------------------------
+
+
+def sample(
+    model_path: Path,
+    labels: np.ndarray | Sequence[int],
+    seed: int,
+    latent_dim: int | None = None,
+    batch_size: int = 1000,
+    session=None,
+) -> np.ndarray:
+    """Generate one uint8 image ``[N, H, W, C]`` per label; image i uses the noise of seed ``seed + i``."""
+    sess = session or runner.open_session(Path(model_path))
+    if latent_dim is None:
+        shape = {i.name: i.shape for i in sess.get_inputs()}.get(INPUT_NOISE)
+        if not shape or len(shape) != 2 or not isinstance(shape[1], int):
+            raise EvaluateError(f"{model_path}: input {INPUT_NOISE!r} has no fixed latent size ({shape})")
+        latent_dim = shape[1]
+    labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+    if len(labels) == 0:
+        out = sess.get_outputs()[0].shape
+        return np.zeros((0, *[d if isinstance(d, int) else 0 for d in out[1:]]), np.uint8)
+    seeds = np.arange(seed, seed + len(labels), dtype=np.uint64)
+    images = runner.generate(sess, labels, seeds, latent_dim, batch_size=batch_size)
+    if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
+        raise EvaluateError(
+            f"{model_path}: output {OUTPUT_IMAGE!r} must be uint8 [N, H, W, C], got {images.dtype} "
+            f"{list(images.shape)} for {len(labels)} labels"
+        )
+    return images
+
+
+def resolve_model_dir(model_dir: Path) -> Path:
+    """A version directory, or a model directory whose newest version is meant."""
+    model_dir = Path(model_dir)
+    if (model_dir / CARD_FILE).is_file():
+        return model_dir
+    versions = version_dirs(model_dir)
+    if versions and (versions[-1][1] / CARD_FILE).is_file():
+        return versions[-1][1]
+    raise EvaluateError(f"{model_dir} holds no {CARD_FILE} (expected MODELS_DIR/<name>/<version>)")
+
+
+def open_version(model_dir: Path) -> tuple[Path, ModelCard, Path]:
+    """``(version_dir, card, model path)`` of a version whose ``model.onnx`` matches its card's digest."""
+    version_dir = resolve_model_dir(model_dir)
+    try:
+        card = read_card(version_dir)
+    except ValueError as exc:
+        raise EvaluateError(f"{version_dir / CARD_FILE} is not a valid model card: {exc}") from None
+    model_path = version_dir / MODEL_FILE
+    if not model_path.is_file():
+        raise EvaluateError(f"{model_path} does not exist")
+    if sha256_file(model_path) != card.sha256:
+        raise EvaluateError(f"{model_path} does not match the sha256 on its card")
+    return version_dir, card, model_path
+
+
+def dataset_for(card: ModelCard, data_dir) -> Dataset:
+    # Datasets loaded from a directory are named after it, so a card can name something LOADERS lacks.
+    name = card.dataset if card.dataset in LOADERS else "idx"
+    if name == "idx" and not data_dir:
+        raise EvaluateError(f"model was trained on {card.dataset!r}; pass --data-dir with that dataset")
+    dataset = load_dataset(name, data_dir)
+    if dataset.num_classes != card.num_classes:
+        raise EvaluateError(
+            f"{dataset.name} has {dataset.num_classes} classes, the model card {card.num_classes}"
+        )
+    if tuple(dataset.image_shape) != tuple(card.image_shape):
+        raise EvaluateError(
+            f"{dataset.name} images are {list(dataset.image_shape)}, the model's {list(card.image_shape)}"
+        )
+    if len(dataset.test) == 0:
+        raise EvaluateError(f"{dataset.name} has no test split to compare against")
+    return dataset
+
+
+# --- evaluation -----------------------------------------------------------------------------------------
+
+
+def evaluate(
+    model_dir: Path, options: EvalOptions | None = None, *, write: bool = True, **overrides: Any
+) -> tuple[Quality, str]:
+    """Score the exported generator in ``model_dir``; with ``write``, record it on the card and in
+    ``quality.md``. ``overrides`` are :class:`EvalOptions` fields. Returns the quality section and the
+    markdown report."""
+    started = time.perf_counter()
+    opts = dataclasses.replace(options or EvalOptions(), **overrides)
+    version_dir, card, model_path = open_version(model_dir)
+    dataset = dataset_for(card, opts.data_dir)
+
+    judge = load_or_train_judge(dataset, opts.cache_dir, opts.judge_config)
+    log.info(
+        "judge %s (test accuracy %.4f)", "loaded" if judge.from_cache else "trained", judge.test_accuracy
+    )
+    labels = np.repeat(np.arange(dataset.num_classes, dtype=np.int64), opts.samples_per_class)
+    images = sample(model_path, labels, opts.seed, latent_dim=card.latent_dim)[..., 0]
+    if images.shape[1:] != dataset.train.images.shape[1:]:
+        raise EvaluateError(f"generator makes {list(images.shape[1:])} images, data is 28x28")
+
+    quality = measure(judge, dataset, images, labels, opts)
+    quality = quality.model_copy(update={"evaluation_seconds": round(time.perf_counter() - started, 1)})
+    report = render_report(card, quality)
+    if write:
+        write_quality(version_dir, quality)
+        write_report(version_dir, report)
+    return quality, report
+
+
+def measure(
+    judge: Judge, dataset: Dataset, images: np.ndarray, labels: np.ndarray, opts: EvalOptions
+) -> Quality:
+    """Every quality figure of generated ``images`` (uint8 ``[N, H, W]``) of ``labels``."""
+    num_classes, test = dataset.num_classes, dataset.test
+    gen_pred, gen_feat = judge.predict(images)
+
+    # Matched sets: the same per-class counts of generated and of real training images.
+    counts = matched_counts(dataset.train.labels, opts.samples_per_class, num_classes)
+    gen_idx = take_per_class(labels, counts)
+    real_idx = take_per_class(dataset.train.labels, counts, np.random.default_rng(opts.seed))
+    real_images, real_labels = dataset.train.images[real_idx], dataset.train.labels[real_idx]
+    _, real_feat = judge.predict(real_images)
+    _, test_feat = judge.predict(test.images)
+    fid = frechet_distance(gen_feat[gen_idx], test_feat)
+    floor = frechet_distance(real_feat, test_feat)
+
+    def probe_accuracy(train_images: np.ndarray, train_labels: np.ndarray, run: int) -> float:
+        probe = dataclasses.replace(opts.probe_config, seed=opts.seed + run)
+        model = fit_cnn(train_images, train_labels, num_classes, probe)
+        return label_accuracy(predict_labels(model, test.images), test.labels)
+
+    runs = range(opts.probe_runs)
+    gan_runs = [probe_accuracy(images[gen_idx], labels[gen_idx], r) for r in runs]
+    real_runs = [probe_accuracy(real_images, real_labels, r) for r in runs]
+
+    ratios = diversity(gen_feat, labels, test_feat, test.labels, num_classes)
+    flat = test.images.reshape(len(test), -1) / 255.0
+    pixel_ratios = diversity(images.reshape(len(images), -1) / 255.0, labels, flat, test.labels, num_classes)
+    defined = [r for r in ratios if not np.isnan(r)]
+    if not defined:
+        raise EvaluateError(f"{dataset.name}: no class has two test images to measure diversity against")
+
+    return Quality(
+        samples_per_class=opts.samples_per_class,
+        label_accuracy=label_accuracy(gen_pred, labels),
+        per_class_accuracy=per_class_accuracy(gen_pred, labels, num_classes),
+        judge_test_accuracy=judge.test_accuracy,
+        fid=fid,
+        fid_floor=floor,
+        fid_ratio=fid / max(floor, 1e-12),
+        gan_train_accuracy=float(np.mean(gan_runs)),
+        real_train_accuracy=float(np.mean(real_runs)),
+        gan_train_runs=gan_runs,
+        real_train_runs=real_runs,
+        diversity_ratio=min(defined),
+        mode_collapse=mode_collapse(ratios, opts.collapse_threshold),
+        evaluated_at=datetime.now(UTC),
+        seed=opts.seed,
+        matched_samples=int(counts.sum()),
+        test_samples=len(test),
+        # JSON has no NaN: a class without two real test images has no ratio.
+        per_class_diversity=[None if np.isnan(r) else r for r in ratios],
+        pixel_diversity_ratio=float(np.nanmin(pixel_ratios)),
+        collapse_threshold=opts.collapse_threshold,
+        feature_space=f"judge penultimate layer ({opts.judge_config.dense} units)",
+        judge_file=judge.path.name if judge.path else None,
+    )
