@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import copy
 import functools
-
 import os
 import re
 import shutil
