@@ -60,11 +60,15 @@ def generate(
     """
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if batch_size is None or len(labels) <= batch_size:
-        z = noise_for_seeds(seeds, latent_dim)
-        return session.run(_OUTPUTS, {INPUT_NOISE: z, INPUT_LABEL: labels})[0]
+        return run(session, labels, noise_for_seeds(seeds, latent_dim))
     seeds = np.asarray(seeds, dtype=np.uint64)
     parts = [
         generate(session, labels[start : start + batch_size], seeds[start : start + batch_size], latent_dim)
         for start in range(0, len(labels), batch_size)
     ]
     return np.concatenate(parts)
+
+
+def run(session: Session, labels: np.ndarray, z: np.ndarray) -> np.ndarray:
+    """The generator's output for int64 ``labels`` ``[N]`` and float32 noise ``z`` ``[N, latent_dim]``."""
+    return session.run(_OUTPUTS, {INPUT_NOISE: z, INPUT_LABEL: labels})[0]

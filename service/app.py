@@ -27,8 +27,10 @@ try:
 except PackageNotFoundError:  # running from a source checkout
     __version__ = "0.0.0+local"
 
-#: The generating routes: behind the token, the body limit and the concurrency limit.
-GUARDED_PATHS = frozenset({"/generate", "/dataset"})
+#: Open Inference Protocol inference: the model (and version) are path segments, so these are templates.
+INFER_PATHS = frozenset({"/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"})
+#: The generating routes (templates): behind the token, the body limit and the concurrency limit.
+GUARDED_PATHS = frozenset({"/generate", "/dataset"}) | INFER_PATHS
 
 DESCRIPTION = """Labelled synthetic 28x28 images from a conditional GAN generator (ONNX, onnxruntime).
 
@@ -39,9 +41,12 @@ DESCRIPTION = """Labelled synthetic 28x28 images from a conditional GAN generato
 * PNG grid size: `cols = min(nrow, n)` (nrow defaults to `ceil(sqrt(n))`), `rows = ceil(n / cols)`,
   `width = cols*W + (cols+1)*pad`, `height = rows*H + (rows+1)*pad`; n=16, 28x28, pad 2 -> 122x122.
 * `/dataset`: labels in the order given, `per_label` each; image j overall uses `seed + j`.
-* Models: each name serves the newest version under MODELS_DIR that passes its checks; new versions are
-  picked up while serving (every RELOAD_INTERVAL s), bad ones are refused and the old one keeps serving.
-  Deleting the served version falls back to the next older one; deleting a model directory retires it.
+* Models: each name keeps its newest MODEL_VERSIONS (2) versions under MODELS_DIR that pass their checks
+  loaded; `version` in a body or query (or the `/v2` version path) pins one, and the newest serves
+  otherwise. New versions are picked up while serving (every RELOAD_INTERVAL s), bad ones are refused and
+  the loaded ones keep serving. A version that is not loaded is a 404 listing the loaded ones.
+* `/v2`: the Open Inference Protocol (KServe v2), inference included, JSON or binary tensors; its errors
+  are `{"error": "<field>: <problem>"}`.
 """
 
 
@@ -70,6 +75,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         token=token,
         max_body_bytes=settings.max_body_bytes,
         retry_after=settings.retry_after_seconds,
+        # An inference body carries the noise tensor too: MAX_N x latent_dim floats, far over MAX_BODY_BYTES.
+        body_limits={path: (settings.max_infer_body_bytes, "MAX_INFER_BODY_BYTES") for path in INFER_PATHS},
     )
     app.add_middleware(MetricsMiddleware, runtime.metrics, GUARDED_PATHS)
     install_error_handlers(app)

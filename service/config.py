@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     max_per_label: int = Field(10_000, ge=1)
     max_dataset_images: int = Field(100_000, ge=1)
     max_body_bytes: int = Field(16_384, ge=256)
+    #: Open Inference Protocol inference bodies carry the noise tensor: 1024 x 100 floats is ~2 MB as JSON.
+    max_infer_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
     #: Requests generating at once; more wait in a queue of MAX_QUEUE, beyond that 429.
     max_concurrency: int = Field(default_factory=lambda: max(4, 2 * available_cores()), ge=1)
     max_queue: int = Field(64, ge=0)
@@ -56,6 +58,8 @@ class Settings(BaseSettings):
 
     api_token: SecretStr | None = None
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
+    #: Versions of each model kept loaded (the newest K), so requests can pin an older one.
+    model_versions: int = Field(2, ge=1, le=64)
     #: Seconds between MODELS_DIR scans; 0 turns hot reload off.
     reload_interval: float = Field(2.0, ge=0)
     #: After SIGTERM, seconds of answering /readyz 503 while still serving, so load balancers stop routing.

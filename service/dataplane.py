@@ -1,11 +1,13 @@
 """The data plane: what the service does for a request, whichever protocol carried it (KServe's shape).
 
-Routes turn HTTP into an :class:`ImageRequest` or an :class:`ArchiveRequest` and call :func:`images` or
-:func:`archive`; the benchmarks and the tests call the same functions (:func:`images_now` is :func:`images`
-without the batcher). There is one way from a request to bytes::
+Routes turn HTTP into an :class:`ImageRequest`, a :class:`TensorRequest` (Open Inference Protocol) or an
+:class:`ArchiveRequest` and call :func:`images`, :func:`tensors` or :func:`archive`; the benchmarks and
+the tests call the same functions (:func:`images_now` is :func:`images` without the batcher). There is
+one way from a request to bytes::
 
-    ImageRequest -> prepare() (limits, model, label, seed) -> Job -> run_jobs() -> encoded bytes
-                                                  (batched by the Batcher, or alone in images_now)
+    ImageRequest  -> prepare()         (limits, model, version, label, seed)     -> Job -> run_jobs() -> bytes
+    TensorRequest -> prepare_tensors() (limits, model, version, labels, z | seed) -> Job    (batched by the
+                                                             Batcher, or alone in images_now)
 
 and every image, here or in an archive, comes from :meth:`service.registry.LoadedModel.generate`. Refusals
 are :class:`RequestError` s that name the field at fault; the HTTP layer only maps them to status codes.
@@ -57,8 +59,9 @@ class NotReady(RequestError):
 # --- resolving what a request names ---------------------------------------------------------------------
 
 
-def resolve_model(runtime: Runtime, name: str | None) -> LoadedModel:
-    """The model a request names, or the default one; unknown names and no models loaded are refused."""
+def resolve_model(runtime: Runtime, name: str | None, version: int | None = None) -> LoadedModel:
+    """The model a request names (or the default one) at ``version`` (or its newest loaded one); unknown
+    names and versions, and no models loaded, are refused."""
     registry = runtime.registry
     models = registry.models
     if not models:
@@ -72,15 +75,30 @@ def resolve_model(runtime: Runtime, name: str | None) -> LoadedModel:
     model = models.get(name)
     if model is None:
         raise ModelNotFound(f"model: {name!r} is not loaded; loaded: {', '.join(sorted(models))}", "model")
-    return model
+    return model if version is None else loaded_version(runtime, name, version)
 
 
-def served_model(runtime: Runtime, name: str) -> LoadedModel:
-    """A loaded model by the name in a resource path."""
+def served_model(runtime: Runtime, name: str, version: int | None = None) -> LoadedModel:
+    """A loaded model by the name (and version) in a resource path."""
     model = runtime.registry.models.get(name)
     if model is None:
         raise ModelNotFound(f"name: model {name!r} is not loaded", "name")
+    return model if version is None else loaded_version(runtime, name, version)
+
+
+def loaded_version(runtime: Runtime, name: str, version: int) -> LoadedModel:
+    """``version`` of model ``name``; a version not loaded is a 404 that lists the loaded ones."""
+    versions = runtime.registry.loaded.get(name, {})
+    model = versions.get(version)
+    if model is None:
+        loaded = ", ".join(map(str, versions)) or "none"
+        raise ModelNotFound(f"version: {name!r} v{version} is not loaded; loaded: {loaded}", "version")
     return model
+
+
+def loaded_versions(runtime: Runtime, name: str) -> list[int]:
+    """The loaded versions of ``name``, newest first."""
+    return list(runtime.registry.loaded.get(name, {}))
 
 
 def resolve_label(model: LoadedModel, label: int | str, field: str = "label") -> int:
@@ -105,10 +123,12 @@ def resolve_seed(seed: int | None, count: int) -> int:
 LIMITS = {"n": "max_n", "nrow": "max_n", "per_label": "max_per_label"}
 
 
-def _cap(runtime: Runtime, field: str, value: int | None, what: str = "") -> None:
+def _cap(runtime: Runtime, field: str, value: int | None, what: str = "", name: str | None = None) -> None:
+    """Refuse ``value`` over the setting that caps ``field``; the error names ``name`` (default ``field``)."""
     limit = getattr(runtime.settings, LIMITS[field])
     if value is not None and value > limit:
-        raise RequestError(f"{field}: at most {LIMITS[field].upper()} ({limit}){what}", field)
+        name = name or field
+        raise RequestError(f"{name}: at most {LIMITS[field].upper()} ({limit}){what}", name)
 
 
 # --- images ---------------------------------------------------------------------------------------------
@@ -125,6 +145,7 @@ class ImageRequest:
     format: str = "png"
     nrow: int | None = None
     pad: int = 2
+    version: int | None = None
 
 
 @dataclass(eq=False)
@@ -138,6 +159,13 @@ class Job:
     #: Turns this job's ``[n, H, W, C]`` images into response bytes; runs on the generating thread.
     encode: Callable[[np.ndarray], bytes]
     media_type: str = "application/octet-stream"
+    #: int64 ``[n]``: one label per image, when they differ (tensor requests); else ``label`` for all.
+    labels: np.ndarray | None = None
+    #: float32 ``[n, latent_dim]``: the caller's noise, used instead of the seed rule (``seed`` is unused).
+    z: np.ndarray | None = None
+
+    def image_labels(self) -> np.ndarray:
+        return self.labels if self.labels is not None else np.full(self.n, self.label, dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -179,7 +207,7 @@ def prepare(runtime: Runtime, request: ImageRequest) -> Job:
     """Check the request against the limits, resolve model, label and seed; :class:`RequestError` if not."""
     _cap(runtime, "n", request.n, " images per request")
     _cap(runtime, "nrow", request.nrow)
-    model = resolve_model(runtime, request.model)
+    model = resolve_model(runtime, request.model, request.version)
     label = resolve_label(model, request.label)
     seed = resolve_seed(request.seed, request.n)
     encoder = functools.partial(encode, model, label, seed, request, runtime.settings.png_compress_level)
@@ -197,10 +225,18 @@ def run_jobs(jobs: Sequence[Job]) -> list[bytes | BaseException]:
         by_model.setdefault(job.model, []).append(i)
     for model, members in by_model.items():
         group = [jobs[i] for i in members]
-        labels = np.repeat(np.array([j.label for j in group], dtype=np.int64), [j.n for j in group])
-        seeds = np.concatenate([contract.request_seeds(j.seed, j.n) for j in group])
         try:
-            images = model.generate(labels, seeds)
+            if all(j.z is None and j.labels is None for j in group):
+                labels = np.repeat(np.array([j.label for j in group], dtype=np.int64), [j.n for j in group])
+                seeds = np.concatenate([contract.request_seeds(j.seed, j.n) for j in group])
+                images = model.generate(labels, seeds)
+            else:
+                labels = np.concatenate([j.image_labels() for j in group])
+                latent = model.card.latent_dim
+                z = np.concatenate(
+                    [contract.noise(j.seed, j.n, latent) if j.z is None else j.z for j in group]
+                )
+                images = model.generate_from_noise(labels, z)
         except Exception as e:
             for i in members:
                 outcomes[i] = e
@@ -232,6 +268,80 @@ def images_now(runtime: Runtime, request: ImageRequest) -> Images:
     return Images(job.model, job.label, job.seed, job.media_type, outcome)
 
 
+# --- tensors (Open Inference Protocol) ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TensorRequest:
+    """One image per entry of ``labels`` (class indices), from the caller's noise ``z`` or from ``seed``.
+
+    ``encode(model, seed, images)`` turns the ``[n, H, W, C]`` images into response bytes on the generating
+    thread (``seed`` is None when ``z`` was given). The fields are named after the tensors they carry, so a
+    refusal names the protocol's input: ``label``, ``z``, or the ``seed`` parameter.
+    """
+
+    labels: np.ndarray
+    encode: Callable[[LoadedModel, int | None, np.ndarray], bytes]
+    z: np.ndarray | None = None
+    seed: int | None = None
+    model: str | None = None
+    version: int | None = None
+    media_type: str = "application/octet-stream"
+
+
+@dataclass(frozen=True)
+class Tensors:
+    """What :func:`tensors` answers: the encoded images and what made them (``seed`` None for given z)."""
+
+    model: LoadedModel
+    seed: int | None
+    media_type: str
+    body: bytes
+
+
+def prepare_tensors(runtime: Runtime, request: TensorRequest) -> Job:
+    """Check a tensor request against the limits and the model's signature; :class:`RequestError` if not."""
+    label_name, noise_name = contract.INPUT_LABEL, contract.INPUT_NOISE
+    labels = np.asarray(request.labels)
+    if labels.ndim != 1 or labels.dtype != np.int64:
+        raise RequestError(
+            f"{label_name}: must be INT64 [N], got {labels.dtype} {list(labels.shape)}", label_name
+        )
+    n = len(labels)
+    if n == 0:
+        raise RequestError(f"{label_name}: at least one image (N >= 1)", label_name)
+    _cap(runtime, "n", n, " images per request", label_name)
+    model = resolve_model(runtime, request.model, request.version)
+    classes = model.card.num_classes
+    outside = labels[(labels < 0) | (labels >= classes)]
+    if len(outside):
+        detail = f"{label_name}: {outside[0]} is not a class index of {model.name!r} (0..{classes - 1})"
+        raise RequestError(detail, label_name)
+    z = request.z
+    if z is not None:
+        if request.seed is not None:
+            raise RequestError(f"seed: give the {noise_name!r} input or the seed parameter, not both", "seed")
+        want = [n, model.card.latent_dim]
+        if z.dtype != np.float32 or list(z.shape) != want:
+            detail = f"{noise_name}: must be FP32 {want} for {n} labels, got {z.dtype} {list(z.shape)}"
+            raise RequestError(detail, noise_name)
+        if not np.isfinite(z).all():
+            raise RequestError(f"{noise_name}: must be finite (no NaN or infinity)", noise_name)
+        seed = None
+    else:
+        seed = resolve_seed(request.seed, n)
+    encoder = functools.partial(request.encode, model, seed)
+    return Job(model, int(labels[0]), n, seed or 0, encoder, request.media_type, labels=labels, z=z)
+
+
+async def tensors(runtime: Runtime, request: TensorRequest) -> Tensors:
+    """The images for a tensor request, batched with the /generate and tensor requests arriving meanwhile."""
+    job = prepare_tensors(runtime, request)
+    assert runtime.batcher is not None, "the runtime has not started"
+    body = await runtime.batcher.submit(job)
+    return Tensors(job.model, None if job.z is not None else job.seed, job.media_type, body)
+
+
 # --- archives -------------------------------------------------------------------------------------------
 
 
@@ -244,6 +354,7 @@ class ArchiveRequest:
     seed: int | None = None
     model: str | None = None
     format: str = "npz"
+    version: int | None = None
 
 
 @dataclass(frozen=True)
@@ -264,7 +375,7 @@ def archive(runtime: Runtime, request: ArchiveRequest) -> Archive:
     """Check and plan an archive; nothing is generated until its chunks are drawn."""
     settings = runtime.settings
     _cap(runtime, "per_label", request.per_label)
-    model = resolve_model(runtime, request.model)
+    model = resolve_model(runtime, request.model, request.version)
     if request.labels is None:
         labels = tuple(range(model.card.num_classes))
     else:

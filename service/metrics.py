@@ -69,7 +69,7 @@ class Metrics:
         )
         self.model_info = Gauge(
             "cgan_model_info",
-            "The model version being served (value 1).",
+            "A model version loaded, pinnable by requests (value 1); the newest per model serves by default.",
             ["model", "version", "sha256"],
             registry=r,
         )

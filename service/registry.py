@@ -1,11 +1,14 @@
 """The model registry: finds versions under MODELS_DIR, verifies and warms them, swaps them in.
 
-The registry mirrors the disk. Each name serves its newest version that passes every check. A newer
-version is loaded, verified and warmed off the event loop, then swapped in with one reference assignment,
-so requests already holding the old :class:`LoadedModel` finish on it. A refused version is remembered
+The registry mirrors the disk. Each name keeps its newest ``MODEL_VERSIONS`` (K) versions that pass every
+check loaded; the newest of them serves requests that name no version, and a request may pin any loaded
+one, so a retrain does not take yesterday's images away from a consumer that needs to reproduce them. A
+newer version is loaded, verified and warmed off the event loop, then swapped in with one reference
+assignment, so requests already holding an older :class:`LoadedModel` finish on it; the oldest of K+1 is
+dropped. A refused version is remembered
 with a fingerprint of its files and retried only once those change, so a half-copied directory gets
 loaded when the copy completes, without a log line every poll in between. Removing the served version
-directory falls back to the newest older version that loads; removing a whole model directory stops
+directory drops it (and loads the next older one, to keep K); removing a whole model directory stops
 serving that name. Versions are immutable: publish changes under a new version number.
 """
 
@@ -62,6 +65,14 @@ class LoadedModel:
         """
         start = time.perf_counter()
         images = runner.generate(self.session, labels, seeds, self.card.latent_dim)
+        self._latency.observe(time.perf_counter() - start)
+        self._images.inc(len(labels))
+        return images
+
+    def generate_from_noise(self, labels: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """:meth:`generate` with the caller's float32 noise ``z`` ``[n, latent_dim]`` instead of seeds."""
+        start = time.perf_counter()
+        images = runner.run(self.session, labels, z)
         self._latency.observe(time.perf_counter() - start)
         self._images.inc(len(labels))
         return images
@@ -151,19 +162,26 @@ def _warm_up(model: LoadedModel) -> None:
 
 
 class ModelRegistry:
-    """Name -> the :class:`LoadedModel` being served; :meth:`scan` keeps it in line with MODELS_DIR."""
+    """Name -> its loaded versions (newest first); :meth:`scan` keeps it in line with MODELS_DIR."""
 
     def __init__(self, settings: Settings, metrics: Metrics) -> None:
         self.settings = settings
         self.metrics = metrics
         self._models: dict[str, LoadedModel] = {}
+        self._versions: dict[str, dict[int, LoadedModel]] = {}
         self._refused: dict[Path, tuple[tuple, str]] = {}
         self._scan_lock = threading.Lock()
         self._problem = "no scan of MODELS_DIR has run yet"
 
     @property
     def models(self) -> Mapping[str, LoadedModel]:
+        """Name -> its newest loaded version: what serves a request that names no version."""
         return self._models
+
+    @property
+    def loaded(self) -> Mapping[str, Mapping[int, LoadedModel]]:
+        """Name -> version -> model, newest version first, at most MODEL_VERSIONS per name."""
+        return self._versions
 
     @property
     def refusals(self) -> dict[str, str]:
@@ -228,29 +246,30 @@ class ModelRegistry:
                 self._problem = f"MODELS_DIR {str(root)!r} cannot be read: {e.strerror or e}"
             else:
                 self._problem = f"no valid model version under MODELS_DIR {str(root)!r}"
-            served = {}
+            served: dict[str, dict[int, LoadedModel]] = {}
             for name in names:
-                model = self._scan_model(name, self._models.get(name))
-                if model is not None:
-                    served[name] = model
+                versions = self._scan_model(name, self._versions.get(name, {}))
+                if versions:
+                    served[name] = versions
             for name in sorted(self._models.keys() - served.keys()):
                 log.warning("no longer serving model %s: no loadable version left under %s", name, root)
             if self._models and not served:
                 log.warning("not ready any more: %s", self._problem)
             self._refused = {p: r for p, r in self._refused.items() if p.exists()}
             self._publish(served)
-            return {name: model.version for name, model in served.items()}
+            return {name: next(iter(versions)) for name, versions in served.items()}
 
-    def _scan_model(self, name: str, current: LoadedModel | None) -> LoadedModel | None:
-        if current is not None and not current.path.is_dir():
-            log.warning(
-                "model %s v%d directory was removed; looking for an older version", name, current.version
-            )
-            current = None
-        floor = current.version if current else 0
+    def _scan_model(self, name: str, current: Mapping[int, LoadedModel]) -> dict[int, LoadedModel]:
+        """The newest K loadable versions of ``name``, newest first: loaded ones are kept, others loaded."""
+        keep = self.settings.model_versions
+        newest = next(iter(current), None)
+        kept: dict[int, LoadedModel] = {}
         for version, path in reversed(contract.version_dirs(self.settings.models_dir / name)):
-            if version <= floor:
+            if len(kept) == keep:
                 break
+            if version in current:
+                kept[version] = current[version]
+                continue
             fingerprint = _fingerprint(path)
             refused = self._refused.get(path)
             if refused and refused[0] == fingerprint:
@@ -261,7 +280,7 @@ class ModelRegistry:
             except ModelRefused as e:
                 self._refused[path] = (fingerprint, f"{e.reason}: {e}")
                 self.metrics.load_refusals.labels(name, e.reason).inc()
-                serving = f"still serving v{current.version}" if current else "not serving this name"
+                serving = f"still serving v{newest}" if newest else "not serving this name"
                 log.warning(
                     "refused model %s v%d at %s: %s (%s); %s", name, version, path, e, e.reason, serving
                 )
@@ -275,15 +294,22 @@ class ModelRegistry:
                 model.card.num_classes,
                 model.card.latent_dim,
                 time.perf_counter() - start,
-                f", replacing v{current.version}" if current else "",
+                f", replacing v{newest}" if newest and version > newest else "",
             )
-            return model
-        return current
+            kept[version] = model
+        for version, model in current.items():
+            if version not in kept:
+                why = "its directory was removed" if not model.path.is_dir() else f"MODEL_VERSIONS is {keep}"
+                log.info("unloaded model %s v%d: %s", name, version, why)
+        return kept
 
-    def _publish(self, served: dict[str, LoadedModel]) -> None:
-        previous, self._models = self._models, served
-        for name, old in previous.items():
-            if served.get(name) is not old:
-                self.metrics.model_info.remove(old.name, str(old.version), old.card.sha256)
-        for model in served.values():
-            self.metrics.model_info.labels(model.name, str(model.version), model.card.sha256).set(1)
+    def _publish(self, served: dict[str, dict[int, LoadedModel]]) -> None:
+        previous, self._versions = self._versions, served
+        self._models = {name: next(iter(versions.values())) for name, versions in served.items()}
+        for name, versions in previous.items():
+            for version, old in versions.items():
+                if served.get(name, {}).get(version) is not old:
+                    self.metrics.model_info.remove(old.name, str(old.version), old.card.sha256)
+        for versions in served.values():
+            for model in versions.values():
+                self.metrics.model_info.labels(model.name, str(model.version), model.card.sha256).set(1)

@@ -1,7 +1,9 @@
-"""One error shape for every 4xx/5xx: ``{"detail": "<field>: <what is wrong>", "field": "<field>"}``.
+"""One error shape for every 4xx/5xx: ``{"detail": "<field>: <what is wrong>", "field": "<field>"}``, and
+the Open Inference Protocol's ``{"error": "<field>: <what is wrong>"}`` under ``/v2`` (what its clients
+parse).
 
 The data plane refuses requests with :class:`~service.dataplane.RequestError`; FastAPI's validation errors
-and Starlette's HTTP errors are reshaped to the same body here, so clients parse one format.
+and Starlette's HTTP errors are reshaped to the same body here, so clients parse one format per protocol.
 """
 
 from __future__ import annotations
@@ -29,29 +31,46 @@ class ErrorBody(BaseModel):
     )
 
 
+class OipErrorBody(BaseModel):
+    error: str = Field(examples=["label: 12 is not a class index of 'mnist-cgan' (0..9)"])
+
+
+def is_oip(path: str) -> bool:
+    """Whether ``path`` belongs to the Open Inference Protocol, whose errors are ``{"error": ...}``."""
+    return path == "/v2" or path.startswith("/v2/")
+
+
 def error_response(
-    status: int, detail: str, field: str | None = None, headers: Mapping[str, str] | None = None
+    status: int,
+    detail: str,
+    field: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    *,
+    oip: bool = False,
 ) -> JSONResponse:
-    return JSONResponse({"detail": detail, "field": field}, status_code=status, headers=headers)
+    body = {"error": detail} if oip else {"detail": detail, "field": field}
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 _DESCRIPTIONS = {
     400: "Unreadable request body (not UTF-8, or a bad Content-Length).",
     401: "Missing or wrong bearer token (only when API_TOKEN is set).",
-    404: "Unknown model.",
-    413: "Request body larger than MAX_BODY_BYTES.",
+    404: "Unknown model, or a model version that is not loaded (the detail lists the loaded ones).",
+    413: "Request body larger than MAX_BODY_BYTES (MAX_INFER_BODY_BYTES for inference).",
+    415: "Compressed request body (Content-Encoding): send it uncompressed.",
     422: "Invalid field: wrong type, out of range, unknown label or format.",
     429: "Overloaded: MAX_CONCURRENCY busy and MAX_QUEUE full; retry after Retry-After seconds.",
     503: "Not ready: no model loaded.",
 }
 
 
-def error_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI ``responses`` entries for these status codes, all with the :class:`ErrorBody` schema."""
+def error_responses(*codes: int, oip: bool = False) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` entries for these status codes, all with the :class:`ErrorBody` schema (the
+    :class:`OipErrorBody` one for the Open Inference Protocol's routes)."""
     responses: dict[int | str, dict[str, Any]] = {}
     for code in codes:
         entry: dict[str, Any] = {
-            "model": ErrorBody,
+            "model": OipErrorBody if oip else ErrorBody,
             "description": _DESCRIPTIONS.get(code, HTTPStatus(code).phrase),
         }
         if code == 429:
@@ -82,7 +101,7 @@ def _message(error: Mapping[str, Any]) -> str:
 async def _request_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestError)
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
-    return error_response(exc.status, exc.detail, exc.field, headers)
+    return error_response(exc.status, exc.detail, exc.field, headers, oip=is_oip(request.url.path))
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -92,7 +111,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     detail = (
         "; ".join(f"{f}: {_message(e)}" for f, e in zip(fields, errors, strict=True)) or "invalid request"
     )
-    return error_response(422, detail, fields[0] if fields else None)
+    return error_response(422, detail, fields[0] if fields else None, oip=is_oip(request.url.path))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -101,7 +120,7 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers or {})
     if exc.status_code == 405:
         headers["Allow"] = _allowed_methods(request, headers.get("Allow", ""))
-    return error_response(exc.status_code, detail, None, headers)
+    return error_response(exc.status_code, detail, None, headers, oip=is_oip(request.url.path))
 
 
 def _allowed_methods(request: Request, route_allow: str) -> str:
@@ -118,7 +137,7 @@ def _allowed_methods(request: Request, route_allow: str) -> str:
 async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     # Starlette re-raises after this response so the server logs the traceback; the client gets none of it.
     log.error("unhandled %s on %s %s", type(exc).__name__, request.method, request.url.path)
-    return error_response(500, "internal server error")
+    return error_response(500, "internal server error", oip=is_oip(request.url.path))
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -5,17 +5,34 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import re
 import time
 from collections import deque
+from collections.abc import Callable, Iterable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.http.errors import error_response
+from service.http.errors import error_response, is_oip
 from service.metrics import Metrics
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 _UNMATCHED = "<unmatched>"
+
+
+def route_matcher(templates: Iterable[str]) -> Callable[[str], str | None]:
+    """Raw path -> the route template it falls under (``{param}`` matches one path segment), or None."""
+    exact = {t for t in templates if "{" not in t}
+    patterns = [
+        (re.compile(re.sub(r"\\\{[^/]+?\\\}", "[^/]+", re.escape(t))), t) for t in templates if "{" in t
+    ]
+
+    def match(path: str) -> str | None:
+        if path in exact:
+            return path
+        return next((t for pattern, t in patterns if pattern.fullmatch(path)), None)
+
+    return match
 
 
 class MetricsMiddleware:
@@ -26,6 +43,7 @@ class MetricsMiddleware:
         self.metrics = metrics
         #: Paths whose requests may be refused before routing (413, 429) and still deserve their own label.
         self.guarded_paths = guarded_paths
+        self._guarded = route_matcher(guarded_paths)
         self._children: dict[tuple[str, str, int], tuple] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -54,7 +72,7 @@ class MetricsMiddleware:
         route = scope.get("route")
         path = getattr(route, "path", None)
         if path is None:
-            path = scope["path"] if scope["path"] in self.guarded_paths else _UNMATCHED
+            path = self._guarded(scope["path"]) or _UNMATCHED
         method = scope["method"] if scope["method"] in _METHODS else "OTHER"
         key = (path, method, status)
         child = self._children.get(key)
@@ -109,7 +127,9 @@ class ConcurrencyLimiter:
 class GuardMiddleware:
     """What stands before the generating routes, cheapest refusal first: the bearer token (401), the body
     size (413, declared or chunked), then the concurrency limit (429 with Retry-After). Other paths
-    (health, metrics, models, docs) bypass all three.
+    (health, metrics, models, docs) bypass all three. ``paths`` are route templates (``{param}`` is one
+    segment); ``body_limits`` gives a route its own ``(bytes, setting name)`` instead of MAX_BODY_BYTES.
+    Refusals on Open Inference Protocol paths use its ``{"error": ...}`` body.
     """
 
     def __init__(
@@ -122,26 +142,31 @@ class GuardMiddleware:
         token: str | None,
         max_body_bytes: int,
         retry_after: int,
+        body_limits: Mapping[str, tuple[int, str]] | None = None,
     ) -> None:
         self.app = app
         self.paths = paths
+        self._guarded = route_matcher(paths)
+        self.body_limits = dict(body_limits or {})
         self.limiter = limiter
         self.metrics = metrics
         self.token = token.encode() if token else None
         self.max_body_bytes = max_body_bytes
         self.retry_after = str(retry_after)
         # Built once: under overload most requests end here, and a Response is a stateless ASGI app.
-        self.overloaded = error_response(
-            429,
-            "overloaded: MAX_CONCURRENCY requests running and MAX_QUEUE waiting; retry later",
-            None,
-            {"Retry-After": self.retry_after},
+        overloaded = "overloaded: MAX_CONCURRENCY requests running and MAX_QUEUE waiting; retry later"
+        self.overloaded, self.overloaded_oip = (
+            error_response(429, overloaded, None, {"Retry-After": self.retry_after}, oip=oip)
+            for oip in (False, True)
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"] not in self.paths:
+        route = self._guarded(scope["path"]) if scope["type"] == "http" else None
+        if route is None:
             await self.app(scope, receive, send)
             return
+        oip = is_oip(route)
+        max_body, setting = self.body_limits.get(route, (self.max_body_bytes, "MAX_BODY_BYTES"))
         declared = None
         authorization = b""
         for name, value in scope["headers"]:
@@ -152,27 +177,27 @@ class GuardMiddleware:
         if self.token is not None and not self._authorized(authorization):
             challenge = 'Bearer realm="cgan"' + (', error="invalid_token"' if authorization else "")
             detail = "Authorization: a valid bearer token is required"
-            await error_response(401, detail, "Authorization", {"WWW-Authenticate": challenge})(
+            await error_response(401, detail, "Authorization", {"WWW-Authenticate": challenge}, oip=oip)(
                 scope, receive, send
             )
             return
         if scope["method"] in _BODY_METHODS:
             if declared is not None and not declared.isdigit():
-                await error_response(400, "Content-Length: not a number", "Content-Length")(
+                await error_response(400, "Content-Length: not a number", "Content-Length", oip=oip)(
                     scope, receive, send
                 )
                 return
-            if declared is not None and int(declared) > self.max_body_bytes:
-                await self._too_large(scope, receive, send)
+            if declared is not None and int(declared) > max_body:
+                await self._too_large(scope, receive, send, max_body, setting, oip)
                 return
-            replay = await self._buffered(receive)
+            replay = await self._buffered(receive, max_body)
             if replay is None:
-                await self._too_large(scope, receive, send)
+                await self._too_large(scope, receive, send, max_body, setting, oip)
                 return
             receive = replay
         if not await self.limiter.acquire():
             self.metrics.rejected.labels("overload").inc()
-            await self.overloaded(scope, receive, send)
+            await (self.overloaded_oip if oip else self.overloaded)(scope, receive, send)
             return
         try:
             await self.app(scope, receive, send)
@@ -184,7 +209,7 @@ class GuardMiddleware:
         # Constant-time, so response timing does not reveal how much of a guessed token matched.
         return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.token or b"")
 
-    async def _buffered(self, receive: Receive) -> Receive | None:
+    async def _buffered(self, receive: Receive, max_body: int) -> Receive | None:
         """Read the whole (small) body now, so the limit holds for chunked uploads too; replay it after."""
         chunks = []
         size = 0
@@ -195,7 +220,7 @@ class GuardMiddleware:
                 break  # the client left; the app will see an empty body and its disconnect
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
+            if size > max_body:
                 return None
             chunks.append(chunk)
             more = message.get("more_body", False)
@@ -210,7 +235,9 @@ class GuardMiddleware:
 
         return replay
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(
+        self, scope: Scope, receive: Receive, send: Send, max_body: int, setting: str, oip: bool
+    ) -> None:
         self.metrics.rejected.labels("body_too_large").inc()
-        detail = f"body: larger than MAX_BODY_BYTES ({self.max_body_bytes} bytes)"
-        await error_response(413, detail, "body", {"Connection": "close"})(scope, receive, send)
+        detail = f"body: larger than {setting} ({max_body} bytes)"
+        await error_response(413, detail, "body", {"Connection": "close"}, oip=oip)(scope, receive, send)

@@ -37,6 +37,14 @@ Label = Annotated[
     ),
 ]
 ModelName = Annotated[str, Field(pattern=contract.MODEL_NAME_PATTERN, examples=["mnist-cgan"])]
+Version = Annotated[
+    int,
+    Field(
+        ge=1,
+        description="Model version to use (one of the loaded ones, see /v1/models); the newest when absent.",
+        examples=[3],
+    ),
+]
 Seed = Annotated[
     int,
     Field(
@@ -62,6 +70,7 @@ class GenerateRequest(BaseModel):
     n: int = Field(16, ge=1, description="Number of images, 1..MAX_N.")
     seed: Seed | None = None
     model: ModelName | None = Field(None, description="Model name; the default model when absent.")
+    version: Version | None = None
     format: Literal["png", "npy", "json"] = Field(
         "png", description="png: one grid image; npy: uint8 [n, H, W]; json: pixels as nested lists."
     )
@@ -80,6 +89,7 @@ class GenerateQuery(BaseModel):
     n: int = Field(16, ge=1, description="Number of images, 1..MAX_N.")
     seed: Seed | None = None
     model: ModelName | None = Field(None, description="Model name; the default model when absent.")
+    version: Version | None = None
     nrow: int | None = Field(None, ge=1, description="Images per row; default ceil(sqrt(n)).")
     pad: int = Field(2, ge=0, le=MAX_PAD, description="Background pixels around each cell.")
 
@@ -133,6 +143,7 @@ class DatasetRequest(BaseModel):
     )
     seed: Seed | None = None
     model: ModelName | None = Field(None, description="Model name; the default model when absent.")
+    version: Version | None = None
     format: Literal["npz", "zip"] = Field(
         "npz",
         description="npz: x uint8 [N, H, W], y int64 [N]; zip: PNG per image, folder per class, manifest.",
@@ -193,6 +204,7 @@ _CARD_EXAMPLE = {
 _SERVED_EXAMPLE = {
     "name": "mnist-cgan",
     "version": 3,
+    "versions": [3, 2],
     "default": True,
     "loaded_at": "2025-01-01T12:05:00Z",
     "card": _CARD_EXAMPLE,
@@ -203,7 +215,8 @@ class ServedModel(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [_SERVED_EXAMPLE]})
 
     name: str
-    version: int
+    version: int = Field(description="The version described here (the newest loaded unless one was asked).")
+    versions: list[int] = Field(description="Every loaded version, newest first; requests may pin any.")
     default: bool
     loaded_at: datetime
     card: ModelCard

@@ -38,7 +38,12 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
 async def dataset(body: DatasetRequest, runtime: RuntimeDep) -> StreamingResponse:
     """`per_label` images of each label (all classes by default): image j uses `seed + j`, labels in order."""
     wanted = ArchiveRequest(
-        per_label=body.per_label, labels=body.labels, seed=body.seed, model=body.model, format=body.format
+        per_label=body.per_label,
+        labels=body.labels,
+        seed=body.seed,
+        model=body.model,
+        format=body.format,
+        version=body.version,
     )
     archive = dataplane.archive(runtime, wanted)
     plan = archive.plan

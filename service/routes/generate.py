@@ -68,6 +68,7 @@ async def generate(body: GenerateRequest, request: Request) -> Response:
         format=body.format,
         nrow=body.nrow,
         pad=body.pad,
+        version=body.version,
     )
     return await _generate(request, wanted)
 
@@ -82,7 +83,14 @@ async def generate_png(query: Annotated[GenerateQuery, Query()], request: Reques
     """The PNG grid of `POST /generate`, addressable by URL."""
     q = query
     wanted = ImageRequest(
-        label=q.label, n=q.n, seed=q.seed, model=q.model, format="png", nrow=q.nrow, pad=q.pad
+        label=q.label,
+        n=q.n,
+        seed=q.seed,
+        model=q.model,
+        format="png",
+        nrow=q.nrow,
+        pad=q.pad,
+        version=q.version,
     )
     response = await _generate(request, wanted)
     if q.seed is None:

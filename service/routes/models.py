@@ -4,21 +4,23 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Query
 
-from service.dataplane import served_model
+from service.dataplane import loaded_versions, served_model
 from service.http.errors import error_responses
-from service.http.schemas import ModelList, ModelName, ServedModel
+from service.http.schemas import ModelList, ModelName, ServedModel, Version
 from service.registry import LoadedModel
 from service.routes.deps import RuntimeDep
+from service.runtime import Runtime
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
 
-def _served(model: LoadedModel, default: str | None) -> ServedModel:
+def _served(runtime: Runtime, model: LoadedModel, default: str | None) -> ServedModel:
     return ServedModel(
         name=model.name,
         version=model.version,
+        versions=loaded_versions(runtime, model.name),
         default=model.name == default,
         loaded_at=model.loaded_at,
         card=model.card,
@@ -27,15 +29,19 @@ def _served(model: LoadedModel, default: str | None) -> ServedModel:
 
 @router.get("", response_model=ModelList)
 async def list_models(runtime: RuntimeDep) -> ModelList:
-    """Every served model with its card."""
+    """Every served model with the card of its newest loaded version and the list of loaded versions."""
     default = runtime.registry.default_name()
     models = runtime.registry.models
-    return ModelList(default=default, models=[_served(models[name], default) for name in sorted(models)])
+    return ModelList(
+        default=default, models=[_served(runtime, models[name], default) for name in sorted(models)]
+    )
 
 
 @router.get("/{name}", response_model=ServedModel, responses=error_responses(404, 422))
 async def get_model(
-    name: Annotated[ModelName, Path(description="Model name.")], runtime: RuntimeDep
+    name: Annotated[ModelName, Path(description="Model name.")],
+    runtime: RuntimeDep,
+    version: Annotated[Version | None, Query()] = None,
 ) -> ServedModel:
-    """One served model with its card."""
-    return _served(served_model(runtime, name), runtime.registry.default_name())
+    """One served model with its card: the newest loaded version's, or `version`'s."""
+    return _served(runtime, served_model(runtime, name, version), runtime.registry.default_name())

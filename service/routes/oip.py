@@ -1,24 +1,47 @@
-"""Open Inference Protocol (KServe v2) health and model metadata, for tooling that speaks it."""
+"""Open Inference Protocol (KServe v2): health, server and model metadata, and inference (JSON or binary
+tensors), for tooling that speaks it (``tritonclient``, KServe, Seldon, OpenVINO clients).
+
+Inference is the data plane's: the wire format is :mod:`service.http.oip_codec`, the images come from
+:func:`service.dataplane.tensors`, batched with /generate. Errors are the protocol's ``{"error": ...}``.
+"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from functools import partial
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 
 import cgan_contract as contract
-from service.dataplane import served_model
+from service import dataplane
+from service.dataplane import TensorRequest, loaded_versions, served_model
+from service.http import oip_codec
 from service.http.errors import error_responses
+from service.http.oip_codec import InferenceRequest, InferenceResponse
 from service.http.schemas import ModelName
+from service.registry import LoadedModel
 from service.routes.deps import RuntimeDep
+from service.runtime import Runtime
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"])
 
-_DATATYPES = {"float32": "FP32", "int64": "INT64", "uint8": "UINT8"}
-
 NamePath = Annotated[ModelName, Path(description="Model name.")]
+VersionPath = Annotated[int, Path(ge=1, description="Model version (one of the loaded ones).")]
+PLATFORM = "onnxruntime_onnx"
+
+
+class ServerMetadata(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"name": "cgan-synth", "version": "0.1.0", "extensions": oip_codec.EXTENSIONS}]
+        }
+    )
+
+    name: str
+    version: str
+    extensions: list[str]
 
 
 class Live(BaseModel):
@@ -52,8 +75,8 @@ class ModelMetadata(BaseModel):
             "examples": [
                 {
                     "name": "mnist-cgan",
-                    "versions": ["3"],
-                    "platform": "onnxruntime",
+                    "versions": ["3", "2"],
+                    "platform": PLATFORM,
                     "inputs": [
                         {"name": "z", "datatype": "FP32", "shape": [-1, 100]},
                         {"name": "label", "datatype": "INT64", "shape": [-1]},
@@ -73,8 +96,29 @@ class ModelMetadata(BaseModel):
 
 def _tensor(spec: contract.TensorSpec) -> TensorMetadata:
     return TensorMetadata(
-        name=spec.name, datatype=_DATATYPES[spec.dtype], shape=[-1 if d is None else d for d in spec.shape]
+        name=spec.name,
+        datatype=oip_codec.DATATYPES[spec.dtype],
+        shape=[-1 if d is None else d for d in spec.shape],
     )
+
+
+def _metadata(runtime: Runtime, model: LoadedModel) -> ModelMetadata:
+    return ModelMetadata(
+        name=model.name,
+        versions=[str(v) for v in loaded_versions(runtime, model.name)],
+        platform=PLATFORM,
+        inputs=[_tensor(t) for t in model.card.inputs],
+        outputs=[_tensor(t) for t in model.card.outputs],
+    )
+
+
+_ERRORS = partial(error_responses, oip=True)
+
+
+@router.get("", response_model=ServerMetadata)
+async def server_metadata(request: Request) -> ServerMetadata:
+    """Server metadata: name, version and the protocol extensions supported."""
+    return ServerMetadata(name="cgan-synth", version=request.app.version, extensions=oip_codec.EXTENSIONS)
 
 
 @router.get("/health/live", response_model=Live)
@@ -92,20 +136,101 @@ async def ready(runtime: RuntimeDep) -> JSONResponse:
     return JSONResponse({"ready": is_ready}, status_code=200 if is_ready else 503)
 
 
-@router.get("/models/{name}", response_model=ModelMetadata, responses=error_responses(404, 422))
+@router.get("/models/{name}", response_model=ModelMetadata, responses=_ERRORS(404, 422))
 async def model_metadata(name: NamePath, runtime: RuntimeDep) -> ModelMetadata:
-    """Model metadata: served version, platform and tensor signature."""
-    model = served_model(runtime, name)
-    return ModelMetadata(
-        name=model.name,
-        versions=[str(model.version)],
-        platform="onnxruntime",
-        inputs=[_tensor(t) for t in model.card.inputs],
-        outputs=[_tensor(t) for t in model.card.outputs],
-    )
+    """Model metadata: loaded versions, platform and the newest version's tensor signature."""
+    return _metadata(runtime, served_model(runtime, name))
 
 
-@router.get("/models/{name}/ready", response_model=ModelReady, responses=error_responses(404, 422))
+@router.get("/models/{name}/versions/{version}", response_model=ModelMetadata, responses=_ERRORS(404, 422))
+async def model_version_metadata(name: NamePath, version: VersionPath, runtime: RuntimeDep) -> ModelMetadata:
+    """Model metadata with this version's tensor signature; 404 when it is not loaded."""
+    return _metadata(runtime, served_model(runtime, name, version))
+
+
+@router.get("/models/{name}/ready", response_model=ModelReady, responses=_ERRORS(404, 422))
 async def model_ready(name: NamePath, runtime: RuntimeDep) -> ModelReady:
     """Model ready: loaded and warmed."""
     return ModelReady(name=served_model(runtime, name).name, ready=True)
+
+
+@router.get("/models/{name}/versions/{version}/ready", response_model=ModelReady, responses=_ERRORS(404, 422))
+async def model_version_ready(name: NamePath, version: VersionPath, runtime: RuntimeDep) -> ModelReady:
+    """This version loaded and warmed; 404 when it is not loaded."""
+    return ModelReady(name=served_model(runtime, name, version).name, ready=True)
+
+
+_INFER_DOC: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "description": "The JSON form, or (binary tensor extension) a JSON header of "
+        "`Inference-Header-Content-Length` bytes followed by the inputs' raw bytes.",
+        "content": {
+            "application/json": {
+                "schema": InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    }
+}
+_INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The images: JSON, or a JSON header of `Inference-Header-Content-Length` bytes "
+        "followed by the image bytes when binary output was asked for.",
+        "content": {
+            "application/json": {
+                "schema": InferenceResponse.model_json_schema(ref_template="#/components/schemas/{model}")
+            },
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+        },
+    },
+    **_ERRORS(400, 401, 404, 413, 415, 422, 429, 503),
+}
+
+
+async def _infer(request: Request, name: str, version: int | None) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    decoded = oip_codec.decode(
+        await request.body(),
+        request.headers.get(oip_codec.HEADER_LENGTH),
+        request.headers.get("content-encoding"),
+    )
+    wanted = TensorRequest(
+        labels=decoded.tensors[contract.INPUT_LABEL],
+        z=decoded.tensors.get(contract.INPUT_NOISE),
+        seed=decoded.seed,
+        model=name,
+        version=version,
+        encode=partial(oip_codec.encode, decoded.request_id, decoded.binary_output),
+        media_type="application/octet-stream" if decoded.binary_output else "application/json",
+    )
+    result = await dataplane.tensors(runtime, wanted)
+    headers = {"X-Model": result.model.name, "X-Model-Version": str(result.model.version)}
+    if decoded.binary_output:
+        n = len(wanted.labels)
+        headers[oip_codec.HEADER_LENGTH] = str(len(result.body) - oip_codec.binary_size(result.model, n))
+    return Response(result.body, media_type=result.media_type, headers=headers)
+
+
+@router.post(
+    "/models/{name}/infer",
+    response_class=Response,
+    responses=_INFER_RESPONSES,
+    openapi_extra=_INFER_DOC,
+    summary="Inference (newest loaded version)",
+)
+async def infer(name: NamePath, request: Request) -> Response:
+    """`label` INT64 [N] and `z` FP32 [N, latent_dim] or parameter `seed` -> `image` UINT8 [N, H, W, C]."""
+    return await _infer(request, name, None)
+
+
+@router.post(
+    "/models/{name}/versions/{version}/infer",
+    response_class=Response,
+    responses=_INFER_RESPONSES,
+    openapi_extra=_INFER_DOC,
+    summary="Inference (a pinned version)",
+)
+async def infer_version(name: NamePath, version: VersionPath, request: Request) -> Response:
+    """As `/v2/models/{name}/infer`, on this loaded version; 404 (listing the loaded ones) otherwise."""
+    return await _infer(request, name, version)

@@ -35,7 +35,7 @@ def test_v2_model_metadata(shared_client: TestClient) -> None:
     assert meta == {
         "name": "digits",
         "versions": ["1"],
-        "platform": "onnxruntime",
+        "platform": "onnxruntime_onnx",
         "inputs": [
             {"name": "z", "datatype": "FP32", "shape": [-1, 8]},
             {"name": "label", "datatype": "INT64", "shape": [-1]},
@@ -43,7 +43,8 @@ def test_v2_model_metadata(shared_client: TestClient) -> None:
         "outputs": [{"name": "image", "datatype": "UINT8", "shape": [-1, 28, 28, 1]}],
     }
     assert shared_client.get("/v2/models/digits/ready").json() == {"name": "digits", "ready": True}
-    assert shared_client.get("/v2/models/nope").status_code == 404
+    missing = shared_client.get("/v2/models/nope")
+    assert missing.status_code == 404 and missing.json() == {"error": "name: model 'nope' is not loaded"}
 
 
 def test_v1_models_list_cards_with_quality(shared_client: TestClient, fashion_classes: list[str]) -> None:

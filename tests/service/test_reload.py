@@ -44,9 +44,10 @@ def test_new_version_is_loaded_and_served(
             metric(client, "cgan_model_info", {"model": "digits", "version": "2", "sha256": _sha(root, 2)})
             == 1
         )
+        # v1 stays loaded (MODEL_VERSIONS is 2), pinnable but no longer the default.
         assert (
             metric(client, "cgan_model_info", {"model": "digits", "version": "1", "sha256": _sha(root, 1)})
-            == 0
+            == 1
         )
 
 
