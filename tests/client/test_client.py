@@ -1,0 +1,265 @@
+"""cgan_client against a real server process: generate, streamed datasets, retries on a real 429, a pinned
+version, the token, errors, and the input-pipeline adapters."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import socket
+import threading
+import time
+import tracemalloc
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from cgan_client import AsyncClient, Client, ServiceError
+from tests.fakes import build_generator, write_version
+from tests.live_server import LiveServer
+
+TOKEN = "client-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("client") / "models"
+    root.mkdir()
+    write_version(root, "digits", 1, onnx_bytes=build_generator(weights_seed=1))
+    write_version(root, "digits", 2, onnx_bytes=build_generator(weights_seed=2))
+    return root
+
+
+@pytest.fixture(scope="module")
+def server(models: Path) -> Iterator[LiveServer]:
+    running = LiveServer(models, models.parent / "server.log", API_TOKEN=TOKEN, DATASET_BATCH="64")
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def api(server: LiveServer) -> Iterator[Client]:
+    with Client(server.url, token=TOKEN, timeout=30) as client:
+        yield client
+
+
+def _direct(server: LiveServer, path: str, body: dict) -> httpx.Response:
+    response = httpx.post(f"{server.url}{path}", json=body, headers=AUTH, timeout=30)
+    assert response.status_code == 200, response.text
+    return response
+
+
+def _npz(server: LiveServer, body: dict) -> tuple[np.ndarray, np.ndarray]:
+    data = np.load(io.BytesIO(_direct(server, "/dataset", body).content))
+    return data["x"], data["y"]
+
+
+def test_generate_matches_the_service(server: LiveServer, api: Client) -> None:
+    images = api.generate(7, 5, seed=11)
+    assert images.dtype == np.uint8 and images.shape == (5, 28, 28)
+    direct = _direct(server, "/generate", {"label": 7, "n": 5, "seed": 11, "format": "npy"})
+    assert direct.headers["x-model-version"] == "2"
+    assert images.tobytes() == np.load(io.BytesIO(direct.content)).tobytes()
+    assert np.array_equal(api.generate("7", 5, seed=11), images)
+
+
+def test_pinned_version(server: LiveServer, api: Client) -> None:
+    v1 = np.load(
+        io.BytesIO(
+            _direct(
+                server, "/generate", {"label": 2, "n": 3, "seed": 4, "format": "npy", "version": 1}
+            ).content
+        )
+    )
+    assert np.array_equal(api.generate(2, 3, seed=4, version=1), v1)
+    with Client(server.url, token=TOKEN, version=1) as pinned:
+        assert np.array_equal(pinned.generate(2, 3, seed=4), v1)
+        x, y = pinned.dataset(3, labels=[2], seed=4)
+        assert np.array_equal(x, v1) and list(y) == [2, 2, 2]
+        assert pinned.model_info()["version"] == 1
+    assert not np.array_equal(api.generate(2, 3, seed=4), v1)  # the newest (v2) answers unpinned
+    with pytest.raises(ServiceError) as raised:
+        api.generate(2, 3, version=9)
+    assert raised.value.status == 404 and raised.value.field == "version"
+    assert raised.value.detail == "version: 'digits' v9 is not loaded; loaded: 2, 1"
+
+
+def test_streamed_dataset_equals_the_npz(server: LiveServer, api: Client) -> None:
+    x, y = _npz(server, {"per_label": 45, "labels": [0, "7", 3], "seed": 3})
+    batches = list(api.iter_dataset(45, labels=[0, "7", 3], seed=3, batch_size=32))
+    assert [len(b[0]) for b in batches] == [32, 32, 32, 32, 7]
+    assert np.array_equal(np.concatenate([b[0] for b in batches]), x)
+    assert np.array_equal(np.concatenate([b[1] for b in batches]), y)
+    assert list(y[:45]) == [0] * 45 and list(y[45:90]) == [7] * 45
+
+    whole_x, whole_y = api.dataset(45, labels=[0, "7", 3], seed=3)
+    assert np.array_equal(whole_x, x) and np.array_equal(whole_y, y)
+    every_x, every_y = api.dataset(4, seed=1)  # every class
+    assert every_x.shape == (40, 28, 28) and list(every_y[::4]) == list(range(10))
+
+
+def test_streaming_memory_stays_bounded(api: Client) -> None:
+    # 20,000 images (15.7 MB of pixels) in 256-image batches: Python allocations peak near a batch or two.
+    tracemalloc.start()
+    try:
+        count = sum(len(x) for x, _ in api.iter_dataset(2000, seed=0, batch_size=256))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert count == 20_000
+    assert peak < 4_000_000, f"peak {peak / 1e6:.1f} MB while streaming 15.7 MB"
+
+
+def test_save_dataset_streams_any_format(tmp_path: Path, api: Client) -> None:
+    path = api.save_dataset(tmp_path / "set.zip", 3, format="zip", labels=[1, 2], seed=0)
+    with zipfile.ZipFile(path) as archive:
+        names = archive.namelist()
+    assert "manifest.csv" in names and sum(n.endswith(".png") for n in names) == 6
+    with pytest.raises(ServiceError) as raised:
+        api.save_dataset(tmp_path / "bad.zip", 3, format="rar")
+    assert raised.value.status == 422 and raised.value.field == "format"
+    assert not (tmp_path / "bad.zip").exists() and list(tmp_path.iterdir()) == [path]
+
+
+def test_token_and_bad_input(server: LiveServer, api: Client) -> None:
+    with Client(server.url) as anonymous, pytest.raises(ServiceError) as raised:
+        anonymous.generate(1, 1)
+    assert raised.value.status == 401 and raised.value.field == "Authorization"
+    for call, field in (
+        (lambda: api.generate(1, 0), "n"),
+        (lambda: api.generate("Sneaker", 1), "label"),
+        (lambda: api.dataset(0), "per_label"),
+        (lambda: api.generate(1, 1, seed=-5), "seed"),
+    ):
+        with pytest.raises(ServiceError) as raised:
+            call()
+        assert raised.value.status == 422 and raised.value.field == field
+        assert raised.value.detail.startswith(f"{field}:")
+
+
+def test_async_client(server: LiveServer) -> None:
+    x, y = _npz(server, {"per_label": 20, "labels": [5, 6], "seed": 9})
+
+    async def main() -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
+        async with AsyncClient(server.url, token=TOKEN) as api:
+            images = await api.generate(5, 4, seed=9)
+            batches = [b async for b in api.iter_dataset(20, labels=[5, 6], seed=9, batch_size=16)]
+            return images, batches, await api.dataset(20, labels=[5, 6], seed=9, version=1)
+
+    images, batches, v1 = asyncio.run(main())
+    assert np.array_equal(images, x[:4])
+    assert np.array_equal(np.concatenate([b[0] for b in batches]), x)
+    assert np.array_equal(np.concatenate([b[1] for b in batches]), y)
+    assert not np.array_equal(v1[0], x) and np.array_equal(v1[1], y)
+
+
+def test_tf_data_adapter(server: LiveServer, api: Client) -> None:
+    tf = pytest.importorskip(
+        "tensorflow", reason="the tf.data adapter needs TensorFlow (the dev install has it)"
+    )
+    from cgan_client import tf_data
+
+    x, y = _npz(server, {"per_label": 30, "labels": [1, 8], "seed": 2, "version": 2})
+    ds = tf_data.dataset(api, 30, labels=[1, 8], seed=2, batch_size=25)
+    assert ds.element_spec[0].shape.as_list() == [None, 28, 28] and ds.element_spec[0].dtype == tf.uint8
+    for _ in range(2):  # each pass streams again, the same data for the same seed
+        batches = [(bx.numpy(), by.numpy()) for bx, by in ds]
+        assert [len(b[0]) for b in batches] == [25, 25, 10]
+        assert np.array_equal(np.concatenate([b[0] for b in batches]), x)
+        assert np.array_equal(np.concatenate([b[1] for b in batches]), y)
+    images = next(iter(ds.unbatch().batch(7)))[0]
+    assert images.shape == (7, 28, 28)
+
+
+def test_torch_adapter(server: LiveServer, api: Client) -> None:
+    torch = pytest.importorskip(
+        "torch", reason="torch is not installed: the PyTorch adapter is untested here"
+    )
+    from cgan_client.torch_data import ServiceDataset
+
+    x, y = _npz(server, {"per_label": 10, "labels": [4], "seed": 1})
+    loader = torch.utils.data.DataLoader(
+        ServiceDataset(api.config, 10, labels=[4], seed=1, batch_size=4), batch_size=None
+    )
+    batches = list(loader)
+    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    assert np.array_equal(torch.cat([b[0] for b in batches]).numpy(), x)
+    assert np.array_equal(torch.cat([b[1] for b in batches]).numpy(), y)
+
+
+# --- a real 429: one slot, no queue, and a stream that holds the slot -----------------------------------
+
+
+def _rejections(url: str) -> float:
+    families = text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=5).text)
+    return sum(
+        s.value
+        for f in families
+        if f.name == "cgan_http_requests_rejected"
+        for s in f.samples
+        if s.name.endswith("_total") and s.labels.get("reason") == "overload"
+    )
+
+
+def test_retry_honours_retry_after_on_a_real_429(models: Path, tmp_path: Path) -> None:
+    server = LiveServer(
+        models,
+        tmp_path / "server.log",
+        API_TOKEN=TOKEN,
+        MAX_CONCURRENCY="1",
+        MAX_QUEUE="0",
+        RETRY_AFTER_SECONDS="1",
+    )
+    admitted, release = threading.Event(), threading.Event()
+
+    def hold_the_slot() -> None:
+        # 100k images (78 MB) into a small receive buffer that is never drained: the server cannot finish the
+        # response, so the only slot stays taken until we hang up.
+        transport = httpx.HTTPTransport(socket_options=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 16)])
+        with (
+            httpx.Client(base_url=server.url, headers=AUTH, transport=transport, timeout=30) as holder,
+            holder.stream("POST", "/dataset", json={"per_label": 10_000, "seed": 0}) as response,
+        ):
+            assert response.status_code == 200
+            raw = response.iter_raw()  # kept: a dropped iterator closes the connection when collected
+            next(raw)
+            admitted.set()
+            release.wait(30)
+
+    thread = threading.Thread(target=hold_the_slot)
+    thread.start()
+    try:
+        assert admitted.wait(30)
+        with Client(server.url, token=TOKEN, retries=0) as no_retries, pytest.raises(ServiceError) as raised:
+            no_retries.generate(1, 2, seed=0)
+        assert raised.value.status == 429 and raised.value.detail.startswith("overloaded")
+        assert _rejections(server.url) == 1
+
+        def release_after_the_next_rejection() -> None:
+            deadline = time.monotonic() + 30
+            while _rejections(server.url) < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            release.set()
+
+        releaser = threading.Thread(target=release_after_the_next_rejection)
+        releaser.start()
+        start = time.monotonic()
+        with Client(server.url, token=TOKEN, retries=5) as patient:
+            images = patient.generate(1, 2, seed=0)
+        waited = time.monotonic() - start
+        releaser.join(30)
+        assert images.shape == (2, 28, 28)
+        rejected = _rejections(server.url)
+        # Refused at least once, then served after waiting the Retry-After (1 s) before each retry.
+        assert rejected >= 2 and waited >= 0.9 * (rejected - 1), (rejected, waited)
+    finally:
+        release.set()
+        thread.join(30)
+        server.stop()
