@@ -130,8 +130,9 @@ def test_service_target_is_small_non_root_and_healthchecked():
     assert entry[0] == '["cgan-serve"]' and "0.0.0.0" in entry[1] and "8000" in entry[1], entry
 
 
-def test_packages_are_the_three_siblings():
-    assert _packages() == {"cgan_contract", "service", "trainer"}
+def test_packages_are_the_three_siblings_and_the_client():
+    # cgan_client is for consumers of the service: it imports none of the other three (see its own tests).
+    assert _packages() == {"cgan_client", "cgan_contract", "service", "trainer"}
 
 
 def test_each_image_copies_the_packages_it_runs_and_no_other():
