@@ -36,7 +36,7 @@ SEED_PARAMETER = "seed"
 
 
 class BadRequest(RequestError):
-    """A body that is not a well-formed inference request (as opposed to a valid one with a bad value)."""
+    """Binary framing that does not add up (header length, tensor sizes): the body cannot be split."""
 
     status = 400
 
@@ -179,7 +179,8 @@ def decode(body: bytes, header_length: str | None, content_encoding: str | None 
 def _invalid(error: ValidationError) -> RequestError:
     first = error.errors()[0]
     if first.get("type") == "json_invalid":
-        return BadRequest("body: the inference header is not valid JSON", "body")
+        # 422 like every other unparseable JSON body of this API; 400 is kept for broken binary framing.
+        return RequestError("body: the inference request is not valid JSON", "body")
     loc = first.get("loc", ())
     field = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in loc).lstrip(".") or "body"
     return RequestError(f"{field}: {first.get('msg', 'invalid')}", field)

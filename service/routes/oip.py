@@ -163,13 +163,14 @@ async def model_version_ready(name: NamePath, version: VersionPath, runtime: Run
 _INFER_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
-        "description": "The JSON form, or (binary tensor extension) a JSON header of "
-        "`Inference-Header-Content-Length` bytes followed by the inputs' raw bytes.",
+        # The binary form is this JSON followed by raw bytes, which OpenAPI cannot describe as one schema.
+        "description": "The JSON form; or (binary tensor extension) this JSON, "
+        "`Inference-Header-Content-Length` bytes long, followed by the raw bytes of each input that gives "
+        "`parameters.binary_data_size`.",
         "content": {
             "application/json": {
                 "schema": InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
             },
-            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
     }
 }

@@ -235,7 +235,8 @@ _TRUNCATED = json.dumps(
 @pytest.mark.parametrize(
     ("body", "headers", "status", "start"),
     [
-        (b"{not json", None, 400, "body: the inference header is not valid JSON"),
+        (b"{not json", None, 422, "body: the inference request is not valid JSON"),
+        (b"", None, 422, "body: the inference request is not valid JSON"),
         (b'{"inputs": []}', None, 422, "inputs: List should have at least 1 item"),
         (b'{"inputs": [{"name": "label", "shape": [1], "datatype": "INT64"}]}', None, 422, "label: no data"),
         (
