@@ -22,13 +22,15 @@ _loaded: dict[tuple[str, int, str, int], LoadedModel] = {}
 
 
 def _shard_task(job: bulk.BulkJob, index: int, threads: int) -> dict[str, Any]:
+    import ray
+
     def get_model() -> LoadedModel:
         key = (str(job.models_dir), job.version, job.model_sha256, threads)
         if key not in _loaded:
             _loaded[key] = bulk.load_model(job, threads)
         return _loaded[key]
 
-    return bulk.run_shard(job, index, get_model)
+    return {**bulk.run_shard(job, index, get_model), "node": ray.get_runtime_context().get_node_id()}
 
 
 def run(job: bulk.BulkJob, shards: Iterable[int], address: str, threads: int = 1) -> list[dict[str, Any]]:
