@@ -418,4 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # service.bulk's main, not this __main__ copy's: exceptions from Ray tasks are service.bulk's classes.
+    from service import bulk
+
+    sys.exit(bulk.main())

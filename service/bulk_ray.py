@@ -47,7 +47,8 @@ def run(job: bulk.BulkJob, shards: Iterable[int], address: str, threads: int = 1
     except (ConnectionError, ValueError, RuntimeError) as e:
         raise bulk.BulkError(f"--ray {address!r}: cannot connect: {str(e).splitlines()[0]}") from None
     try:
-        task = ray.remote(num_cpus=1, max_retries=2)(_shard_task)
+        # SPREAD: shards go to every node rather than filling the first, so output and model loads spread too.
+        task = ray.remote(num_cpus=1, max_retries=2, scheduling_strategy="SPREAD")(_shard_task)
         refs = [task.remote(job, index, threads) for index in shards]
         try:
             return ray.get(refs)

@@ -146,8 +146,8 @@ def test_a_failure_mid_shard_leaves_nothing_that_looks_complete(models_dir: Path
 def test_killed_process_leaves_a_partial_shard_that_is_redone(models_dir: Path, tmp_path: Path) -> None:
     # A real crash: SIGKILL while the tar is being written (no cleanup runs), then a rerun.
     out = tmp_path / "out"
-    args = ["--models-dir", str(models_dir), "--model", "digits", "--per-label", "20000", "--shards", "2",
-            "--out", str(out), "--batch", "64", "--threads", "1"]  # fmt: skip
+    args = ["--models-dir", str(models_dir), "--model", "digits", "--per-label", "2000", "--shards", "2",
+            "--out", str(out), "--batch", "8", "--threads", "1"]  # fmt: skip
     proc = subprocess.Popen(
         [sys.executable, "-m", "service.bulk", *args, "--shard", "1"], stdout=subprocess.DEVNULL
     )
@@ -162,7 +162,7 @@ def test_killed_process_leaves_a_partial_shard_that_is_redone(models_dir: Path, 
         proc.kill()
         proc.wait(10)
     assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []
-    job = bulk.plan_job(models_dir, "digits", None, None, 20000, 0, 2, out, batch=64)
+    job = bulk.plan_job(models_dir, "digits", None, None, 2000, 0, 2, out, batch=8)
     assert bulk.verified_manifest(job, 1) is None
     result = bulk.run_all(job, [1], threads=1)[0]
     assert result["status"] == "written" and bulk.verified_manifest(job, 1) is not None
