@@ -303,8 +303,14 @@ def run_shard(job: BulkJob, index: int, get_model: Callable[[], LoadedModel]) ->
     summary = {"shard": index, "tar": f"{stem}.tar", "images": stop - start}
     done = verified_manifest(job, index)
     if done is not None:
-        return {**summary, "status": "skipped", "tar_sha256": done["tar_sha256"], "seconds": 0.0}
-    began = time.perf_counter()
+        return {
+            **summary,
+            "status": "skipped",
+            "tar_sha256": done["tar_sha256"],
+            "seconds": 0.0,
+            "cpu_seconds": 0.0,
+        }
+    began, cpu_began = time.perf_counter(), time.process_time()
     # A stale manifest goes first, so no moment pairs it with the tar about to be written; then whatever
     # a crashed attempt at this shard left behind.
     (job.out / f"{stem}.json").unlink(missing_ok=True)
@@ -342,8 +348,15 @@ def run_shard(job: BulkJob, index: int, get_model: Callable[[], LoadedModel]) ->
         },
     }
     _write_atomically(job.out / f"{stem}.json", [json.dumps(manifest, indent=2).encode() + b"\n"])
-    seconds = time.perf_counter() - began
-    return {**summary, "status": "written", "tar_sha256": sha256, "seconds": round(seconds, 3)}
+    seconds, cpu_seconds = time.perf_counter() - began, time.process_time() - cpu_began
+    return {
+        **summary,
+        "status": "written",
+        "tar_sha256": sha256,
+        "seconds": round(seconds, 3),
+        # This process's CPU time (onnxruntime's threads included): what the shard costs on an idle core.
+        "cpu_seconds": round(cpu_seconds, 3),
+    }
 
 
 def run_all(job: BulkJob, shards: Sequence[int], threads: int = 0) -> list[dict[str, Any]]:
