@@ -241,9 +241,11 @@ def verified_manifest(job: BulkJob, index: int) -> dict[str, Any] | None:
         recorded, size, sha256 = manifest["run"], manifest["tar_bytes"], manifest["tar_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return None  # absent or torn: the shard is not complete
-    if recorded != job.run_record(index):
-        differs = sorted(k for k in recorded.keys() | job.run_record(index).keys()
-                         if recorded.get(k) != job.run_record(index).get(k))  # fmt: skip
+    if not isinstance(recorded, dict):
+        return None
+    wanted = job.run_record(index)
+    if recorded != wanted:
+        differs = sorted(k for k in recorded.keys() | wanted.keys() if recorded.get(k) != wanted.get(k))
         raise BulkError(
             f"{manifest_path} is shard {index} of a different run ({', '.join(differs)} differ); "
             "write this run to another --out"

@@ -98,6 +98,10 @@ def test_rerun_skips_verified_shards_without_touching_them(models_dir: Path, tmp
     [
         pytest.param(lambda tar, manifest: manifest.unlink(), id="manifest-missing"),
         pytest.param(lambda tar, manifest: manifest.write_text('{"run": '), id="manifest-torn"),
+        pytest.param(
+            lambda tar, manifest: manifest.write_text('{"run": 1, "tar_bytes": 1, "tar_sha256": ""}'),
+            id="manifest-wrong-shape",
+        ),  # fmt: skip
         pytest.param(lambda tar, manifest: tar.unlink(), id="tar-missing"),
         pytest.param(lambda tar, manifest: os.truncate(tar, tar.stat().st_size // 2), id="tar-short"),
         pytest.param(
