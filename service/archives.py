@@ -1,4 +1,4 @@
-"""``/dataset`` archives (npz, zip), produced batch by batch so memory does not grow with the image count.
+"""``/dataset`` archives (npz, zip, tar), made batch by batch so memory does not grow with the image count.
 
 Order and seeds: the labels in the order requested, ``per_label`` images each; image ``j`` overall (row
 ``j`` of ``x``, line ``j`` of ``manifest.csv``) is label ``labels[j // per_label]`` with seed ``seed + j``.
@@ -7,6 +7,11 @@ Order and seeds: the labels in the order requested, ``per_label`` images each; i
   uncompressed. The ``x`` header carries the final shape up front, so rows are written as they are made.
 * ``zip``: ``<class_index>_<class_name>/<i>.png`` with ``i`` the index within the class, plus
   ``manifest.json`` (what was asked) and ``manifest.csv`` (path, label, class_name, seed per image).
+* ``tar``: a WebDataset shard. Sample ``j`` is the key ``j`` zero-padded to the digits of ``N - 1``, with
+  ``<key>.png``, ``<key>.cls`` (the label as decimal text) and ``<key>.json`` (label, class_name, seed,
+  model, version), in that order. No other members, so every entry of the tar is a sample. The bulk
+  generator (:mod:`service.bulk`) writes a contiguous slice ``[start, stop)`` of the same samples with the
+  same keys, so its shards and a ``/dataset`` tar agree entry for entry.
 
 Entries carry a fixed timestamp, so the same request gives byte-identical archives. A zip holds one
 central-directory record per entry until it closes, roughly 0.5 KB per image in ``zip`` format.
@@ -17,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import tarfile
 import zipfile
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass
@@ -27,7 +33,7 @@ import orjson
 from service import imaging
 from service.registry import LoadedModel
 
-MEDIA_TYPES = {"npz": "application/octet-stream", "zip": "application/zip"}
+MEDIA_TYPES = {"npz": "application/octet-stream", "zip": "application/zip", "tar": "application/x-tar"}
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _ZIP64_AT = 1 << 31  # below zipfile's own 4 GiB limit, leaving room for headers and the manifest
 _CSV_ROWS = 8192
@@ -45,21 +51,30 @@ class DatasetPlan:
     def total(self) -> int:
         return len(self.labels) * self.per_label
 
-    def batches(self) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """``(start, labels, seeds)`` for each batch of at most ``batch`` images, in overall order."""
+    def batches(
+        self, start: int = 0, stop: int | None = None
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+        """``(first, labels, seeds)`` for each batch of at most ``batch`` images of samples ``[start, stop)``
+        (all by default), in overall order; ``first`` is the overall index of the batch's first image."""
+        stop = self.total if stop is None else stop
         label_of_block = np.asarray(self.labels, dtype=np.int64)
-        for start in range(0, self.total, self.batch):
-            index = np.arange(start, min(start + self.batch, self.total), dtype=np.int64)
-            yield start, label_of_block[index // self.per_label], (index + self.seed).astype(np.uint64)
+        for first in range(start, stop, self.batch):
+            index = np.arange(first, min(first + self.batch, stop), dtype=np.int64)
+            yield first, label_of_block[index // self.per_label], (index + self.seed).astype(np.uint64)
 
     def __post_init__(self) -> None:
         # Paths are built per image; the folder names and digit width are worked out once.
         folders = {label: _folder(label, self.model.card.class_names[label]) for label in self.labels}
         object.__setattr__(self, "_folders", folders)
         object.__setattr__(self, "_width", len(str(self.per_label - 1)))
+        object.__setattr__(self, "_key_width", len(str(self.total - 1)))
 
     def image_path(self, j: int) -> str:
         return f"{self._folders[self.labels[j // self.per_label]]}/{j % self.per_label:0{self._width}d}.png"
+
+    def key(self, j: int) -> str:
+        """The WebDataset key of image ``j`` overall: fixed width, so keys sort in sample order."""
+        return f"{j:0{self._key_width}d}"
 
     def filename(self, fmt: str) -> str:
         return f"{self.model.name}-v{self.model.version}-seed{self.seed}.{fmt}"
@@ -152,3 +167,51 @@ def zip_chunks(plan: DatasetPlan, compress_level: int = 1) -> Generator[bytes, N
                 rows.write(text.getvalue().encode())
                 yield sink.drain()
     yield sink.drain()
+
+
+def _tar_member(name: str, data: bytes) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = 0o644
+    info.mtime = 0  # fixed, like the zip entries: the same samples give the same bytes
+    header = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+    return header + data + tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE)
+
+
+def tar_end(written: int) -> bytes:
+    """The end-of-archive marker (two zero blocks), padded to whole tar records like tarfile writes it."""
+    end = 2 * tarfile.BLOCKSIZE
+    return tarfile.NUL * (end + (-(written + end) % tarfile.RECORDSIZE))
+
+
+def tar_samples(
+    plan: DatasetPlan, compress_level: int = 1, start: int = 0, stop: int | None = None
+) -> Generator[bytes, None, None]:
+    """The tar members of samples ``[start, stop)``, one chunk per batch, without the end marker."""
+    card = plan.model.card
+    for first, labels, seeds in plan.batches(start, stop):
+        images = plan.model.generate(labels, seeds)
+        members = []
+        for k in range(len(images)):
+            key, label = plan.key(first + k), int(labels[k])
+            meta = {
+                "label": label,
+                "class_name": card.class_names[label],
+                "seed": int(seeds[k]),
+                "model": plan.model.name,
+                "version": plan.model.version,
+            }
+            members += (
+                _tar_member(f"{key}.png", imaging.png(images[k], compress_level)),
+                _tar_member(f"{key}.cls", str(label).encode()),
+                _tar_member(f"{key}.json", orjson.dumps(meta)),
+            )
+        yield b"".join(members)
+
+
+def tar_chunks(plan: DatasetPlan, compress_level: int = 1) -> Generator[bytes, None, None]:
+    written = 0
+    for chunk in tar_samples(plan, compress_level):
+        written += len(chunk)
+        yield chunk
+    yield tar_end(written)

@@ -27,7 +27,7 @@ import orjson
 import cgan_contract as contract
 from service import imaging
 from service.archives import MEDIA_TYPES as ARCHIVE_MEDIA_TYPES
-from service.archives import DatasetPlan, npz_chunks, zip_chunks
+from service.archives import DatasetPlan, npz_chunks, tar_chunks, zip_chunks
 from service.registry import LoadedModel
 
 if TYPE_CHECKING:
@@ -347,7 +347,7 @@ async def tensors(runtime: Runtime, request: TensorRequest) -> Tensors:
 
 @dataclass(frozen=True)
 class ArchiveRequest:
-    """``per_label`` images of each label (every class by default), as one npz or zip archive."""
+    """``per_label`` images of each label (every class by default), as one npz, zip or WebDataset tar."""
 
     per_label: int
     labels: Sequence[int | str] | None = None
@@ -390,5 +390,10 @@ def archive(runtime: Runtime, request: ArchiveRequest) -> Archive:
     seed = resolve_seed(request.seed, total)
     plan = DatasetPlan(model, labels, request.per_label, seed, settings.dataset_batch)
     level = settings.png_compress_level
-    chunks = npz_chunks(plan) if request.format == "npz" else zip_chunks(plan, level)
+    if request.format == "npz":
+        chunks = npz_chunks(plan)
+    elif request.format == "zip":
+        chunks = zip_chunks(plan, level)
+    else:
+        chunks = tar_chunks(plan, level)
     return Archive(plan, request.format, ARCHIVE_MEDIA_TYPES[request.format], chunks)

@@ -519,6 +519,21 @@ def test_bulk_indexed_job():
     assert check_bulk_job(render("bulk")) == []
 
 
+def test_bulk_job_runs_the_real_cli():
+    # The BULK-CLI line is the generator's own command line: its script, flags the parser accepts, and
+    # no --shard/--all/--ray, so each pod writes the shard of its JOB_COMPLETION_INDEX.
+    import tomllib
+
+    from service import bulk
+
+    c = one(render("bulk"), "Job", "cgan-bulk")["spec"]["template"]["spec"]["containers"][0]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert c["command"] == ["cgan-bulk"] and scripts["cgan-bulk"] == "service.bulk:main"
+    args = bulk.parser().parse_args(c["args"])
+    assert args.shard is None and not args.all and args.ray is None
+    assert args.version is not None, "pin --version: pods started at different times must use one version"
+
+
 # One way to break the rendered manifests per check: each must be noticed.
 def _serve_container(objs: list[Obj]) -> Obj:
     return serve(objs)[2]

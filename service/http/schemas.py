@@ -144,9 +144,10 @@ class DatasetRequest(BaseModel):
     seed: Seed | None = None
     model: ModelName | None = Field(None, description="Model name; the default model when absent.")
     version: Version | None = None
-    format: Literal["npz", "zip"] = Field(
+    format: Literal["npz", "zip", "tar"] = Field(
         "npz",
-        description="npz: x uint8 [N, H, W], y int64 [N]; zip: PNG per image, folder per class, manifest.",
+        description="npz: x uint8 [N, H, W], y int64 [N]; zip: PNG per image, folder per class, manifest; "
+        "tar: a WebDataset shard, <key>.png, <key>.cls and <key>.json per image (key = image index).",
     )
 
 

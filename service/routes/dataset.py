@@ -1,4 +1,4 @@
-"""``/dataset``: many labelled images as one streamed npz or zip archive."""
+"""``/dataset``: many labelled images as one streamed npz, zip or WebDataset tar archive."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
                 "X-Seed": {"description": "Image j used seed + j.", "schema": {"type": "integer"}},
                 "X-Images": {"description": "Number of images.", "schema": {"type": "integer"}},
             },
-            "content": {MEDIA_TYPES["npz"]: _BINARY, MEDIA_TYPES["zip"]: _BINARY},
+            "content": {media_type: _BINARY for media_type in MEDIA_TYPES.values()},
         },
         **error_responses(400, 401, 404, 413, 422, 429, 503),
     },

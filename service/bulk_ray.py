@@ -1,0 +1,61 @@
+"""The bulk generator's shards as Ray tasks (``cgan-bulk --ray ADDRESS``; needs the ``ray`` extra).
+
+Each shard is one task asking for one CPU, running :func:`service.bulk.run_shard` unchanged on whichever
+node Ray picks, so a shard's bytes do not depend on where or how it ran. ``OUT`` and ``MODELS_DIR`` must
+be the same paths on every node (a shared file system). A task that dies with its worker or node is
+retried by Ray; as with a retried pod, the resume rules of :mod:`service.bulk` make that safe, and a
+shard finished by an earlier attempt is skipped.
+
+A worker process keeps the model it loaded for the tasks that follow on it, so K shards on W workers load
+the model W times, not K.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from service import bulk
+from service.registry import LoadedModel
+
+_loaded: dict[tuple[str, int, str, int], LoadedModel] = {}
+
+
+def _shard_task(job: bulk.BulkJob, index: int, threads: int) -> dict[str, Any]:
+    import ray
+
+    def get_model() -> LoadedModel:
+        key = (str(job.models_dir), job.version, job.model_sha256, threads)
+        if key not in _loaded:
+            _loaded[key] = bulk.load_model(job, threads)
+        return _loaded[key]
+
+    return {**bulk.run_shard(job, index, get_model), "node": ray.get_runtime_context().get_node_id()}
+
+
+def run(job: bulk.BulkJob, shards: Iterable[int], address: str, threads: int = 1) -> list[dict[str, Any]]:
+    """Run ``shards`` of ``job`` as tasks on the Ray cluster at ``address``; their summaries, in order.
+
+    ``threads`` onnxruntime threads per task, matching the one CPU each task reserves.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise bulk.BulkError("--ray needs Ray: install the 'ray' extra (requirements/ray.txt)") from None
+    try:
+        ray.init(address=address, log_to_driver=False, logging_level="warning")
+    except (ConnectionError, ValueError, RuntimeError) as e:
+        raise bulk.BulkError(f"--ray {address!r}: cannot connect: {str(e).splitlines()[0]}") from None
+    try:
+        # SPREAD: shards go to every node rather than filling the first, so output and model loads spread too.
+        task = ray.remote(num_cpus=1, max_retries=2, scheduling_strategy="SPREAD")(_shard_task)
+        refs = [task.remote(job, index, threads) for index in shards]
+        try:
+            return ray.get(refs)
+        except ray.exceptions.RayTaskError as e:
+            cause = e.cause  # the shard's own exception, for a one-line report
+            if isinstance(cause, bulk.BulkError | OSError):
+                raise cause from None
+            raise
+    finally:
+        ray.shutdown()
