@@ -7,6 +7,10 @@ with a fingerprint of its files and retried only once those change, so a half-co
 loaded when the copy completes, without a log line every poll in between. Removing the served version
 directory falls back to the newest older version that loads; removing a whole model directory stops
 serving that name. Versions are immutable: publish changes under a new version number.
+
+The bundled models (package data, ``Settings.model_roots``) are scanned as a second root after MODELS_DIR:
+the same rules pick the newest version of a name across both, and at equal version numbers MODELS_DIR wins,
+so a trained model supersedes its bundled twin and the bundled one serves when MODELS_DIR has none.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ class LoadedModel:
     session: Any = field(repr=False)  # onnxruntime.InferenceSession
     loaded_at: datetime
     metrics: Metrics = field(repr=False)
+    #: Which root it came from: "models_dir" or "bundled" (see ``Settings.model_roots``).
+    source: str = "models_dir"
 
     def __post_init__(self) -> None:
         # Resolved once: a labelled child costs a dict lookup and a lock per request otherwise.
@@ -150,6 +156,10 @@ def _warm_up(model: LoadedModel) -> None:
         raise ModelRefused("warmup", f"warm-up output is {got}, the card says {want} uint8")
 
 
+_ROOT_NAMES = {"models_dir": "MODELS_DIR", "bundled": "the bundled models"}
+_FROM = {"models_dir": "", "bundled": " (bundled)"}
+
+
 class ModelRegistry:
     """Name -> the :class:`LoadedModel` being served; :meth:`scan` keeps it in line with MODELS_DIR."""
 
@@ -186,7 +196,7 @@ class ModelRegistry:
             return False, f"DEFAULT_MODEL {default!r} is not loaded; loaded: {sorted(models)}"
         return True, None
 
-    def load(self, name: str, version: int, version_dir: Path) -> LoadedModel:
+    def load(self, name: str, version: int, version_dir: Path, source: str = "models_dir") -> LoadedModel:
         """Load, verify and warm one version directory; :class:`ModelRefused` says why it cannot be served."""
         card = _read_card(name, version, version_dir)
         try:
@@ -208,7 +218,9 @@ class ModelRegistry:
                 "onnx", f"onnxruntime cannot load {contract.MODEL_FILE}: {str(e).splitlines()[0]}"
             ) from None
         _check_session(session, card)
-        model = LoadedModel(name, version, version_dir, card, session, datetime.now(UTC), self.metrics)
+        model = LoadedModel(
+            name, version, version_dir, card, session, datetime.now(UTC), self.metrics, source
+        )
         _warm_up(model)
         return model
 
@@ -218,23 +230,27 @@ class ModelRegistry:
         Returns the served ``{name: version}`` after the scan.
         """
         with self._scan_lock:
-            root = self.settings.models_dir
-            try:
-                names = sorted(
-                    p.name for p in root.iterdir() if p.is_dir() and contract.valid_model_name(p.name)
-                )
-            except OSError as e:
-                names = []
-                self._problem = f"MODELS_DIR {str(root)!r} cannot be read: {e.strerror or e}"
-            else:
-                self._problem = f"no valid model version under MODELS_DIR {str(root)!r}"
+            roots = self.settings.model_roots
+            found: set[str] = set()
+            unreadable = []
+            for root, source in roots:
+                try:
+                    found.update(
+                        p.name for p in root.iterdir() if p.is_dir() and contract.valid_model_name(p.name)
+                    )
+                except OSError as e:
+                    unreadable.append(
+                        f"{_ROOT_NAMES[source]} {str(root)!r} cannot be read: {e.strerror or e}"
+                    )
+            where = " or ".join(f"{_ROOT_NAMES[source]} {str(root)!r}" for root, source in roots)
+            self._problem = "; ".join(unreadable) or f"no valid model version under {where}"
             served = {}
-            for name in names:
+            for name in sorted(found):
                 model = self._scan_model(name, self._models.get(name))
                 if model is not None:
                     served[name] = model
             for name in sorted(self._models.keys() - served.keys()):
-                log.warning("no longer serving model %s: no loadable version left under %s", name, root)
+                log.warning("no longer serving model %s: no loadable version left under %s", name, where)
             if self._models and not served:
                 log.warning("not ready any more: %s", self._problem)
             self._refused = {p: r for p, r in self._refused.items() if p.exists()}
@@ -247,9 +263,17 @@ class ModelRegistry:
                 "model %s v%d directory was removed; looking for an older version", name, current.version
             )
             current = None
-        floor = current.version if current else 0
-        for version, path in reversed(contract.version_dirs(self.settings.models_dir / name)):
-            if version <= floor:
+        # Precedence: the newest version, then the earlier root (MODELS_DIR before the bundled models).
+        roots = self.settings.model_roots
+        rank = {source: -i for i, (_, source) in enumerate(roots)}
+        candidates = sorted(
+            (version, rank[source], path, source)
+            for root, source in roots
+            for version, path in contract.version_dirs(root / name)
+        )
+        floor = (current.version, rank.get(current.source, -len(roots))) if current else (0, 0)
+        for version, precedence, path, source in reversed(candidates):
+            if (version, precedence) <= floor:
                 break
             fingerprint = _fingerprint(path)
             refused = self._refused.get(path)
@@ -257,7 +281,7 @@ class ModelRegistry:
                 continue
             start = time.perf_counter()
             try:
-                model = self.load(name, version, path)
+                model = self.load(name, version, path, source)
             except ModelRefused as e:
                 self._refused[path] = (fingerprint, f"{e.reason}: {e}")
                 self.metrics.load_refusals.labels(name, e.reason).inc()
@@ -268,14 +292,15 @@ class ModelRegistry:
                 continue
             self._refused.pop(path, None)
             log.info(
-                "loaded model %s v%d (sha256 %s, %d classes, latent_dim %d) in %.2fs%s",
+                "loaded model %s v%d%s (sha256 %s, %d classes, latent_dim %d) in %.2fs%s",
                 name,
                 version,
+                _FROM[source],
                 model.card.sha256[:12],
                 model.card.num_classes,
                 model.card.latent_dim,
                 time.perf_counter() - start,
-                f", replacing v{current.version}" if current else "",
+                f", replacing v{current.version}{_FROM[current.source]}" if current else "",
             )
             return model
         return current

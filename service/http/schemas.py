@@ -194,6 +194,7 @@ _SERVED_EXAMPLE = {
     "name": "mnist-cgan",
     "version": 3,
     "default": True,
+    "source": "models_dir",
     "loaded_at": "2025-01-01T12:05:00Z",
     "card": _CARD_EXAMPLE,
 }
@@ -205,6 +206,8 @@ class ServedModel(BaseModel):
     name: str
     version: int
     default: bool
+    #: "models_dir", or "bundled": the default model shipped with the service (superseded by MODELS_DIR).
+    source: Literal["models_dir", "bundled"]
     loaded_at: datetime
     card: ModelCard
 

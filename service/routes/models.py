@@ -20,6 +20,7 @@ def _served(model: LoadedModel, default: str | None) -> ServedModel:
         name=model.name,
         version=model.version,
         default=model.name == default,
+        source=model.source,
         loaded_at=model.loaded_at,
         card=model.card,
     )

@@ -41,6 +41,7 @@ class Server:
             "SHUTDOWN_DRAIN_SECONDS": "0.5",
             "SHUTDOWN_GRACE_SECONDS": "10",
             "ORT_INTRA_OP_THREADS": "1",
+            "BUNDLED_MODELS": "0",
             **env,
         }
         environment.pop("API_TOKEN", None)
