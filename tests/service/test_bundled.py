@@ -104,7 +104,10 @@ def test_other_names_are_served_side_by_side(
         models, bundled_models=True, bundled_models_dir=bundled_dir, default_model="fashion"
     ) as client:
         served = _served(client)
-        assert {n: v[:2] for n, v in served.items()} == {"digits": (1, "bundled"), "fashion": (4, "models_dir")}
+        assert {n: v[:2] for n, v in served.items()} == {
+            "digits": (1, "bundled"),
+            "fashion": (4, "models_dir"),
+        }
         assert client.get("/v1/models/digits").json()["source"] == "bundled"
         assert client.get("/v1/models/fashion").json()["source"] == "models_dir"
 
