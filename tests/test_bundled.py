@@ -1,4 +1,4 @@
-"""The trained default model shipped in service/bundled/: intact, loadable, and made by the documented command.
+"""The trained default model in service/bundled/: intact, loadable, and made by the documented command.
 
 scripts/bundle-default-model regenerates it; these checks hold the bundle, its card, the script and the
 README to each other.
@@ -88,7 +88,7 @@ def test_card_records_the_locked_package_versions(version_dir: Path):
     card = contract.read_card(version_dir)
     assert card.provenance is not None
     packages = card.provenance.packages
-    assert RECORDED <= set(packages) and {"tensorflow", "tensorflow-cpu"} & set(packages), packages
+    assert set(packages) >= RECORDED and {"tensorflow", "tensorflow-cpu"} & set(packages), packages
     locked = _locked_versions()
     wrong = {name: v for name, v in packages.items() if v not in locked.get(name, set())}
     assert not wrong, f"not the lock's versions (uv.lock): {wrong}"
@@ -108,7 +108,7 @@ def test_bundle_loads_in_the_service_and_draws_every_class(version_dir: Path, tm
     labels = np.repeat(np.arange(card.num_classes, dtype=np.int64), 4)
     images = model.generate(labels, contract.request_seeds(0, len(labels)))
     assert images.shape == (len(labels), *card.image_shape) and images.dtype == np.uint8
-    # Ink on background, and not one image repeated: a sanity floor, the card's quality section is the measure.
+    # Ink on background, and no image repeated: a sanity floor (the card's quality section is the measure).
     ink = (images > 127).mean(axis=(1, 2, 3))
     assert 0.02 < ink.mean() < 0.5
     assert len({img.tobytes() for img in images}) == len(images)
