@@ -195,13 +195,18 @@ def test_service_build_installs_and_checks_the_bundled_model():
 
 
 def test_wheel_ships_the_bundled_model(tmp_path):
-    # The service image installs the project as a wheel, so package data is what reaches the image.
+    # The service image installs the project as a wheel, so package data is what reaches the image. Built
+    # with the locked backend (what `pip install --no-build-isolation` uses) from a copy of the sources,
+    # so the checkout gets no build/ or egg-info.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for package in sorted(_packages()):
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    build = "import sys; from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))"
     result = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
-        + [str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [sys.executable, "-c", build, str(tmp_path)], cwd=src, capture_output=True, text=True, timeout=300
     )
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = tmp_path.glob("cgan_synth-*.whl")
