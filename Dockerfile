@@ -42,10 +42,12 @@ COPY pyproject.toml README* /src/
 COPY cgan_contract /src/cgan_contract
 COPY service /src/service
 # The build tools are not needed at run time; the image must not contain TensorFlow (fail the build if
-# a dependency ever drags it in), and the entry point must import.
+# a dependency ever drags it in), the bundled default model (package data, service/bundled/) must be
+# installed, so a fresh container serves at once, and the entry point must import.
 RUN pip install --no-deps --no-build-isolation /src \
     && pip uninstall --yes setuptools wheel \
     && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('tensorflow') is not None)" \
+    && python -c "import sys; from service.config import BUNDLED_DIR as b; sys.exit(not any(b.glob('*/*/model.onnx')))" \
     && cgan-serve --help > /dev/null
 
 # --- service: the HTTP API, copied venv only, non-root ----------------------------------------------------

@@ -195,7 +195,9 @@ class Bench:
         want_ds = self.wanted("raw/dataset-10k")
         if not cases and not want_ds:
             return
-        settings = Settings(models_dir=version_dir.parent.parent, default_model=model_name)
+        settings = Settings(
+            models_dir=version_dir.parent.parent, default_model=model_name, bundled_models=False
+        )
         runtime = Runtime(settings)  # not started: no batcher, no watcher; one scan loads the models
         runtime.registry.scan()
         model = runtime.registry.models[model_name]

@@ -15,7 +15,15 @@ Noise is reproducible (:mod:`~cgan_contract.noise`): image ``i`` of a request wi
 of seed ``s + i``, so ``{seed: s, n: 16}`` image ``k`` equals ``{seed: s + k, n: 1}``.
 """
 
-from cgan_contract.card import CONTRACT_VERSION, ModelCard, Quality, Training, card_json, read_card
+from cgan_contract.card import (
+    CONTRACT_VERSION,
+    ModelCard,
+    Provenance,
+    Quality,
+    Training,
+    card_json,
+    read_card,
+)
 from cgan_contract.layout import (
     CARD_FILE,
     MODEL_FILE,
@@ -51,6 +59,7 @@ __all__ = [
     "NOISE_DTYPE",
     "OUTPUT_IMAGE",
     "ModelCard",
+    "Provenance",
     "Quality",
     "TensorSpec",
     "Training",

@@ -69,6 +69,18 @@ class Quality(BaseModel):
     evaluation_seconds: float | None = None
 
 
+class Provenance(BaseModel):
+    """How to make this generator again: the command and the locked package versions that made it.
+
+    Written by ``scripts/bundle-default-model`` for the models shipped with the service.
+    """
+
+    #: The documented ``cgan-train train ...`` command line (output locations left out: they change nothing).
+    command: str
+    #: Distribution name -> version of what trained, exported and evaluated it (tensorflow, keras, ...).
+    packages: dict[str, str]
+
+
 class ModelCard(BaseModel):
     """``model.json``: everything a server needs to load, check and describe a generator."""
 
@@ -92,6 +104,8 @@ class ModelCard(BaseModel):
     trainer_version: str
     training: Training | None = None
     quality: Quality | None = None
+    #: Came after the first cards, so optional: older cards stay loadable.
+    provenance: Provenance | None = None
 
     @property
     def num_classes(self) -> int:

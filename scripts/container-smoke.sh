@@ -9,7 +9,10 @@
 #    a tarball under $CGAN_SMOKE_CACHE (default /var/cache/cgan-smoke), keyed by a hash of its recipe and
 #    rebuilt when older than $CGAN_SMOKE_BASE_MAX_AGE_DAYS (default 14),
 # 4. builds the `service` and `trainer` targets of the Dockerfile on it (--network host),
-# 5. runs docker-compose.yml with a tiny training run, waits for /readyz, POSTs /generate and checks the PNG,
+# 5. runs docker-compose.yml with a tiny training run beside the service: the service must answer
+#    POST /generate with a PNG from its bundled model while the trainer is still running (the time from
+#    `compose up` to that first 200 is reported), then serve the trainer's version once it is published
+#    (hot swap; bounded wait), with the auth checks on it,
 # 6. checks the service image has no TensorFlow, runs non-root with a read-only root fs and a read-only
 #    model volume, stops gracefully (exit 0 on SIGTERM),
 # 7. tears everything down and prints per-stage times and image sizes.
@@ -22,10 +25,13 @@
 #   CGAN_SMOKE_BASE_MAX_AGE_DAYS  rebuild the cached base after this many days (14)
 #   CGAN_SMOKE_MIRROR           Debian mirror for debootstrap        (the machine's own apt source for the suite)
 #   CGAN_SMOKE_DOCKER_ROOT      data-root for a daemon we start: kept if set (build cache survives), else a temp dir
-#   CGAN_SMOKE_READY_TIMEOUT    seconds to wait for the service to be healthy (180)
+#   CGAN_SMOKE_READY_TIMEOUT    seconds to wait for the first image and for the service to be healthy (180)
+#   CGAN_SMOKE_TRAIN_TIMEOUT    seconds to wait for the trainer's version to be served (900)
 #   CGAN_SMOKE_MAX_SERVICE_MB   fail when the service image is larger (400)
 #   CGAN_SMOKE_RMI              1: remove the smoke images from a pre-existing daemon (default: kept, as cache)
-#   TRAIN_STEPS TRAIN_ARCH TRAIN_MODEL TRAIN_DATASET MODEL_NAME SERVICE_PORT   passed to docker-compose.yml
+#   TRAIN_STEPS TRAIN_ARCH TRAIN_MODEL TRAIN_DATASET MODEL_NAME SERVICE_PORT   passed to docker-compose.yml;
+#                               MODEL_NAME must name the bundled model (service/bundled/<name>), which the
+#                               tiny run then supersedes
 #   TRAINER_IMAGE SERVICE_IMAGE image names (cgan-synth/trainer:smoke, cgan-synth/service:smoke)
 #   API_TOKEN                   the service's token (default: a random one; set it empty for no auth);
 #                               /generate is checked to refuse a wrong token (401) and accept the right one
@@ -59,16 +65,21 @@ MIRROR="${MIRROR:-http://deb.debian.org/debian}"
 INCLUDE="python3,python3-venv,ca-certificates"
 BASE_MAX_AGE_DAYS="${CGAN_SMOKE_BASE_MAX_AGE_DAYS:-14}"
 READY_TIMEOUT="${CGAN_SMOKE_READY_TIMEOUT:-180}"
+TRAIN_TIMEOUT="${CGAN_SMOKE_TRAIN_TIMEOUT:-900}"
 MAX_SERVICE_MB="${CGAN_SMOKE_MAX_SERVICE_MB:-400}"
 PROJECT="cgan-smoke"
 export TRAINER_IMAGE="${TRAINER_IMAGE:-cgan-synth/trainer:smoke}"
 export SERVICE_IMAGE="${SERVICE_IMAGE:-cgan-synth/service:smoke}"
 export TRAIN_DATASET="${TRAIN_DATASET:-mnist-5k}"
-export TRAIN_STEPS="${TRAIN_STEPS:-20}"
+# Enough steps that the trainer is certainly still running when the service first answers (TensorFlow's
+# import, XLA compiling the dense nets and the ONNX export take far longer than the service's start).
+export TRAIN_STEPS="${TRAIN_STEPS:-200}"
 export TRAIN_ARCH="${TRAIN_ARCH:-dense}"
 export TRAIN_MODEL="${TRAIN_MODEL:-cgan}"
 export TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-32}"
-export MODEL_NAME="${MODEL_NAME:-smoke}"
+# The bundled model's name: the service starts on the bundle, the tiny run publishes v1 of the same name,
+# and at an equal version number the volume's copy wins, so the swap is visible.
+export MODEL_NAME="${MODEL_NAME:-mnist-5k-cgan-conv}"
 export SERVICE_BIND=127.0.0.1
 export LOG_LEVEL="${LOG_LEVEL:-info}"
 # A token exercises the API_TOKEN pass-through and the auth check (set API_TOKEN= to test without).
@@ -347,18 +358,127 @@ free_port() {
     python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+COMPOSE_UP_AT=""
 compose_up() {
     COMPOSE_UP=1
     export SERVICE_PORT="${SERVICE_PORT:-$(free_port)}"
-    # Blocks until the trainer has exited 0 (depends_on: service_completed_successfully), then starts
-    # the service. Nothing is built or pulled here.
+    COMPOSE_UP_AT="$(now)"
+    # Returns once both containers have started: the service does not wait for the trainer. Nothing is
+    # built or pulled here.
     compose up -d --no-build --pull never
-    local trainer_cid state
-    trainer_cid="$(compose ps -a -q trainer)"
-    state="$(docker inspect -f '{{.State.Status}} exit={{.State.ExitCode}}' "$trainer_cid")"
-    echo "trainer: $state" >&2
+}
+
+trainer_cid() { compose ps -a -q trainer; }
+
+# model_field FIELD: a dotted field of /v1/models/$MODEL_NAME (open route, no token needed).
+model_field() {
+    python3 - "$SERVICE_PORT" "$MODEL_NAME" "$1" <<'PY'
+import json, sys, urllib.request
+port, name, field = sys.argv[1:]
+with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/models/{name}", timeout=5) as resp:
+    value = json.load(resp)
+for key in field.split("."):
+    value = value[key]
+print(value)
+PY
+}
+
+BUNDLED_SHA=""
+# The first image: POST /generate from the moment `compose up` returns until a 200 with a PNG (bounded);
+# it must come from the bundled model while the trainer is still running.
+first_image() {
+    local out seconds model version state source
+    out="$(python3 - "$SERVICE_PORT" "$COMPOSE_UP_AT" "$READY_TIMEOUT" <<'PY'
+import json, os, sys, time, urllib.error, urllib.request
+
+port, started, timeout = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+token = os.environ.get("API_TOKEN", "")
+deadline = time.monotonic() + timeout
+last = "no answer"
+while True:
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/generate",
+        data=json.dumps({"label": 9, "n": 16}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    if token:
+        req.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            body = resp.read()
+            if body[:8] == b"\x89PNG\r\n\x1a\n":
+                elapsed = time.time() - started
+                print(f"{elapsed:.1f} {resp.headers['X-Model']} {resp.headers['X-Model-Version']}")
+                break
+            last = f"{resp.status} without a PNG"
+    except urllib.error.HTTPError as exc:
+        last = str(exc.code)  # 503 until a model is loaded
+    except OSError as exc:
+        last = f"not answering ({exc})"
+    if time.monotonic() > deadline:
+        sys.exit(f"no PNG from POST /generate within {timeout:.0f} s of compose up; last: {last}")
+    time.sleep(0.2)
+PY
+)" || die "the service did not answer POST /generate in time"
+    state="$(docker inspect -f '{{.State.Status}}' "$(trainer_cid)")"
+    read -r seconds model version <<<"$out"
+    source="$(model_field source)"
+    BUNDLED_SHA="$(model_field card.sha256)"
+    echo "first 200 from POST /generate ${seconds}s after compose up: $model v$version ($source); trainer: $state" >&2
+    [ "$model" = "$MODEL_NAME" ] || die "the first image came from model '$model', expected '$MODEL_NAME'"
+    [ "$source" = bundled ] || die "the first image did not come from the bundled model (source '$source')"
+    [ "$state" = running ] || die "the trainer was already '$state' when the service first answered, so \
+this run cannot show the service ready before training ends (raise TRAIN_STEPS)"
+    EXTRA_ROWS+=("$(printf '%-28s %10s  %s' "  compose up -> first 200" "$seconds" "$model v$version bundled, trainer running")")
+}
+
+# The trainer's version: /v1/models/$MODEL_NAME must turn to source models_dir (bounded), with the sha256
+# of the card the trainer wrote into the volume, and the trainer must exit 0.
+wait_trained_version() {
+    local cid deadline state source="" exited_by="" version sha disk_sha i
+    cid="$(trainer_cid)"
+    deadline=$((SECONDS + TRAIN_TIMEOUT))
+    while :; do
+        source="$(model_field source 2>/dev/null || echo unknown)"
+        [ "$source" = models_dir ] && break
+        state="$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' "$cid")"
+        case "$state" in
+            "running 0") ;;
+            "exited 0")
+                # Published and gone: the service's next scan (RELOAD_INTERVAL, 2 s) must pick it up.
+                [ -n "$exited_by" ] || exited_by=$((SECONDS + 30))
+                [ "$SECONDS" -lt "$exited_by" ] || {
+                    docker logs --tail 30 "$(service_cid)" >&2
+                    die "the trainer exited 0 but the service still serves the $source model after 30 s"
+                }
+                ;;
+            *)
+                compose logs --no-color trainer | tail -n 30 >&2
+                die "the trainer failed ($state)"
+                ;;
+        esac
+        [ "$SECONDS" -lt "$deadline" ] || die "the trainer's version was not served within ${TRAIN_TIMEOUT}s"
+        sleep 2
+    done
+    version="$(model_field version)"
+    sha="$(model_field card.sha256)"
+    [ "$sha" != "$BUNDLED_SHA" ] || die "the served model from the volume has the bundled model's sha256"
+    for i in $(seq 1 30); do
+        [ "$(docker inspect -f '{{.State.Status}}' "$cid")" = exited ] && break
+        [ "$i" -lt 30 ] || die "the trainer is still running 60 s after its model was served"
+        sleep 2
+    done
+    state="$(docker inspect -f '{{.State.Status}} exit={{.State.ExitCode}}' "$cid")"
+    [ "$state" = "exited exit=0" ] || die "trainer: $state"
+    disk_sha="$(docker exec "$(service_cid)" python -c \
+        'import json, sys; print(json.load(open(f"/models/{sys.argv[1]}/{sys.argv[2]}/model.json"))["sha256"])' \
+        "$MODEL_NAME" "$version")" || die "no card for $MODEL_NAME v$version in the volume"
+    [ "$sha" = "$disk_sha" ] || die "served sha256 $sha, the volume's card says $disk_sha"
+    echo "serving the trainer's $MODEL_NAME v$version (models_dir, sha256 ${sha:0:12}) instead of the bundled one" >&2
     compose logs --no-color trainer | tail -n 15 >&2
-    EXTRA_ROWS+=("$(printf '%-28s %10s  %s' "  of which training (ctr)" "$(container_seconds "$trainer_cid")" "$state")")
+    compose logs --no-color service | grep -E "loaded model|ready:" >&2 || true
+    EXTRA_ROWS+=("$(printf '%-28s %10s  %s' "  of which training (ctr)" "$(container_seconds "$cid")" "$state")")
 }
 
 container_seconds() {
@@ -541,8 +661,10 @@ stage "build trainer" build_target trainer "$TRAINER_IMAGE"
 stage "image sizes" image_sizes
 stage "images hold the lock" check_lock_in_images
 stage "service image checks" check_service_image
-stage "compose up (train+start)" compose_up
+stage "compose up" compose_up
+stage "first image (bundled)" first_image
 stage "service healthy" wait_ready
+stage "trainer's version served" wait_trained_version
 stage "POST /generate" check_generate
 stage "running service checks" check_running_service
 stage "graceful stop" check_graceful_stop

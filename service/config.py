@@ -12,6 +12,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cgan_contract import valid_model_name
 
+#: The trained default models shipped inside the package (package data), served when MODELS_DIR has none.
+BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+
 
 def available_cores(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
     """Cores this process may use: its affinity mask (a container's cpuset), capped by a cgroup v2 CPU quota
@@ -33,6 +36,9 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_file=None, extra="ignore", frozen=True)
 
     models_dir: Path = Path("models")
+    #: Also serve the bundled models; a version in MODELS_DIR supersedes its bundled twin (see the registry).
+    bundled_models: bool = True
+    bundled_models_dir: Path = BUNDLED_DIR
     #: Model used when a request names none; unset with exactly one model loaded means that one.
     default_model: str | None = None
 
@@ -86,6 +92,14 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().strip():
             return None
         return value
+
+    @property
+    def model_roots(self) -> list[tuple[Path, str]]:
+        """``(directory, source)`` the registry scans, in order of precedence at equal version numbers."""
+        roots = [(self.models_dir, "models_dir")]
+        if self.bundled_models:
+            roots.append((self.bundled_models_dir, "bundled"))
+        return roots
 
     @property
     def intra_op_threads(self) -> int:

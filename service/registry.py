@@ -10,6 +10,10 @@ with a fingerprint of its files and retried only once those change, so a half-co
 loaded when the copy completes, without a log line every poll in between. Removing the served version
 directory drops it (and loads the next older one, to keep K); removing a whole model directory stops
 serving that name. Versions are immutable: publish changes under a new version number.
+
+The bundled models (package data, ``Settings.model_roots``) are scanned as a second root after MODELS_DIR:
+the same rules pick the newest version of a name across both, and at equal version numbers MODELS_DIR wins,
+so a trained model supersedes its bundled twin and the bundled one serves when MODELS_DIR has none.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class LoadedModel:
     session: Any = field(repr=False)  # onnxruntime.InferenceSession
     loaded_at: datetime
     metrics: Metrics = field(repr=False)
+    #: Which root it came from: "models_dir" or "bundled" (see ``Settings.model_roots``).
+    source: str = "models_dir"
 
     def __post_init__(self) -> None:
         # Resolved once: a labelled child costs a dict lookup and a lock per request otherwise.
@@ -161,6 +167,10 @@ def _warm_up(model: LoadedModel) -> None:
         raise ModelRefused("warmup", f"warm-up output is {got}, the card says {want} uint8")
 
 
+_ROOT_NAMES = {"models_dir": "MODELS_DIR", "bundled": "the bundled models"}
+_FROM = {"models_dir": "", "bundled": " (bundled)"}
+
+
 class ModelRegistry:
     """Name -> its loaded versions (newest first); :meth:`scan` keeps it in line with MODELS_DIR."""
 
@@ -204,7 +214,7 @@ class ModelRegistry:
             return False, f"DEFAULT_MODEL {default!r} is not loaded; loaded: {sorted(models)}"
         return True, None
 
-    def load(self, name: str, version: int, version_dir: Path) -> LoadedModel:
+    def load(self, name: str, version: int, version_dir: Path, source: str = "models_dir") -> LoadedModel:
         """Load, verify and warm one version directory; :class:`ModelRefused` says why it cannot be served."""
         card = _read_card(name, version, version_dir)
         try:
@@ -226,7 +236,9 @@ class ModelRegistry:
                 "onnx", f"onnxruntime cannot load {contract.MODEL_FILE}: {str(e).splitlines()[0]}"
             ) from None
         _check_session(session, card)
-        model = LoadedModel(name, version, version_dir, card, session, datetime.now(UTC), self.metrics)
+        model = LoadedModel(
+            name, version, version_dir, card, session, datetime.now(UTC), self.metrics, source
+        )
         _warm_up(model)
         return model
 
@@ -236,23 +248,27 @@ class ModelRegistry:
         Returns the served ``{name: version}`` after the scan.
         """
         with self._scan_lock:
-            root = self.settings.models_dir
-            try:
-                names = sorted(
-                    p.name for p in root.iterdir() if p.is_dir() and contract.valid_model_name(p.name)
-                )
-            except OSError as e:
-                names = []
-                self._problem = f"MODELS_DIR {str(root)!r} cannot be read: {e.strerror or e}"
-            else:
-                self._problem = f"no valid model version under MODELS_DIR {str(root)!r}"
+            roots = self.settings.model_roots
+            found: set[str] = set()
+            unreadable = []
+            for root, source in roots:
+                try:
+                    found.update(
+                        p.name for p in root.iterdir() if p.is_dir() and contract.valid_model_name(p.name)
+                    )
+                except OSError as e:
+                    unreadable.append(
+                        f"{_ROOT_NAMES[source]} {str(root)!r} cannot be read: {e.strerror or e}"
+                    )
+            where = " or ".join(f"{_ROOT_NAMES[source]} {str(root)!r}" for root, source in roots)
+            self._problem = "; ".join(unreadable) or f"no valid model version under {where}"
             served: dict[str, dict[int, LoadedModel]] = {}
-            for name in names:
+            for name in sorted(found):
                 versions = self._scan_model(name, self._versions.get(name, {}))
                 if versions:
                     served[name] = versions
             for name in sorted(self._models.keys() - served.keys()):
-                log.warning("no longer serving model %s: no loadable version left under %s", name, root)
+                log.warning("no longer serving model %s: no loadable version left under %s", name, where)
             if self._models and not served:
                 log.warning("not ready any more: %s", self._problem)
             self._refused = {p: r for p, r in self._refused.items() if p.exists()}
@@ -260,15 +276,30 @@ class ModelRegistry:
             return {name: next(iter(versions)) for name, versions in served.items()}
 
     def _scan_model(self, name: str, current: Mapping[int, LoadedModel]) -> dict[int, LoadedModel]:
-        """The newest K loadable versions of ``name``, newest first: loaded ones are kept, others loaded."""
+        """The newest K loadable versions of ``name`` across the roots, newest first.
+
+        Loaded ones are kept, others loaded. At equal version numbers the earlier root wins (MODELS_DIR
+        before the bundled models), so a trained v1 replaces a bundled v1, and a refused MODELS_DIR v1
+        leaves the bundled v1 serving.
+        """
         keep = self.settings.model_versions
-        newest = next(iter(current), None)
+        newest = next(iter(current.values()), None)
+        roots = self.settings.model_roots
+        rank = {source: -i for i, (_, source) in enumerate(roots)}
+        candidates = sorted(
+            (version, rank[source], path, source)
+            for root, source in roots
+            for version, path in contract.version_dirs(root / name)
+        )
         kept: dict[int, LoadedModel] = {}
-        for version, path in reversed(contract.version_dirs(self.settings.models_dir / name)):
+        for version, precedence, path, source in reversed(candidates):
             if len(kept) == keep:
                 break
-            if version in current:
-                kept[version] = current[version]
+            if version in kept:
+                continue  # an earlier root already serves this version number
+            loaded = current.get(version)
+            if loaded is not None and loaded.path == path:
+                kept[version] = loaded
                 continue
             fingerprint = _fingerprint(path)
             refused = self._refused.get(path)
@@ -276,31 +307,39 @@ class ModelRegistry:
                 continue
             start = time.perf_counter()
             try:
-                model = self.load(name, version, path)
+                model = self.load(name, version, path, source)
             except ModelRefused as e:
                 self._refused[path] = (fingerprint, f"{e.reason}: {e}")
                 self.metrics.load_refusals.labels(name, e.reason).inc()
-                serving = f"still serving v{newest}" if newest else "not serving this name"
+                serving = f"still serving v{newest.version}" if newest else "not serving this name"
                 log.warning(
                     "refused model %s v%d at %s: %s (%s); %s", name, version, path, e, e.reason, serving
                 )
                 continue
             self._refused.pop(path, None)
             log.info(
-                "loaded model %s v%d (sha256 %s, %d classes, latent_dim %d) in %.2fs%s",
+                "loaded model %s v%d%s (sha256 %s, %d classes, latent_dim %d) in %.2fs%s",
                 name,
                 version,
+                _FROM[source],
                 model.card.sha256[:12],
                 model.card.num_classes,
                 model.card.latent_dim,
                 time.perf_counter() - start,
-                f", replacing v{newest}" if newest and version > newest else "",
+                f", replacing v{newest.version}{_FROM[newest.source]}"
+                if newest and (version, precedence) > (newest.version, rank.get(newest.source, 0))
+                else "",
             )
             kept[version] = model
         for version, model in current.items():
-            if version not in kept:
-                why = "its directory was removed" if not model.path.is_dir() else f"MODEL_VERSIONS is {keep}"
-                log.info("unloaded model %s v%d: %s", name, version, why)
+            if kept.get(version) is not model:
+                if not model.path.is_dir():
+                    why = "its directory was removed"
+                elif version in kept:
+                    why = "superseded by the same version in MODELS_DIR"
+                else:
+                    why = f"MODEL_VERSIONS is {keep}"
+                log.info("unloaded model %s v%d%s: %s", name, version, _FROM[model.source], why)
         return kept
 
     def _publish(self, served: dict[str, dict[int, LoadedModel]]) -> None:

@@ -47,7 +47,8 @@ class Runtime:
         await self.rescan()
         ready, reason = self.readiness()
         if ready:
-            log.info("ready: serving %s", {n: m.version for n, m in self.registry.models.items()})
+            served = {n: f"v{m.version} ({m.source})" for n, m in self.registry.models.items()}
+            log.info("ready: serving %s", served)
         else:
             log.warning("started but NOT ready: %s", reason)
         if self.settings.reload_interval > 0:

@@ -7,6 +7,7 @@ container run is scripts/container-smoke.sh (needs a docker engine; CI runs it a
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import os
 import re
@@ -14,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,11 @@ ROOT = Path(__file__).resolve().parents[1]
 DOCKERFILE = ROOT / "Dockerfile"
 COMPOSE_FILE = ROOT / "docker-compose.yml"
 SMOKE = ROOT / "scripts" / "container-smoke.sh"
+BUNDLED = ROOT / "service" / "bundled"
+
+
+def _bundled_names() -> set[str]:
+    return {p.parent.parent.name for p in BUNDLED.glob("*/*/model.onnx")}
 
 
 def _tool(name: str) -> str:
@@ -33,7 +40,9 @@ def _tool(name: str) -> str:
 
 def _run(cmd: list[str], **kwargs) -> subprocess.CompletedProcess[str]:
     # Compose interpolates these; the checks below are about the file's defaults, not this shell.
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("TRAIN_", "SERVICE_", "MODEL_"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("TRAIN_", "SERVICE_", "MODEL_", "BUNDLED_"))
+    }
     env.pop("API_TOKEN", None)
     env.pop("BASE_IMAGE", None)
     env.pop("COMPOSE_FILE", None)
@@ -170,6 +179,42 @@ def test_dockerignore_keeps_the_context_small():
     assert {"!service/", "!trainer/", "!cgan_contract/"} <= set(needed)
     for entry in needed:
         assert entry in lines, entry
+    # Nothing after the re-include drops the bundled model the service image must serve at once.
+    after = lines[lines.index("!service/") + 1 :]
+    bundled = [str(p.relative_to(ROOT)) for p in BUNDLED.glob("*/*/*")]
+    assert bundled, "no bundled model under service/bundled"
+    for path in bundled:
+        dropped = [pat for pat in after if not pat.startswith("!") and fnmatch.fnmatch(path, pat.lstrip("/"))]
+        assert not dropped, (path, dropped)
+
+
+def test_service_build_installs_and_checks_the_bundled_model():
+    build = _stages()["service-build"]
+    assert "service" in _copied_packages(build)
+    runs = " ".join(_instructions(build, "RUN"))
+    assert "BUNDLED_DIR" in runs and "model.onnx" in runs, "the build fails when the bundle is missing"
+
+
+def test_wheel_ships_the_bundled_model(tmp_path):
+    # The service image installs the project as a wheel, so package data is what reaches the image. Built
+    # with the locked backend (what `pip install --no-build-isolation` uses) from a copy of the sources,
+    # so the checkout gets no build/ or egg-info.
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    for package in sorted(_packages()):
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
+    build = "import sys; from setuptools import build_meta; print(build_meta.build_wheel(sys.argv[1]))"
+    result = subprocess.run(
+        [sys.executable, "-c", build, str(tmp_path)], cwd=src, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("cgan_synth-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        shipped = {name: archive.getinfo(name).file_size for name in archive.namelist()}
+    bundled = {str(p.relative_to(ROOT)): p.stat().st_size for p in BUNDLED.glob("*/*/*") if p.is_file()}
+    assert bundled and {n: shipped.get(n) for n in bundled} == bundled
 
 
 # --- docker-compose.yml -----------------------------------------------------------------------------------
@@ -222,16 +267,49 @@ def test_compose_trainer_is_a_one_shot_job_into_the_models_volume(compose_config
     assert "models" in compose_config["volumes"]
     assert trainer["environment"]["MODELS_DIR"] == "/models"
     assert trainer["user"].split(":")[0] not in ("", "0", "root")
-    # Defaults: only the dataset, name and output are given; the trainer's recipe decides the rest.
+    # Defaults: only the dataset, name and output are given; the trainer's recipe decides the rest. The
+    # name is the bundled model's, so the trained version supersedes it in the running service.
     assert _trainer_argv(trainer, tmp_path) == [
         "train",
         "--dataset",
         "mnist-5k",
         "--name",
-        "mnist-5k",
+        "mnist-5k-cgan-conv",
         "--out",
         "/models",
     ]
+    assert "mnist-5k-cgan-conv" in _bundled_names()
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {},
+        {"TRAIN_DATASET": "fashion-mnist"},
+        {"TRAIN_ARCH": "dense"},
+        {"TRAIN_MODEL": "acgan", "TRAIN_DATASET": "mnist"},
+    ],
+)
+def test_compose_model_name_is_the_trainers_own_default_name(env):
+    # Compose cannot ask the trainer, so it spells the trainer's <dataset>-<model>-<arch> rule itself;
+    # this holds the two together for every dataset's recipe.
+    from trainer.config import TrainConfig
+
+    result = subprocess.run(
+        [_compose(), "-f", str(COMPOSE_FILE), "config", "--format", "json"],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("TRAIN_", "MODEL_"))} | env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    config = TrainConfig.for_dataset(
+        env.get("TRAIN_DATASET", "mnist-5k"), variant=env.get("TRAIN_MODEL"), arch=env.get("TRAIN_ARCH")
+    )
+    assert services["trainer"]["environment"]["MODEL_NAME"] == config.name
+    assert services["service"]["environment"]["DEFAULT_MODEL"] == config.name
 
 
 def test_compose_trainer_flags_follow_the_environment(compose_config, tmp_path):
@@ -258,11 +336,17 @@ def test_compose_trainer_flags_follow_the_environment(compose_config, tmp_path):
     }
 
 
-def test_compose_service_is_hardened_and_waits_for_the_trainer(compose_config):
+def test_compose_service_is_hardened_and_starts_without_the_trainer(compose_config):
     service = compose_config["services"]["service"]
     assert service["build"]["target"] == "service"
     assert service["image"] == "cgan-synth/service:local"
-    assert service["depends_on"]["trainer"]["condition"] == "service_completed_successfully"
+    # It serves the bundled model at once and hot-swaps the trainer's version in: no waiting on the trainer,
+    # and `docker compose up service` must not start the trainer either.
+    assert "depends_on" not in service
+    assert "depends_on" not in compose_config["services"]["trainer"]
+    assert not compose_config["services"]["trainer"].get("profiles"), "`docker compose up` trains too"
+    assert service["environment"]["BUNDLED_MODELS"] == "1"
+    assert service["environment"]["DEFAULT_MODEL"] in _bundled_names(), "ready at once on the bundle"
     (volume,) = service["volumes"]
     assert (volume["source"], volume["target"], volume.get("read_only")) == ("models", "/models", True)
     assert service["read_only"] is True
@@ -291,6 +375,7 @@ def test_compose_settings_come_from_the_environment():
         "BASE_IMAGE": "debian-local:bookworm",
         "TRAINER_IMAGE": "reg.example/t:1",
         "SERVICE_IMAGE": "reg.example/s:1",
+        "BUNDLED_MODELS": "0",
     }
     compose = _compose()
     result = subprocess.run(
@@ -309,6 +394,7 @@ def test_compose_settings_come_from_the_environment():
     }
     assert service["environment"]["DEFAULT_MODEL"] == "fashion"
     assert service["environment"]["API_TOKEN"] == "s3cret"
+    assert service["environment"]["BUNDLED_MODELS"] == "0"
     assert str(service["ports"][0]["published"]) == "9123"
     assert (
         trainer["build"]["args"]["BASE_IMAGE"]
@@ -328,6 +414,18 @@ def test_smoke_script_is_strict_bash():
     assert os.access(SMOKE, os.X_OK), "scripts/container-smoke.sh must be executable"
     result = subprocess.run(["bash", "-n", str(SMOKE)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_smoke_script_shows_the_bundled_model_first_and_the_trained_one_after():
+    text = SMOKE.read_text()
+    # The tiny run publishes under the bundled model's name, so the swap from bundle to volume is visible.
+    default_name = re.search(r'^export MODEL_NAME="\$\{MODEL_NAME:-([^}]+)\}"$', text, re.M)
+    assert default_name and default_name[1] in _bundled_names()
+    stages = re.findall(r'^stage "([^"]+)" (\w+)', text, re.M)
+    order = [fn for _, fn in stages]
+    assert order.index("compose_up") < order.index("first_image") < order.index("wait_trained_version")
+    assert order.index("wait_trained_version") < order.index("check_generate")
+    assert "--wait" not in re.search(r"^compose_up\(\) \{.*?^\}", text, re.M | re.S)[0]
 
 
 def test_smoke_script_shellcheck():

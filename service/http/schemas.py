@@ -207,6 +207,7 @@ _SERVED_EXAMPLE = {
     "version": 3,
     "versions": [3, 2],
     "default": True,
+    "source": "models_dir",
     "loaded_at": "2025-01-01T12:05:00Z",
     "card": _CARD_EXAMPLE,
 }
@@ -219,6 +220,8 @@ class ServedModel(BaseModel):
     version: int = Field(description="The version described here (the newest loaded unless one was asked).")
     versions: list[int] = Field(description="Every loaded version, newest first; requests may pin any.")
     default: bool
+    #: "models_dir", or "bundled": the default model shipped with the service (superseded by MODELS_DIR).
+    source: Literal["models_dir", "bundled"]
     loaded_at: datetime
     card: ModelCard
 

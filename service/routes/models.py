@@ -22,6 +22,7 @@ def _served(runtime: Runtime, model: LoadedModel, default: str | None) -> Served
         version=model.version,
         versions=loaded_versions(runtime, model.name),
         default=model.name == default,
+        source=model.source,
         loaded_at=model.loaded_at,
         card=model.card,
     )

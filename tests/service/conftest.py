@@ -22,6 +22,8 @@ from tests.fakes import FASHION, build_generator, write_version
 def make_settings(models_dir: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {
         "models_dir": models_dir,
+        # Tests see exactly the models they publish; tests/service/test_bundled.py turns this on.
+        "bundled_models": False,
         "default_model": None,
         "api_token": None,
         "reload_interval": 0,  # tests call registry.scan() when they want a rescan

@@ -95,6 +95,7 @@ def serve(models_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
         ORT_INTRA_OP_THREADS="1",
         SHUTDOWN_DRAIN_SECONDS="0",  # teardown should not wait for load balancers that do not exist
         LOG_LEVEL="warning",
+        BUNDLED_MODELS="0",
         **env,
     )
     port = free_port()

@@ -30,24 +30,27 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, models_dir: Path, log: Path, **env: str) -> None:
+    """``models_dir=None``: no MODELS_DIR in the environment (the default, ``models`` under ``cwd``)."""
+
+    def __init__(self, models_dir: Path | None, log: Path, cwd: Path = REPO, **env: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k not in ("MODELS_DIR", "BUNDLED_MODELS_DIR")},
             "PYTHONPATH": str(REPO),
-            "MODELS_DIR": str(models_dir),
+            **({"MODELS_DIR": str(models_dir)} if models_dir is not None else {}),
             "LOG_LEVEL": "info",
             "SHUTDOWN_DRAIN_SECONDS": "0.5",
             "SHUTDOWN_GRACE_SECONDS": "10",
             "ORT_INTRA_OP_THREADS": "1",
+            "BUNDLED_MODELS": "0",
             **env,
         }
         environment.pop("API_TOKEN", None)
         self.log = log
         self.process = subprocess.Popen(
             [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=REPO,
+            cwd=cwd,
             env=environment,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
@@ -162,3 +165,24 @@ def test_sigterm_drains_finishes_in_flight_and_exits_zero(tmp_path: Path, models
         assert "draining" in log and "Traceback" not in log
     finally:
         server.stop()
+
+
+def test_a_clean_checkout_serves_the_bundled_model(tmp_path: Path) -> None:
+    """No MODELS_DIR and no ./models: ``python -m service`` answers from the model shipped in the package."""
+    server = Server(None, tmp_path / "server.log", cwd=tmp_path, BUNDLED_MODELS="1")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            png = client.post("/generate", json={"label": 9, "n": 16})
+            assert png.status_code == 200 and png.headers["content-type"] == "image/png"
+            assert Image.open(io.BytesIO(png.content)).size == (122, 122)
+            (model,) = client.get("/v1/models").json()["models"]
+            assert (model["name"], model["source"], model["default"]) == (
+                png.headers["x-model"],
+                "bundled",
+                True,
+            )
+            assert model["card"]["quality"] is not None and model["card"]["provenance"]["command"]
+    finally:
+        server.stop()
+    log = (tmp_path / "server.log").read_text()
+    assert f"loaded model {model['name']} v{model['version']} (bundled)" in log

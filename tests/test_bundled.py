@@ -1,0 +1,120 @@
+"""The trained default model in service/bundled/: intact, loadable, and made by the documented command.
+
+scripts/bundle-default-model regenerates it; these checks hold the bundle, its card, the script and the
+README to each other.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import cgan_contract as contract
+from service.config import BUNDLED_DIR, Settings
+from service.metrics import Metrics
+from service.registry import ModelRegistry
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "bundle-default-model"
+VERSION_DIRS = sorted(p.parent for p in BUNDLED_DIR.glob(f"*/*/{contract.CARD_FILE}"))
+#: Distributions whose versions the card must record (tensorflow is tensorflow-cpu on x86_64).
+RECORDED = {"keras", "tf2onnx", "onnxruntime", "numpy"}
+
+
+def _script_command() -> str:
+    match = re.search(r'^TRAIN_COMMAND = "([^"]+)"$', SCRIPT.read_text(), re.M)
+    assert match, "scripts/bundle-default-model defines TRAIN_COMMAND"
+    return match[1]
+
+
+def _locked_versions() -> dict[str, set[str]]:
+    locked: dict[str, set[str]] = {}
+    for package in tomllib.loads((ROOT / "uv.lock").read_text())["package"]:
+        locked.setdefault(package["name"], set()).add(package["version"])
+    return locked
+
+
+def test_the_bundled_dir_is_the_service_package_data_dir():
+    assert BUNDLED_DIR == ROOT / "service" / "bundled"
+    assert [p.relative_to(BUNDLED_DIR).parts[:1] for p in VERSION_DIRS] == [("mnist-5k-cgan-conv",)]
+
+
+@pytest.mark.parametrize("version_dir", VERSION_DIRS, ids=lambda p: p.parent.name)
+def test_bundle_matches_its_card(version_dir: Path):
+    card = contract.read_card(version_dir)
+    assert (card.name, str(card.version)) == (version_dir.parent.name, version_dir.name)
+    assert hashlib.sha256((version_dir / contract.MODEL_FILE).read_bytes()).hexdigest() == card.sha256
+    assert sorted(p.name for p in version_dir.iterdir()) == [contract.CARD_FILE, contract.MODEL_FILE]
+    assert card.quality is not None, "evaluated before bundling"
+    assert card.quality.label_accuracy > 0.9 and not card.quality.mode_collapse
+
+
+@pytest.mark.parametrize("version_dir", VERSION_DIRS, ids=lambda p: p.parent.name)
+def test_card_command_is_the_documented_one_and_made_this_model(version_dir: Path):
+    from trainer.cli import build_parser, make_config
+
+    card = contract.read_card(version_dir)
+    assert card.provenance is not None
+    command = card.provenance.command
+    assert command == _script_command()
+    assert command in (ROOT / "README.md").read_text(), "the README documents the command"
+    # The command, parsed by the trainer's own CLI (TensorFlow-free), gives this card's training facts.
+    config = make_config(build_parser().parse_args(shlex.split(command)[1:]))
+    assert card.training is not None
+    assert (card.name, card.dataset, card.variant, card.arch, card.latent_dim) == (
+        config.name,
+        config.dataset,
+        config.variant,
+        config.arch,
+        config.latent_dim,
+    )
+    assert (card.training.steps, card.training.batch_size, card.training.seed) == (
+        config.steps,
+        config.batch_size,
+        config.seed,
+    )
+    assert card.training.recipe == dataclasses.asdict(config.recipe)
+
+
+@pytest.mark.parametrize("version_dir", VERSION_DIRS, ids=lambda p: p.parent.name)
+def test_card_records_the_locked_package_versions(version_dir: Path):
+    card = contract.read_card(version_dir)
+    assert card.provenance is not None
+    packages = card.provenance.packages
+    assert set(packages) >= RECORDED and {"tensorflow", "tensorflow-cpu"} & set(packages), packages
+    locked = _locked_versions()
+    wrong = {name: v for name, v in packages.items() if v not in locked.get(name, set())}
+    assert not wrong, f"not the lock's versions (uv.lock): {wrong}"
+
+
+@pytest.mark.parametrize("version_dir", VERSION_DIRS, ids=lambda p: p.parent.name)
+def test_bundle_loads_in_the_service_and_draws_every_class(version_dir: Path, tmp_path: Path):
+    # The bundled models at their shipped location, over an empty MODELS_DIR.
+    settings = Settings(
+        models_dir=tmp_path, bundled_models=True, bundled_models_dir=BUNDLED_DIR, ort_intra_op_threads=1
+    )
+    registry = ModelRegistry(settings, Metrics())
+    card = contract.read_card(version_dir)
+    assert registry.scan() == {card.name: card.version}
+    model = registry.models[card.name]
+    assert (model.source, model.path, model.card) == ("bundled", version_dir, card)
+    labels = np.repeat(np.arange(card.num_classes, dtype=np.int64), 4)
+    images = model.generate(labels, contract.request_seeds(0, len(labels)))
+    assert images.shape == (len(labels), *card.image_shape) and images.dtype == np.uint8
+    # Ink on background, and no image repeated: a sanity floor (the card's quality section is the measure).
+    ink = (images > 127).mean(axis=(1, 2, 3))
+    assert 0.02 < ink.mean() < 0.5
+    assert len({img.tobytes() for img in images}) == len(images)
+
+
+def test_sizes_are_small():
+    # What the wheel and the service image carry; the README states them.
+    total = sum(p.stat().st_size for d in VERSION_DIRS for p in d.iterdir())
+    assert 0 < total < 20 * 2**20, total
