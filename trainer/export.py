@@ -20,7 +20,7 @@ import numpy as np
 
 import cgan_contract as contract
 from cgan_contract import runner
-from trainer.files import sha256_file
+from trainer.files import fsync_dir, fsync_file, sha256_file, write_synced
 
 OPSET = 17
 #: Keras and onnxruntime may round a pixel differently by one grey level, never more.
@@ -111,14 +111,20 @@ def next_version(model_root: Path) -> int:
 
 
 def publish(staging: Path, model_root: Path, card: contract.ModelCard) -> Path:
-    """Rename a complete staging dir to the next free version; never overwrite an existing one."""
+    """Rename a complete staging dir to the next free version; never overwrite an existing one.
+
+    Durability order: every file in ``staging`` is already fsynced; the card is written and fsynced here
+    (again for each version tried, as its number is in it), then the staging directory, then the rename,
+    then ``model_root``, so that after a power cut a version directory is either absent or complete.
+    """
     for _ in range(100):
         version = next_version(model_root)
         card = card.model_copy(update={"version": version})
-        (staging / contract.CARD_FILE).write_text(contract.card_json(card))
         target = model_root / str(version)
         if target.exists():
             continue
+        write_synced(staging / contract.CARD_FILE, contract.card_json(card).encode())
+        fsync_dir(staging)
         try:
             # rename() of a directory fails when the target exists and is not empty, so a concurrent
             # exporter that took this number makes us retry with the next one instead of overwriting.
@@ -127,6 +133,7 @@ def publish(staging: Path, model_root: Path, card: contract.ModelCard) -> Path:
             if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
                 continue
             raise
+        fsync_dir(model_root)
         return target
     raise ExportError(f"could not claim a version number under {model_root}")
 
@@ -195,10 +202,9 @@ def export(
             training=training,
         )
         for path in staging.iterdir():
-            with path.open("rb") as f:
-                os.fsync(f.fileno())
+            fsync_file(path)
         os.chmod(staging, 0o755)
-        return publish(staging, model_root, card)
+        return publish(staging, model_root, card)  # writes and syncs the card, then the directories
     except OSError as exc:
         raise ExportError(f"writing the model under {model_root} failed: {exc.strerror or exc}") from None
     finally:

@@ -49,6 +49,19 @@ def atomic_write(path: Path, data: bytes | str, *, durable: bool = False) -> Non
         tmp.write_bytes(data.encode() if isinstance(data, str) else data)
 
 
+def write_synced(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` and fsync it: for files inside a staging directory that is renamed whole."""
+    with path.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def fsync_file(path: Path) -> None:
+    with path.open("rb") as f:
+        os.fsync(f.fileno())
+
+
 def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:

@@ -68,7 +68,11 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
     wall_before = 0.0
     if resume:
         checkpoint.clean_partial(ckpt_dir)
-        meta = checkpoint.load_latest(ckpt_dir, gan.checkpoint_variables())
+        try:
+            # Corrupt newer files are set aside (and said so); a checkpoint from other code is refused.
+            meta = checkpoint.load_latest(ckpt_dir, gan.checkpoint_variables(), set_aside=True)
+        except checkpoint.CheckpointError as exc:
+            raise ConfigError(f"cannot resume {config.name}: {exc}") from None
         if meta is None:
             log.warning("no checkpoint in %s; starting from step 0", ckpt_dir)
         else:
@@ -228,7 +232,10 @@ def load_run(run_dir: Path):
     config = TrainConfig.from_json((run_dir / RUN_FILE).read_text())
     dataset = load_dataset(config.dataset, config.data_dir)
     gan = build_model(config, dataset)
-    meta = checkpoint.load_latest(run_dir / "checkpoints", gan.checkpoint_variables())
+    try:
+        meta = checkpoint.load_latest(run_dir / "checkpoints", gan.checkpoint_variables())
+    except checkpoint.CheckpointError as exc:
+        raise ConfigError(f"cannot load {run_dir}: {exc}") from None
     if meta is None:
         raise ConfigError(f"no readable checkpoint under {run_dir / 'checkpoints'}")
     return config, dataset, gan, meta

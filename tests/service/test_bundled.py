@@ -1,7 +1,7 @@
 """The bundled models as a second root: served when MODELS_DIR has none, superseded by MODELS_DIR's versions.
 
 Tiny fake models stand in for the real bundle here (BUNDLED_MODELS_DIR points at a temp dir);
-tests/test_bundled.py checks the real one that ships in service/bundled/.
+tests/test_bundled_model.py checks the real one that ships in service/bundled/.
 """
 
 from __future__ import annotations
