@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from service import contract
+import cgan_contract as contract
 from trainer import export as export_mod
-from trainer.export import ExportInfo, export
+from trainer.export import export
 
 
 @pytest.fixture
@@ -20,6 +20,7 @@ def no_tensorflow(monkeypatch):
     """Stand-ins for the conversion and checks, so the test only exercises the write path."""
     proto = types.SimpleNamespace(SerializeToString=lambda: b"onnx bytes")
     monkeypatch.setattr(export_mod, "to_onnx", lambda generator, latent_dim: proto)
+    monkeypatch.setattr(export_mod.runner, "open_session", lambda *a, **k: None)
     monkeypatch.setattr(export_mod, "check_signature", lambda *a, **k: None)
     monkeypatch.setattr(export_mod, "parity", lambda *a, **k: 0)
 
@@ -44,7 +45,7 @@ def disk_events(monkeypatch):
     return events
 
 
-INFO = ExportInfo(
+INFO = dict(
     name="m",
     variant="cgan",
     arch="dense",
@@ -76,7 +77,7 @@ def test_files_then_staging_dir_then_rename_then_parent_dir_are_synced(
 
         monkeypatch.setattr(os, "rename", rename_after_a_rival)
 
-    published = export(None, INFO, tmp_path / "models", {"samples.png": extra})
+    published = export(None, tmp_path / "models", extra_files={"samples.png": extra}, **INFO)
     assert published == model_root / str(1 + taken)
 
     renames = [i for i, e in enumerate(disk_events) if e[0] == "rename" and e[2] == published]
