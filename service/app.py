@@ -1,7 +1,11 @@
 """The FastAPI app: runtime, middleware, error handlers and routers put together; nothing else.
 
 ``create_app(settings)`` builds one and nothing is loaded until its lifespan starts. ``uvicorn
-service.app:app`` works too: ``app`` is built from the environment on first access.
+service.app:app`` works too: ``app`` is built from the environment on first access. Behind a proxy that
+strips a path prefix, run ``python -m service`` with ``ROOT_PATH=/api`` (or ``uvicorn --root-path /api``):
+the guard decides on the routed path, so the prefix changes nothing about auth and limits.
+``python -m service`` adds the connection limits (header cap, header/body/send timeouts) that plain
+``uvicorn`` does not have.
 """
 
 from __future__ import annotations
@@ -13,11 +17,19 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from service.config import Settings
 from service.http.errors import install_error_handlers
-from service.http.middleware import ConcurrencyLimiter, GuardMiddleware, MetricsMiddleware
+from service.http.middleware import (
+    ConcurrencyLimiter,
+    Guard,
+    GuardedRoute,
+    MetricsMiddleware,
+    SecurityHeadersMiddleware,
+    is_guarded,
+)
 from service.http.openapi import document_service
 from service.routes import ROUTERS, ui
 from service.runtime import Runtime
@@ -26,9 +38,6 @@ try:
     __version__ = version("cgan-synth")
 except PackageNotFoundError:  # running from a source checkout
     __version__ = "0.0.0+local"
-
-#: The generating routes: behind the token, the body limit and the concurrency limit.
-GUARDED_PATHS = frozenset({"/generate", "/dataset"})
 
 DESCRIPTION = """Labelled synthetic 28x28 images from a conditional GAN generator (ONNX, onnxruntime).
 
@@ -58,20 +67,29 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     logging.getLogger("service").setLevel(settings.log_level.upper())
-    app = FastAPI(title="cgan-synth", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # /docs is served from local files (service.routes.docs); FastAPI's own would load Swagger UI from a CDN.
+    app = FastAPI(
+        title="cgan-synth",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.runtime = runtime = Runtime(settings)
 
     token = settings.api_token.get_secret_value() if settings.api_token else None
-    app.add_middleware(
-        GuardMiddleware,
-        GUARDED_PATHS,
+    app.router.route_class = GuardedRoute  # routes added on the app itself are guarded like the routers'
+    app.state.guard = Guard(
         ConcurrencyLimiter(settings.max_concurrency, settings.max_queue),
         runtime.metrics,
         token=token,
         max_body_bytes=settings.max_body_bytes,
         retry_after=settings.retry_after_seconds,
+        queue_timeout=settings.queue_timeout_seconds,
     )
-    app.add_middleware(MetricsMiddleware, runtime.metrics, GUARDED_PATHS)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(MetricsMiddleware, runtime.metrics)
     install_error_handlers(app)
 
     for router in ROUTERS:
@@ -80,7 +98,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_service(FastAPI.openapi(app), settings, GUARDED_PATHS)
+            guarded = [
+                (route.path, method)
+                for router in ROUTERS
+                for route in router.routes
+                if isinstance(route, APIRoute) and is_guarded(route)
+                for method in route.methods
+            ]
+            app.openapi_schema = document_service(FastAPI.openapi(app), settings, guarded)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

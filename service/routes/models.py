@@ -8,11 +8,12 @@ from fastapi import APIRouter, Path
 
 from service.dataplane import served_model
 from service.http.errors import error_responses
+from service.http.middleware import GuardedRoute
 from service.http.schemas import ModelList, ModelName, ServedModel
 from service.registry import LoadedModel
 from service.routes.deps import RuntimeDep
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=GuardedRoute)
 
 
 def _served(model: LoadedModel, default: str | None) -> ServedModel:

@@ -11,10 +11,11 @@ from pydantic import BaseModel, ConfigDict
 import cgan_contract as contract
 from service.dataplane import served_model
 from service.http.errors import error_responses
+from service.http.middleware import GuardedRoute
 from service.http.schemas import ModelName
 from service.routes.deps import RuntimeDep
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=GuardedRoute)
 
 _DATATYPES = {"float32": "FP32", "int64": "INT64", "uint8": "UINT8"}
 
