@@ -32,7 +32,9 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, models_dir: Path, log: Path, **env: str) -> None:
+    def __init__(
+        self, models_dir: Path, log: Path, argv: tuple[str, ...] = ("-m", "service"), **env: str
+    ) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         environment = {
@@ -47,7 +49,7 @@ class Server:
         }
         self.log = log
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port)],
+            [sys.executable, *argv, "--host", "127.0.0.1", "--port", str(self.port)],
             cwd=REPO,
             env=environment,
             stdout=log.open("wb"),
@@ -75,8 +77,8 @@ class Server:
 def serve(tmp_path: Path, models_dir: Path) -> Iterator:
     started: list[Server] = []
 
-    def start(**env: str) -> Server:
-        started.append(Server(models_dir, tmp_path / f"server-{len(started)}.log", **env))
+    def start(argv: tuple[str, ...] = ("-m", "service"), **env: str) -> Server:
+        started.append(Server(models_dir, tmp_path / f"server-{len(started)}.log", argv, **env))
         return started[-1]
 
     yield start
@@ -153,18 +155,25 @@ def test_dataset_clients_that_do_not_read_lose_their_slots(serve) -> None:
             sock.close()
 
 
-def test_guard_holds_behind_a_path_prefix(serve) -> None:
-    server = serve(ROOT_PATH="/api", API_TOKEN="prefix-token")
-    for path in ("/api/generate", "/generate"):
-        assert httpx.post(server.url + path, json={"label": 1}, timeout=10).status_code == 401, path
-    assert httpx.post(server.url + "/api/dataset", json={"per_label": 1}, timeout=10).status_code == 401
-    ok = httpx.post(
-        server.url + "/api/generate",
-        json={"label": 1},
-        headers={"Authorization": "Bearer prefix-token"},
-        timeout=10,
-    )
+@pytest.mark.parametrize(
+    "argv",
+    [("-m", "service"), ("-m", "uvicorn", "service.app:app", "--root-path", "/api")],
+    ids=["cgan-serve", "uvicorn"],
+)
+def test_guard_holds_behind_a_path_prefix(serve, argv: tuple[str, ...]) -> None:
+    # Behind a proxy that strips /api, the server sees /generate with root_path /api (the repro).
+    server = serve(argv, ROOT_PATH="/api", API_TOKEN="prefix-token", MAX_BODY_BYTES="1024")
+    for path in ("/generate", "/dataset", "/generate?label=1"):
+        response = httpx.request("GET" if "?" in path else "POST", server.url + path, json={"label": 1})
+        assert response.status_code == 401, (path, response.status_code)
+    # Sent with the prefix (no proxy in between): not found, never served.
+    assert httpx.post(server.url + "/api/generate", json={"label": 1}, timeout=10).status_code in (401, 404)
+    auth = {"Authorization": "Bearer prefix-token"}
+    big = httpx.post(server.url + "/generate", content=b"x" * 200_000, headers=auth, timeout=10)
+    assert big.status_code == 413
+    ok = httpx.post(server.url + "/generate", json={"label": 1}, headers=auth, timeout=10)
     assert ok.status_code == 200
+    assert httpx.get(server.url + "/openapi.json", timeout=10).json()["servers"] == [{"url": "/api"}]
 
 
 def test_hung_model_read_blocks_no_other_model_and_sigterm_still_works(
