@@ -43,11 +43,15 @@ DESCRIPTION = """Labelled synthetic 28x28 images from a conditional GAN generato
 
 * Errors are `{"detail": "<field>: <problem>", "field": "<field>"}`. Unknown model: **404**; invalid value
   (unknown label, n out of range, bad format, seed too large): **422**; body over MAX_BODY_BYTES: **413**;
-  overload: **429** with `Retry-After`; no model loaded: **503**; bad or missing token: **401**.
+  overload: **429** with `Retry-After` (queue full) or **503** with `Retry-After` (queued longer than
+  QUEUE_TIMEOUT_SECONDS); no model loaded: **503**; bad or missing token: **401**; headers over
+  MAX_HEADER_BYTES: **431**; head or body too slow: **408**.
 * Seeds: image i of a request uses `seed + i`, so `{seed: s, n: 16}` image k equals `{seed: s + k, n: 1}`.
 * PNG grid size: `cols = min(nrow, n)` (nrow defaults to `ceil(sqrt(n))`), `rows = ceil(n / cols)`,
   `width = cols*W + (cols+1)*pad`, `height = rows*H + (rows+1)*pad`; n=16, 28x28, pad 2 -> 122x122.
 * `/dataset`: labels in the order given, `per_label` each; image j overall uses `seed + j`.
+* Default model: DEFAULT_MODEL, else the model that was first served alone, for as long as it is served
+  (a second model appearing never changes it); with several models from the start, name one.
 * Models: each name serves the newest version under MODELS_DIR that passes its checks; new versions are
   picked up while serving (every RELOAD_INTERVAL s), bad ones are refused and the old one keeps serving.
   Deleting the served version falls back to the next older one; deleting a model directory retires it.

@@ -21,7 +21,8 @@ _INLINE = re.compile(rb"<(script|style)>(.*?)</\1>", re.S)
 
 def page_csp(html: bytes) -> str:
     """A CSP that runs exactly the page's own inline ``<script>`` and ``<style>`` blocks (by hash), fetches
-    only from this origin (images come back as blob: URLs) and cannot be framed."""
+    only from this origin (images come back as blob: URLs, which the page may read back) and cannot be
+    framed."""
     hashes: dict[bytes, list[str]] = {b"script": [], b"style": []}
     for tag, code in _INLINE.findall(html):
         hashes[tag].append(f"'sha256-{base64.b64encode(hashlib.sha256(code).digest()).decode()}'")
@@ -29,7 +30,7 @@ def page_csp(html: bytes) -> str:
     style = " ".join(hashes[b"style"]) or "'none'"
     return (
         f"default-src 'none'; script-src {script}; style-src {style}; img-src 'self' blob: data:; "
-        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+        "connect-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
     )
 
 
