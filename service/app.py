@@ -27,6 +27,7 @@ from service.http.middleware import (
     Guard,
     GuardedRoute,
     MetricsMiddleware,
+    OverloadShedMiddleware,
     SecurityHeadersMiddleware,
     is_guarded,
 )
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         retry_after=settings.retry_after_seconds,
         queue_timeout=settings.queue_timeout_seconds,
     )
+    app.add_middleware(OverloadShedMiddleware, app.state.guard)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(MetricsMiddleware, runtime.metrics)
     install_error_handlers(app)

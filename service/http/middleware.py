@@ -124,13 +124,25 @@ class ConcurrencyLimiter:
         self.active = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
 
-    async def acquire(self, timeout: float | None = None) -> bool:
-        """True with a slot; False when the queue is full; :class:`TimeoutError` after ``timeout`` s."""
+    @property
+    def full(self) -> bool:
+        """Every slot taken and the queue full: :meth:`try_acquire` would say False."""
+        return self.active >= self.limit and len(self._waiters) >= self.queue
+
+    def try_acquire(self) -> bool | None:
+        """Without waiting: True with a slot, False when the queue is full too, None when one must wait."""
         if self.active < self.limit and not self._waiters:
             self.active += 1
             return True
-        if len(self._waiters) >= self.queue:
-            return False
+        return False if len(self._waiters) >= self.queue else None
+
+    async def acquire(self, timeout: float | None = None) -> bool:
+        """True with a slot; False when the queue is full; :class:`TimeoutError` after ``timeout`` s."""
+        got = self.try_acquire()
+        return got if got is not None else await self.wait(timeout)
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Queue for a slot (after :meth:`try_acquire` said None); :class:`TimeoutError` after ``timeout``."""
         waiter = asyncio.get_running_loop().create_future()
         self._waiters.append(waiter)
         try:
@@ -160,8 +172,12 @@ class GuardedRoute(APIRoute):
     """An APIRoute that runs the app's :class:`Guard` (``app.state.guard``) before itself when
     :func:`is_guarded`; the ``route_class`` of every router."""
 
+    _guarded: bool | None = None
+
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        guard: Guard | None = getattr(scope["app"].state, "guard", None) if is_guarded(self) else None
+        if self._guarded is None:
+            self._guarded = is_guarded(self)  # decided once the endpoint is final
+        guard: Guard | None = getattr(scope["app"].state, "guard", None) if self._guarded else None
         if guard is None:
             await super().handle(scope, receive, send)
         else:
@@ -192,6 +208,9 @@ class Guard:
         self.max_body_bytes = max_body_bytes
         self.retry_after = str(retry_after)
         self.queue_timeout = queue_timeout or None
+        #: (method, path below root_path) -> guarded route, as the router routed it: what
+        #: :class:`OverloadShedMiddleware` may refuse before routing while the limiter is full.
+        self.routed: dict[tuple[str, str], Any] = {}
         # Built once: under overload most requests end here, and a Response is a stateless ASGI app.
         self.overloaded = error_response(
             429,
@@ -208,6 +227,8 @@ class Guard:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
         """Refuse the request, or run ``app`` (the route) for it."""
+        if len(self.routed) < _ROUTED_MAX:
+            self.routed[(scope["method"], _route_path(scope))] = scope.get("route")
         declared = None
         authorization = b""
         for name, value in scope["headers"]:
@@ -240,6 +261,12 @@ class Guard:
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send, body: bytes, app: ASGIApp) -> None:
         """Admit and run the request, cancelling it if the client disconnects before its answer is sent."""
+        # The common refusal (queue full) costs no task and no closure: it is decided before anything waits.
+        admitted = self.limiter.try_acquire()
+        if admitted is False:
+            self.metrics.rejected.labels("overload").inc()
+            await self.overloaded(scope, receive, send)
+            return
         task = asyncio.current_task()
         assert task is not None
         disconnected: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -272,18 +299,14 @@ class Guard:
             await send(message)
 
         watcher = asyncio.ensure_future(watch())
-        admitted = False
         try:
-            try:
-                admitted = await self.limiter.acquire(self.queue_timeout)
-            except TimeoutError:
-                self.metrics.rejected.labels("queue_timeout").inc()
-                await self.queue_timed_out(scope, replay, send_tracked)
-                return
-            if not admitted:
-                self.metrics.rejected.labels("overload").inc()
-                await self.overloaded(scope, replay, send_tracked)
-                return
+            if admitted is None:
+                try:
+                    admitted = await self.limiter.wait(self.queue_timeout)
+                except TimeoutError:
+                    self.metrics.rejected.labels("queue_timeout").inc()
+                    await self.queue_timed_out(scope, replay, send_tracked)
+                    return
             await app(scope, replay, send_tracked)
         except asyncio.CancelledError:
             # Ours (the client left) or the server's (shutdown); only ours ends here.
@@ -325,6 +348,39 @@ class Guard:
         await error_response(413, detail, "body", {"Connection": "close"})(scope, receive, send)
 
 
+_ROUTED_MAX = 1024
+
+
+def _route_path(scope: Scope) -> str:
+    """The path the router matches: below ``root_path`` (as Starlette's routing computes it)."""
+    path, root = scope["path"], scope.get("root_path", "")
+    if root and path.startswith(root) and (len(path) == len(root) or path[len(root)] == "/"):
+        return path[len(root) :]
+    return path
+
+
+class OverloadShedMiddleware:
+    """Answers 429 before routing (routing costs more than the refusal itself) while the limiter is full,
+    but only for a (method, path) the router has already routed to a guarded route. It can only refuse
+    earlier what the guard would refuse; it never lets anything through. Under overload an unauthorised
+    request to such a path gets 429 rather than 401."""
+
+    def __init__(self, app: ASGIApp, guard: Guard) -> None:
+        self.app = app
+        self.guard = guard
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        guard = self.guard
+        if scope["type"] == "http" and guard.limiter.full:
+            route = guard.routed.get((scope["method"], _route_path(scope)))
+            if route is not None:
+                scope["route"] = route  # the metrics label
+                guard.metrics.rejected.labels("overload").inc()
+                await guard.overloaded(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 #: For API answers (JSON, images, archives): nothing may load, nothing may frame them.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 
@@ -339,6 +395,7 @@ class SecurityHeadersMiddleware:
         (b"x-frame-options", b"DENY"),
         (b"referrer-policy", b"no-referrer"),
     )
+    _FIXED_AND_CSP = (*_FIXED, (b"content-security-policy", API_CSP.encode()))
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -351,10 +408,9 @@ class SecurityHeadersMiddleware:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", ()))
-                names = {name.lower() for name, _ in headers}
-                headers.extend(h for h in self._FIXED if h[0] not in names)
-                if b"content-security-policy" not in names:
-                    headers.append((b"content-security-policy", API_CSP.encode()))
+                # Starlette's raw headers are lower-case already; a page route sets its own CSP.
+                own_csp = any(name == b"content-security-policy" for name, _ in headers)
+                headers += self._FIXED if own_csp else self._FIXED_AND_CSP
                 message = {**message, "headers": headers}
             await send(message)
 

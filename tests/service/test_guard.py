@@ -184,3 +184,25 @@ def test_client_that_left_while_queued_is_not_computed(models_dir: Path, open_cl
         labels = {"route": "/generate", "method": "POST"}
         assert metric(client, "cgan_http_requests_total", {**labels, "status": "499"}) == 1
         assert metric(client, "cgan_http_requests_total", {**labels, "status": "200"}) == 1
+
+
+def test_overload_is_shed_before_routing_only_for_paths_routed_to_guarded_routes(
+    models_dir: Path, open_client, gate, metric
+) -> None:
+    entered, release = gate
+    with open_client(models_dir, max_concurrency=1, max_queue=0) as client:
+        guard = client.app.state.guard  # type: ignore[attr-defined]
+        thread = threading.Thread(target=lambda: client.post("/generate", json={"label": 1}))
+        thread.start()
+        assert entered.wait(10)
+        assert guard.limiter.full
+        for _ in range(3):  # the first is refused by the guard after routing, the rest before routing
+            refused = client.post("/generate", json={"label": 2})
+            assert refused.status_code == 429 and refused.headers["retry-after"] == "1"
+        assert list(guard.routed) == [("POST", "/generate")]
+        labels = {"route": "/generate", "method": "POST", "status": "429"}
+        assert metric(client, "cgan_http_requests_total", labels) == 3
+        assert client.get("/healthz").status_code == 200
+        assert client.get("/generate/", params={"label": 1}, follow_redirects=False).status_code == 307
+        release.set()
+        thread.join(10)
