@@ -18,6 +18,7 @@ import uvicorn
 
 from service.app import create_app
 from service.config import Settings
+from service.http.protocol import limited_protocol
 from service.runtime import Runtime
 
 log = logging.getLogger("service")
@@ -77,6 +78,13 @@ def main(argv: list[str] | None = None) -> None:
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     app = create_app(settings)
+    # httptools with the connection limits it lacks (header cap, header/body/send timeouts).
+    protocol = limited_protocol(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+        send_timeout=settings.send_timeout_seconds,
+    )
     config = uvicorn.Config(
         app,
         host=args.host,
@@ -84,7 +92,9 @@ def main(argv: list[str] | None = None) -> None:
         log_config=None,  # keep the logging set up above
         log_level=settings.log_level,
         timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-        **SERVER_OPTIONS,
+        root_path=settings.root_path,
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # in case someone swaps in h11
+        **{**SERVER_OPTIONS, "http": protocol},
     )
     DrainingServer(config, app.state.runtime, settings.shutdown_drain_seconds).run()
 

@@ -1,7 +1,11 @@
 """The FastAPI app: runtime, middleware, error handlers and routers put together; nothing else.
 
 ``create_app(settings)`` builds one and nothing is loaded until its lifespan starts. ``uvicorn
-service.app:app`` works too: ``app`` is built from the environment on first access.
+service.app:app`` works too: ``app`` is built from the environment on first access. Behind a proxy that
+strips a path prefix, run ``python -m service`` with ``ROOT_PATH=/api`` (or ``uvicorn --root-path /api``):
+the guard decides on the routed path, so the prefix changes nothing about auth and limits.
+``python -m service`` adds the connection limits (header cap, header/body/send timeouts) that plain
+``uvicorn`` does not have.
 """
 
 from __future__ import annotations
@@ -13,11 +17,20 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
 from service.config import Settings
 from service.http.errors import install_error_handlers
-from service.http.middleware import ConcurrencyLimiter, GuardMiddleware, MetricsMiddleware
+from service.http.middleware import (
+    ConcurrencyLimiter,
+    Guard,
+    GuardedRoute,
+    MetricsMiddleware,
+    OverloadShedMiddleware,
+    SecurityHeadersMiddleware,
+    is_guarded,
+)
 from service.http.openapi import document_service
 from service.routes import ROUTERS, ui
 from service.runtime import Runtime
@@ -27,27 +40,30 @@ try:
 except PackageNotFoundError:  # running from a source checkout
     __version__ = "0.0.0+local"
 
-#: Open Inference Protocol inference: the model (and version) are path segments, so these are templates.
-INFER_PATHS = frozenset({"/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"})
-#: The generating routes (templates): behind the token, the body limit and the concurrency limit.
-GUARDED_PATHS = frozenset({"/generate", "/dataset"}) | INFER_PATHS
-
 DESCRIPTION = """Labelled synthetic 28x28 images from a conditional GAN generator (ONNX, onnxruntime).
 
 * Errors are `{"detail": "<field>: <problem>", "field": "<field>"}`. Unknown model: **404**; invalid value
   (unknown label, n out of range, bad format, seed too large): **422**; body over MAX_BODY_BYTES: **413**;
-  overload: **429** with `Retry-After`; no model loaded: **503**; bad or missing token: **401**.
+  overload: **429** with `Retry-After` (queue full) or **503** with `Retry-After` (queued longer than
+  QUEUE_TIMEOUT_SECONDS); no model loaded: **503**; bad or missing token: **401**; headers over
+  MAX_HEADER_BYTES: **431**; head or body too slow: **408**.
 * Seeds: image i of a request uses `seed + i`, so `{seed: s, n: 16}` image k equals `{seed: s + k, n: 1}`.
 * PNG grid size: `cols = min(nrow, n)` (nrow defaults to `ceil(sqrt(n))`), `rows = ceil(n / cols)`,
   `width = cols*W + (cols+1)*pad`, `height = rows*H + (rows+1)*pad`; n=16, 28x28, pad 2 -> 122x122.
 * `/dataset`: labels in the order given, `per_label` each; image j overall uses `seed + j`.
-* Models: each name keeps its newest MODEL_VERSIONS (2) versions under MODELS_DIR that pass their checks
-  loaded; `version` in a body or query (or the `/v2` version path) pins one, and the newest serves
-  otherwise. New versions are picked up while serving (every RELOAD_INTERVAL s), bad ones are refused and
-  the loaded ones keep serving. A version that is not loaded is a 404 listing the loaded ones.
+* Default model: DEFAULT_MODEL, else the model that was first served alone, for as long as it is served
+  (a second model appearing never changes it); with several models from the start, name one.
+* Models: each name keeps its newest MODEL_VERSIONS (2) versions that pass their checks loaded, from
+  MODELS_DIR and the bundled models (at equal version numbers MODELS_DIR wins); `version` in a body or
+  query (or the `/v2` version path) pins one, and the newest serves otherwise. New versions are picked up
+  while serving (every RELOAD_INTERVAL s), bad ones are refused and the loaded ones keep serving. A
+  version that is not loaded is a 404 listing the loaded ones.
 * `/v2`: the Open Inference Protocol (KServe v2), inference included, JSON or binary tensors; its errors
   are `{"error": "<field>: <problem>"}`.
 """
+
+#: Open Inference Protocol inference routes (templates): their bodies may carry the noise tensor ``z``.
+INFER_PATHS = frozenset({"/v2/models/{name}/infer", "/v2/models/{name}/versions/{version}/infer"})
 
 
 @asynccontextmanager
@@ -63,22 +79,32 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     logging.getLogger("service").setLevel(settings.log_level.upper())
-    app = FastAPI(title="cgan-synth", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # /docs is served from local files (service.routes.docs); FastAPI's own would load Swagger UI from a CDN.
+    app = FastAPI(
+        title="cgan-synth",
+        version=__version__,
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
     app.state.runtime = runtime = Runtime(settings)
 
     token = settings.api_token.get_secret_value() if settings.api_token else None
-    app.add_middleware(
-        GuardMiddleware,
-        GUARDED_PATHS,
+    app.router.route_class = GuardedRoute  # routes added on the app itself are guarded like the routers'
+    app.state.guard = Guard(
         ConcurrencyLimiter(settings.max_concurrency, settings.max_queue),
         runtime.metrics,
         token=token,
         max_body_bytes=settings.max_body_bytes,
         retry_after=settings.retry_after_seconds,
+        queue_timeout=settings.queue_timeout_seconds,
         # An inference body carries the noise tensor too: MAX_N x latent_dim floats, far over MAX_BODY_BYTES.
         body_limits={path: (settings.max_infer_body_bytes, "MAX_INFER_BODY_BYTES") for path in INFER_PATHS},
     )
-    app.add_middleware(MetricsMiddleware, runtime.metrics, GUARDED_PATHS)
+    app.add_middleware(OverloadShedMiddleware, app.state.guard)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(MetricsMiddleware, runtime.metrics)
     install_error_handlers(app)
 
     for router in ROUTERS:
@@ -87,7 +113,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = document_service(FastAPI.openapi(app), settings, GUARDED_PATHS)
+            guarded = [
+                (route.path, method)
+                for router in ROUTERS
+                for route in router.routes
+                if isinstance(route, APIRoute) and is_guarded(route)
+                for method in route.methods
+            ]
+            app.openapi_schema = document_service(FastAPI.openapi(app), settings, guarded)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

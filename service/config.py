@@ -39,8 +39,12 @@ class Settings(BaseSettings):
     #: Also serve the bundled models; a version in MODELS_DIR supersedes its bundled twin (see the registry).
     bundled_models: bool = True
     bundled_models_dir: Path = BUNDLED_DIR
-    #: Model used when a request names none; unset with exactly one model loaded means that one.
+    #: Model used when a request names none. Unset: the implicit default is pinned to the model that was
+    #: served alone (the first to load, or the one left when the others went) and stays while it is served;
+    #: a second model appearing never moves it. No pin (several models from the start): requests name one.
     default_model: str | None = None
+    #: The path prefix a proxy strips (``/api``): routes and the guard match the path below it.
+    root_path: str = ""
 
     max_n: int = Field(1024, ge=1, le=65536)
     max_per_label: int = Field(10_000, ge=1)
@@ -52,6 +56,23 @@ class Settings(BaseSettings):
     max_concurrency: int = Field(default_factory=lambda: max(4, 2 * available_cores()), ge=1)
     max_queue: int = Field(64, ge=0)
     retry_after_seconds: int = Field(1, ge=1)
+    #: A request queued longer than this for a slot gets 503 with Retry-After (like Triton's queue policy);
+    #: 0 means no limit.
+    queue_timeout_seconds: float = Field(10.0, ge=0)
+
+    #: Connection limits of ``python -m service`` (service.http.protocol): request line plus headers at most
+    #: this many bytes (431 beyond), arriving within HEADER_TIMEOUT_SECONDS of the connection opening or
+    #: going idle (408/close), the body within BODY_TIMEOUT_SECONDS after the headers (408), and a response
+    #: write the client does not read for SEND_TIMEOUT_SECONDS closes the connection (frees its slot).
+    max_header_bytes: int = Field(16_384, ge=1024)
+    header_timeout_seconds: float = Field(10.0, gt=0)
+    body_timeout_seconds: float = Field(10.0, gt=0)
+    send_timeout_seconds: float = Field(30.0, gt=0)
+
+    #: model.onnx / model.json larger than this are refused; reads slower than the timeout are abandoned
+    #: (refused as "timeout"; one hung read never holds up other models, scans or shutdown).
+    max_model_bytes: int = Field(512 * 1024 * 1024, ge=1024)
+    model_read_timeout_seconds: float = Field(30.0, gt=0)
 
     #: onnxruntime intra-op threads per session; 0 means one per available core.
     ort_intra_op_threads: int = Field(0, ge=0)
@@ -77,6 +98,14 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: object) -> object:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("root_path")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.rstrip("/")
+        if value and (not value.startswith("/") or "//" in value):
+            raise ValueError(f"ROOT_PATH {value!r} must be empty or a path like /api")
+        return value
 
     @field_validator("default_model")
     @classmethod

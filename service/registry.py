@@ -5,21 +5,37 @@ check loaded; the newest of them serves requests that name no version, and a req
 one, so a retrain does not take yesterday's images away from a consumer that needs to reproduce them. A
 newer version is loaded, verified and warmed off the event loop, then swapped in with one reference
 assignment, so requests already holding an older :class:`LoadedModel` finish on it; the oldest of K+1 is
-dropped. A refused version is remembered
-with a fingerprint of its files and retried only once those change, so a half-copied directory gets
-loaded when the copy completes, without a log line every poll in between. Removing the served version
+dropped. A refused version is remembered with a fingerprint of its files and retried only once those
+change, so a half-copied directory gets loaded when the copy completes, without a log line every poll in
+between. Removing the served version
 directory drops it (and loads the next older one, to keep K); removing a whole model directory stops
 serving that name. Versions are immutable: publish changes under a new version number.
 
 The bundled models (package data, ``Settings.model_roots``) are scanned as a second root after MODELS_DIR:
 the same rules pick the newest version of a name across both, and at equal version numbers MODELS_DIR wins,
 so a trained model supersedes its bundled twin and the bundled one serves when MODELS_DIR has none.
+
+The one exception to immutability is the card, which ``cgan-train evaluate`` rewrites in place to add its
+quality section: a changed card of a loaded version is re-read, validated and swapped in if it still
+describes the same bytes (sha256).
+
+Files are read by :class:`BoundedReader`: regular files only (a FIFO would block the reader forever), at
+most MAX_MODEL_BYTES, on a daemon thread the scan waits for at most MODEL_READ_TIMEOUT_SECONDS. A read that
+hangs (a stalled network filesystem) refuses that version as ``timeout``, is never started twice, and holds
+up neither the other models nor shutdown.
+
+With DEFAULT_MODEL unset, the implicit default is pinned: the model served alone becomes the default and
+stays it while it is served, whatever other models appear (see :meth:`ModelRegistry.default_name`).
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import hashlib
 import logging
+import os
+import stat
 import threading
 import time
 from collections.abc import Mapping
@@ -93,19 +109,78 @@ def _fingerprint(version_dir: Path) -> tuple:
         return ()
 
 
+def _stamp(path: Path) -> tuple:
+    """What changes when a file is rewritten (in place or by rename)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return ()
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _read_bounded(path: Path, limit: int) -> bytes:
+    """The whole of a regular file of at most ``limit`` bytes; blocking (see :class:`BoundedReader`)."""
+    # O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer; regular files ignore it.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise ModelRefused("unreadable", f"{path.name} is not a regular file")
+        data = f.read(limit + 1)  # the size may grow after fstat
+    if max(st.st_size, len(data)) > limit:
+        raise ModelRefused("too_large", f"{path.name} is larger than MAX_MODEL_BYTES ({limit} bytes)")
+    return data
+
+
+class BoundedReader:
+    """Reads files on daemon threads and waits for each at most ``timeout`` seconds.
+
+    A read still running from an earlier scan is not started again (refused at once), so a hung
+    filesystem costs one thread per file, not one per scan; daemon threads never hold up process exit.
+    """
+
+    def __init__(self, limit: int, timeout: float) -> None:
+        self.limit = limit
+        self.timeout = timeout
+        self._pending: dict[Path, concurrent.futures.Future[bytes]] = {}
+
+    def read(self, path: Path) -> bytes:
+        future = self._pending.get(path)
+        if future is not None and not future.done():
+            raise ModelRefused("timeout", f"an earlier read of {path.name} still has not returned")
+        future = concurrent.futures.Future()
+        self._pending[path] = future
+        thread = threading.Thread(target=self._run, args=(path, future), name="model-read", daemon=True)
+        thread.start()
+        try:
+            return future.result(self.timeout)
+        except concurrent.futures.TimeoutError:
+            detail = f"reading {path.name} took longer than MODEL_READ_TIMEOUT_SECONDS ({self.timeout}s)"
+            raise ModelRefused("timeout", detail) from None
+        finally:
+            if future.done():
+                self._pending.pop(path, None)
+
+    def _run(self, path: Path, future: concurrent.futures.Future[bytes]) -> None:
+        try:
+            future.set_result(_read_bounded(path, self.limit))
+        except BaseException as e:
+            future.set_exception(e)
+
+
 def _validation_summary(error: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'card'}: {e['msg']}" for e in error.errors()[:5])
 
 
-def _read_card(name: str, version: int, version_dir: Path) -> ModelCard:
+def _read_card(name: str, version: int, version_dir: Path, reader: BoundedReader) -> ModelCard:
     try:
-        card = contract.read_card(version_dir)
+        card = ModelCard.model_validate_json(reader.read(version_dir / contract.CARD_FILE))
     except FileNotFoundError:
         raise ModelRefused("incomplete", f"{contract.CARD_FILE} is missing") from None
     except ValidationError as e:
         raise ModelRefused("card", f"{contract.CARD_FILE} is invalid: {_validation_summary(e)}") from None
     except (OSError, ValueError) as e:
-        raise ModelRefused("card", f"{contract.CARD_FILE} is unreadable: {e}") from None
+        raise ModelRefused("unreadable", f"{contract.CARD_FILE} is unreadable: {e}") from None
     if card.contract_version != contract.CONTRACT_VERSION:
         raise ModelRefused(
             "contract",
@@ -179,8 +254,14 @@ class ModelRegistry:
         self.metrics = metrics
         self._models: dict[str, LoadedModel] = {}
         self._versions: dict[str, dict[int, LoadedModel]] = {}
-        self._refused: dict[Path, tuple[tuple, str]] = {}
+        #: version dir -> (fingerprint, reason code, message) of a refused version
+        self._refused: dict[Path, tuple[tuple, str, str]] = {}
+        #: version dir -> stamp of the card file it was served with (a rewrite changes it)
+        self._card_stamps: dict[Path, tuple] = {}
+        self._pinned: str | None = None
         self._scan_lock = threading.Lock()
+        self.reader = BoundedReader(settings.max_model_bytes, settings.model_read_timeout_seconds)
+        # Public (/readyz, 503 details): never a path or a loader message; those go to the log.
         self._problem = "no scan of MODELS_DIR has run yet"
 
     @property
@@ -195,14 +276,24 @@ class ModelRegistry:
 
     @property
     def refusals(self) -> dict[str, str]:
-        """The current refusal message per version directory, for /readyz and the logs."""
-        return {str(path): message for path, (_, message) in self._refused.items()}
+        """``{"<name>/<version>": reason code}`` of the refused versions, for /readyz (the messages, which
+        name paths, are logged)."""
+        roots = [root for root, _ in self.settings.model_roots]
+
+        def public(path: Path) -> str:
+            root = next((r for r in roots if path.is_relative_to(r)), path.parent.parent)
+            return "/".join(path.relative_to(root).parts)
+
+        return {public(path): reason for path, (_, reason, _) in self._refused.items()}
 
     def default_name(self) -> str | None:
+        """DEFAULT_MODEL, or the pinned implicit default: the model that was once served alone, for as long
+        as it is served. A second model appearing never moves it (requests that named none keep working);
+        several models from the start give no implicit default (requests must name one)."""
         if self.settings.default_model:
             return self.settings.default_model
-        models = self._models
-        return next(iter(models)) if len(models) == 1 else None
+        pinned = self._pinned
+        return pinned if pinned in self._models else None
 
     def readiness(self) -> tuple[bool, str | None]:
         """``(ready, reason)``: ready when a model is loaded and the configured default is among them."""
@@ -216,12 +307,15 @@ class ModelRegistry:
 
     def load(self, name: str, version: int, version_dir: Path, source: str = "models_dir") -> LoadedModel:
         """Load, verify and warm one version directory; :class:`ModelRefused` says why it cannot be served."""
-        card = _read_card(name, version, version_dir)
+        card_stamp = _stamp(version_dir / contract.CARD_FILE)  # before reading: a later rewrite is seen
+        card = _read_card(name, version, version_dir, self.reader)
         try:
             # Hash the very bytes given to onnxruntime: a file swapped between hashing and loading is caught.
-            data = (version_dir / contract.MODEL_FILE).read_bytes()
+            data = self.reader.read(version_dir / contract.MODEL_FILE)
         except FileNotFoundError:
             raise ModelRefused("incomplete", f"{contract.MODEL_FILE} is missing") from None
+        except OSError as e:
+            raise ModelRefused("unreadable", f"{contract.MODEL_FILE} is unreadable: {e}") from None
         digest = hashlib.sha256(data).hexdigest()
         if digest != card.sha256:
             raise ModelRefused(
@@ -240,7 +334,35 @@ class ModelRegistry:
             name, version, version_dir, card, session, datetime.now(UTC), self.metrics, source
         )
         _warm_up(model)
+        self._card_stamps[version_dir] = card_stamp
         return model
+
+    def refresh_card(self, model: LoadedModel) -> LoadedModel:
+        """``model`` with its card re-read if the file changed since it was loaded (``cgan-train evaluate``
+        adds the quality section in place); a new card that no longer describes the served bytes (sha256,
+        tensors, classes) is refused with a log line and the old card stays."""
+        card_file = model.path / contract.CARD_FILE
+        stamp = _stamp(card_file)
+        if not stamp or stamp == self._card_stamps.get(model.path):
+            return model
+        self._card_stamps[model.path] = stamp  # judged once per rewrite, not once per scan
+        try:
+            card = _read_card(model.name, model.version, model.path, self.reader)
+        except ModelRefused as e:
+            log.warning("ignored rewritten card of %s v%d: %s (%s)", model.name, model.version, e, e.reason)
+            return model
+        old = model.card
+        same = (card.sha256, card.latent_dim, card.image_shape, len(card.class_names))
+        if same != (old.sha256, old.latent_dim, old.image_shape, len(old.class_names)):
+            log.warning(
+                "ignored rewritten card of %s v%d: it no longer describes the served model.onnx "
+                "(sha256, latent_dim, image_shape or class count changed); publish a new version",
+                model.name,
+                model.version,
+            )
+            return model
+        log.info("reloaded the rewritten card of %s v%d", model.name, model.version)
+        return dataclasses.replace(model, card=card)
 
     def scan(self) -> dict[str, int]:
         """Bring the served set in line with MODELS_DIR; blocking, so the app runs it in a worker thread.
@@ -257,10 +379,11 @@ class ModelRegistry:
                         p.name for p in root.iterdir() if p.is_dir() and contract.valid_model_name(p.name)
                     )
                 except OSError as e:
-                    unreadable.append(
-                        f"{_ROOT_NAMES[source]} {str(root)!r} cannot be read: {e.strerror or e}"
-                    )
-            where = " or ".join(f"{_ROOT_NAMES[source]} {str(root)!r}" for root, source in roots)
+                    unreadable.append(f"{_ROOT_NAMES[source]} cannot be read")
+                    if f"{_ROOT_NAMES[source]} cannot be read" not in self._problem:
+                        log.warning("%s %s cannot be read: %s", _ROOT_NAMES[source], root, e.strerror or e)
+            where = " or ".join(_ROOT_NAMES[source] for _, source in roots)
+            # Public (/readyz): no paths; the log line above has them.
             self._problem = "; ".join(unreadable) or f"no valid model version under {where}"
             served: dict[str, dict[int, LoadedModel]] = {}
             for name in sorted(found):
@@ -299,7 +422,7 @@ class ModelRegistry:
                 continue  # an earlier root already serves this version number
             loaded = current.get(version)
             if loaded is not None and loaded.path == path:
-                kept[version] = loaded
+                kept[version] = self.refresh_card(loaded)
                 continue
             fingerprint = _fingerprint(path)
             refused = self._refused.get(path)
@@ -309,7 +432,7 @@ class ModelRegistry:
             try:
                 model = self.load(name, version, path, source)
             except ModelRefused as e:
-                self._refused[path] = (fingerprint, f"{e.reason}: {e}")
+                self._refused[path] = (fingerprint, e.reason, str(e))
                 self.metrics.load_refusals.labels(name, e.reason).inc()
                 serving = f"still serving v{newest.version}" if newest else "not serving this name"
                 log.warning(
@@ -332,7 +455,7 @@ class ModelRegistry:
             )
             kept[version] = model
         for version, model in current.items():
-            if kept.get(version) is not model:
+            if getattr(kept.get(version), "path", None) != model.path:
                 if not model.path.is_dir():
                     why = "its directory was removed"
                 elif version in kept:
@@ -343,8 +466,12 @@ class ModelRegistry:
         return kept
 
     def _publish(self, served: dict[str, dict[int, LoadedModel]]) -> None:
+        paths = {m.path for versions in served.values() for m in versions.values()}
+        self._card_stamps = {p: s for p, s in self._card_stamps.items() if p in paths}
         previous, self._versions = self._versions, served
         self._models = {name: next(iter(versions.values())) for name, versions in served.items()}
+        if self._pinned not in served:
+            self._pinned = next(iter(served)) if len(served) == 1 else None
         for name, versions in previous.items():
             for version, old in versions.items():
                 if served.get(name, {}).get(version) is not old:

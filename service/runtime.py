@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import threading
 from collections.abc import AsyncIterator, Generator
 from concurrent.futures import ThreadPoolExecutor
 
@@ -26,7 +27,6 @@ class Runtime:
         self.registry = ModelRegistry(settings, self.metrics)
         self.shutting_down = False
         self._streams: ThreadPoolExecutor | None = None
-        self._loader: ThreadPoolExecutor | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.batcher: Batcher | None = None
         self.metrics.ready.set_function(lambda: float(self.readiness()[0]))
@@ -41,8 +41,6 @@ class Runtime:
         self.shutting_down = False
         # Archive streams: one thread per admitted request, so the admission limit, not this pool, queues.
         self._streams = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="stream")
-        # Loading gets its own thread so a slow model load never holds up requests.
-        self._loader = ThreadPoolExecutor(1, thread_name_prefix="model-loader")
         self.batcher = Batcher(run_jobs, self.settings.batch_max_images)
         await self.rescan()
         ready, reason = self.readiness()
@@ -50,7 +48,7 @@ class Runtime:
             served = {n: f"v{m.version} ({m.source})" for n, m in self.registry.models.items()}
             log.info("ready: serving %s", served)
         else:
-            log.warning("started but NOT ready: %s", reason)
+            log.warning("started but NOT ready: %s (MODELS_DIR %s)", reason, self.settings.models_dir)
         if self.settings.reload_interval > 0:
             self._watcher = asyncio.create_task(self._watch(), name="models-dir-watcher")
 
@@ -61,14 +59,35 @@ class Runtime:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watcher
             self._watcher = None
-        for pool in (self._streams, self._loader):
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
+        if self._streams is not None:
+            self._streams.shutdown(wait=False, cancel_futures=True)
         if self.batcher is not None:
             self.batcher.close()
 
     async def rescan(self) -> dict[str, int]:
-        return await asyncio.get_running_loop().run_in_executor(self._loader, self.registry.scan)
+        """Run a registry scan on its own daemon thread, so a slow model load never holds up requests and
+        a scan stuck in the filesystem never holds up process exit (a pool's threads are joined at exit)."""
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[dict[str, int]] = loop.create_future()
+
+        def settle(outcome: dict[str, int] | BaseException) -> None:
+            if done.done():
+                return  # the caller gave up (shutdown)
+            if isinstance(outcome, BaseException):
+                done.set_exception(outcome)
+            else:
+                done.set_result(outcome)
+
+        def scan() -> None:
+            try:
+                outcome: dict[str, int] | BaseException = self.registry.scan()
+            except BaseException as e:
+                outcome = e
+            with contextlib.suppress(RuntimeError):  # the loop closed at exit: nobody to tell
+                loop.call_soon_threadsafe(settle, outcome)
+
+        threading.Thread(target=scan, name="model-loader", daemon=True).start()
+        return await done
 
     async def _watch(self) -> None:
         while True:

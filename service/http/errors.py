@@ -60,7 +60,7 @@ _DESCRIPTIONS = {
     415: "Compressed request body (Content-Encoding): send it uncompressed.",
     422: "Invalid field: wrong type, out of range, unknown label or format.",
     429: "Overloaded: MAX_CONCURRENCY busy and MAX_QUEUE full; retry after Retry-After seconds.",
-    503: "Not ready: no model loaded.",
+    503: "Not ready (no model loaded), or queued longer than QUEUE_TIMEOUT_SECONDS; see Retry-After.",
 }
 
 

@@ -3,6 +3,7 @@ set, the bearer scheme on the guarded routes (auth runs in middleware, so FastAP
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from service.config import Settings
@@ -14,8 +15,9 @@ REQUEST_BODIES = ("GenerateRequest", "DatasetRequest")
 
 
 def document_service(
-    schema: dict[str, Any], settings: Settings, guarded_paths: frozenset[str]
+    schema: dict[str, Any], settings: Settings, guarded: Iterable[tuple[str, str]]
 ) -> dict[str, Any]:
+    """``guarded``: the ``(path, method)`` operations behind the token (the guard middleware decides)."""
     maxima = {field: getattr(settings, setting) for field, setting in LIMITS.items()}
     components = schema.setdefault("components", {})
     for component in REQUEST_BODIES:
@@ -32,8 +34,9 @@ def document_service(
             "scheme": "bearer",
             "description": "The API_TOKEN the service was started with.",
         }
-        for path in guarded_paths:
-            for operation in schema.get("paths", {}).get(path, {}).values():
+        for path, method in guarded:
+            operation = schema.get("paths", {}).get(path, {}).get(method.lower())
+            if operation is not None:
                 operation["security"] = [{BEARER: []}]
     return schema
 

@@ -9,10 +9,11 @@ from service import dataplane
 from service.archives import MEDIA_TYPES
 from service.dataplane import ArchiveRequest
 from service.http.errors import error_responses
+from service.http.middleware import GuardedRoute
 from service.http.schemas import DatasetRequest
 from service.routes.deps import RuntimeDep
 
-router = APIRouter(prefix="/dataset", tags=["dataset"])
+router = APIRouter(prefix="/dataset", tags=["dataset"], route_class=GuardedRoute)
 
 _BINARY = {"schema": {"type": "string", "format": "binary"}}
 

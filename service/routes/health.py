@@ -5,10 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from service.http.middleware import GuardedRoute
 from service.http.schemas import Health, Readiness
 from service.routes.deps import RuntimeDep
 
-router = APIRouter(tags=["health"])
+router = APIRouter(tags=["health"], route_class=GuardedRoute)
 
 
 @router.get("/healthz", response_model=Health)

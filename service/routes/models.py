@@ -8,12 +8,13 @@ from fastapi import APIRouter, Path, Query
 
 from service.dataplane import loaded_versions, served_model
 from service.http.errors import error_responses
+from service.http.middleware import GuardedRoute
 from service.http.schemas import ModelList, ModelName, ServedModel, Version
 from service.registry import LoadedModel
 from service.routes.deps import RuntimeDep
 from service.runtime import Runtime
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], route_class=GuardedRoute)
 
 
 def _served(runtime: Runtime, model: LoadedModel, default: str | None) -> ServedModel:

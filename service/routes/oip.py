@@ -19,13 +19,14 @@ from service import dataplane
 from service.dataplane import TensorRequest, loaded_versions, served_model
 from service.http import oip_codec
 from service.http.errors import error_responses
+from service.http.middleware import GuardedRoute
 from service.http.oip_codec import InferenceRequest, InferenceResponse
 from service.http.schemas import ModelName
 from service.registry import LoadedModel
 from service.routes.deps import RuntimeDep
 from service.runtime import Runtime
 
-router = APIRouter(prefix="/v2", tags=["open inference protocol"])
+router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=GuardedRoute)
 
 NamePath = Annotated[ModelName, Path(description="Model name.")]
 VersionPath = Annotated[int, Path(ge=1, description="Model version (one of the loaded ones).")]

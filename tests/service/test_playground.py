@@ -311,3 +311,26 @@ def test_token_is_sent_from_memory_and_never_shown(models_dir: Path, tmp_path: P
         assert page.context.cookies() == []
         ARTIFACTS.mkdir(exist_ok=True)
         page.screenshot(path=ARTIFACTS / "playground-token.png", full_page=True)
+
+
+def test_docs_render_offline_under_their_csp(models_dir: Path, tmp_path: Path, browser: Browser) -> None:
+    # Every request that leaves 127.0.0.1 is aborted, as on an offline network; CSP violations are logged
+    # to the console as errors.
+    with serve(models_dir, tmp_path / "service.log") as base:
+        context = browser.new_context()
+        outside: list[str] = []
+        context.route(
+            re.compile(r"^(?!http://127\.0\.0\.1:).*"),
+            lambda route: (outside.append(route.request.url), route.abort()),
+        )
+        page = context.new_page()
+        page.set_default_timeout(15_000)
+        console_errors: list[str] = []
+        page.on("console", lambda m: console_errors.append(m.text) if m.type == "error" else None)
+        page.on("pageerror", lambda error: console_errors.append(str(error)))
+        page.goto(base + "/docs")
+        expect(page.locator(".opblock-summary-path", has_text="/generate").first).to_be_visible()
+        expect(page.locator(".opblock-summary-path", has_text="/dataset").first).to_be_visible()
+        context.close()
+    assert outside == []
+    assert not [e for e in console_errors if "Content Security Policy" in e or "Refused" in e], console_errors

@@ -1,0 +1,145 @@
+"""Model loading under trouble (issue #17, items 3, 4, 5 and 7): a read that blocks or is too big never
+holds up other models; the implicit default model stays put when another model appears; /readyz tells
+no paths; a card rewritten in place (``cgan-train evaluate``) is picked up."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import cgan_contract as contract
+from service import registry as registry_module
+
+
+def _served(client) -> dict[str, int]:
+    return client.get("/readyz").json()["models"]
+
+
+def test_fifo_model_file_is_refused_without_blocking_other_models(
+    models_dir: Path, publish, open_client, runtime
+) -> None:
+    with open_client(models_dir) as client:
+        stuck = publish(models_dir, "aaa", 1, atomic=False)
+        (stuck / contract.MODEL_FILE).unlink()
+        os.mkfifo(stuck / contract.MODEL_FILE)  # stands in for a hung network filesystem
+        publish(models_dir, "digits", 2)
+        result: list = []
+        scan = threading.Thread(target=lambda: result.append(runtime(client).registry.scan()), daemon=True)
+        scan.start()
+        scan.join(10)
+        assert result == [{"digits": 2}], "the scan hung on a FIFO"
+        assert client.get("/readyz").json()["refused"] == {"aaa/1": "unreadable"}
+
+
+def test_hung_read_times_out_and_other_models_still_load(
+    models_dir: Path, publish, open_client, runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    original = registry_module._read_bounded
+
+    def hanging(path: Path, limit: int) -> bytes:
+        if "hung" in path.parts:
+            release.wait(30)  # a read that never returns on its own
+        return original(path, limit)
+
+    monkeypatch.setattr(registry_module, "_read_bounded", hanging)
+    try:
+        with open_client(models_dir, model_read_timeout_seconds=0.3) as client:
+            publish(models_dir, "hung", 1)
+            publish(models_dir, "digits", 2)
+            started = time.monotonic()
+            assert runtime(client).registry.scan() == {"digits": 2}
+            assert time.monotonic() - started < 5
+            assert client.get("/readyz").json()["refused"] == {"hung/1": "timeout"}
+            # The hung read is not started again while it still hangs: no thread piles up per scan.
+            threads = threading.active_count()
+            for _ in range(3):
+                runtime(client).registry.scan()
+            assert threading.active_count() <= threads
+            # Once the filesystem answers and the files change, the version loads.
+            release.set()
+            publish(models_dir, "hung", 2)
+            deadline = time.monotonic() + 10
+            while "hung" not in runtime(client).registry.scan():
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        release.set()
+
+
+def test_model_file_over_the_size_cap_is_refused(models_dir: Path, publish, open_client, metric) -> None:
+    with open_client(models_dir, max_model_bytes=1024) as client:
+        assert client.get("/readyz").json()["refused"] == {"digits/1": "too_large"}
+        refusals = {"model": "digits", "reason": "too_large"}
+        assert metric(client, "cgan_model_load_refusals_total", refusals) == 1
+
+
+def test_implicit_default_stays_when_a_second_model_appears(
+    models_dir: Path, publish, open_client, runtime
+) -> None:
+    with open_client(models_dir, default_model=None) as client:
+        assert client.post("/generate", json={"label": 1}).status_code == 200
+        publish(models_dir, "another", 1)
+        assert runtime(client).registry.scan() == {"another": 1, "digits": 1}
+        assert client.get("/readyz").status_code == 200
+        response = client.post("/generate", json={"label": 1})
+        assert response.status_code == 200, response.text
+        assert response.headers["x-model"] == "digits"
+        assert client.get("/v1/models").json()["default"] == "digits"
+        # Removing the pinned model moves the pin to the one model left.
+        shutil.rmtree(models_dir / "digits")
+        assert runtime(client).registry.scan() == {"another": 1}
+        assert client.post("/generate", json={"label": 1}).headers["x-model"] == "another"
+
+
+def test_readyz_tells_no_paths_or_loader_messages(
+    tmp_path: Path, models_dir: Path, publish, open_client
+) -> None:
+    publish(models_dir, "digits", 2, sha256="f" * 64)
+    with open_client(models_dir) as client:
+        body = client.get("/readyz").text
+        assert str(tmp_path) not in body and "the card says" not in body
+        assert client.get("/readyz").json()["refused"] == {"digits/2": "sha256"}
+    with open_client(tmp_path / "absent") as client:
+        not_ready = client.get("/readyz")
+        assert not_ready.status_code == 503 and str(tmp_path) not in not_ready.text
+        assert str(tmp_path) not in client.post("/generate", json={"label": 1}).text
+
+
+def test_card_rewritten_in_place_is_reloaded(models_dir: Path, open_client, runtime) -> None:
+    card_file = models_dir / "digits" / "1" / contract.CARD_FILE
+    with open_client(models_dir) as client:
+        assert client.get("/v1/models/digits").json()["card"]["quality"] is None
+        card = json.loads(card_file.read_text())
+        quality = {
+            "samples_per_class": 10,
+            "label_accuracy": 0.9,
+            "per_class_accuracy": [0.9] * 10,
+            "judge_test_accuracy": 0.99,
+            "fid": 12.5,
+            "fid_floor": 1.0,
+            "fid_ratio": 12.5,
+            "gan_train_accuracy": 0.8,
+            "real_train_accuracy": 0.95,
+            "diversity_ratio": 0.9,
+            "mode_collapse": False,
+            "evaluated_at": "2026-01-01T00:00:00Z",
+        }
+        card["quality"] = quality
+        card_file.write_text(json.dumps(card))
+        runtime(client).registry.scan()
+        got = client.get("/v1/models/digits").json()
+        assert got["card"]["quality"]["fid"] == 12.5, got
+        assert got["version"] == 1
+        # A rewrite that no longer matches the served bytes is refused; the good card stays.
+        card["sha256"] = "0" * 64
+        card_file.write_text(json.dumps(card))
+        runtime(client).registry.scan()
+        assert client.get("/v1/models/digits").json()["card"]["sha256"] != "0" * 64
+        assert client.post("/generate", json={"label": 1}).status_code == 200
