@@ -276,13 +276,16 @@ class ModelRegistry:
 
     @property
     def refusals(self) -> dict[str, str]:
-        """``{"<name>/<version>": reason code}`` of the refused versions, for /readyz (the messages, which
-        name paths, are logged)."""
-        roots = [root for root, _ in self.settings.model_roots]
+        """``{"<name>/<version>": reason code}`` of the refused versions (``bundled/<name>/<version>`` for a
+        bundled one), for /readyz; the messages, which name paths, are logged."""
+        roots = self.settings.model_roots
 
         def public(path: Path) -> str:
-            root = next((r for r in roots if path.is_relative_to(r)), path.parent.parent)
-            return "/".join(path.relative_to(root).parts)
+            root, source = next(
+                ((r, s) for r, s in roots if path.is_relative_to(r)), (path.parent.parent, "models_dir")
+            )
+            name = "/".join(path.relative_to(root).parts)
+            return name if source == "models_dir" else f"{source}/{name}"
 
         return {public(path): reason for path, (_, reason, _) in self._refused.items()}
 
