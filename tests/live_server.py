@@ -1,8 +1,10 @@
-"""A real ``python -m service`` process on a loopback port, for tests that drive it with real clients
-(``tritonclient``, ``cgan_client``). A plain module, like tests/fakes.py: no test imports a test module."""
+"""A real ``python -m service`` process on a loopback port, for tests that drive it over real sockets with
+real clients (httpx, ``tritonclient``, ``cgan_client``, raw sockets). A plain module, like tests/fakes.py:
+no test imports a test module."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -13,6 +15,8 @@ from pathlib import Path
 import httpx
 
 REPO = Path(__file__).resolve().parents[1]
+#: Inherited settings a test must never pick up from the shell that runs it.
+_NOT_INHERITED = ("API_TOKEN", "MODELS_DIR", "BUNDLED_MODELS_DIR")
 
 
 def free_port() -> int:
@@ -22,46 +26,60 @@ def free_port() -> int:
 
 
 class LiveServer:
-    """Started and ready on construction; ``env`` overrides settings (``API_TOKEN`` only when given)."""
+    """Started on construction, and waited for until ``wait_for`` answers 200 (``/readyz``; ``/healthz`` for
+    a server that is not meant to become ready). ``models_dir=None`` leaves MODELS_DIR unset (the default,
+    ``models`` under ``cwd``). ``env`` overrides settings; the defaults keep tests quick and deterministic:
+    no bundled models (tests see exactly the models they publish), no hot reload, one onnxruntime thread."""
 
-    def __init__(self, models_dir: Path, log: Path, **env: str) -> None:
+    def __init__(
+        self,
+        models_dir: Path | None,
+        log: Path,
+        *,
+        cwd: Path = REPO,
+        argv: tuple[str, ...] = ("-m", "service"),
+        wait_for: str = "/readyz",
+        **env: str,
+    ) -> None:
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
-        environment = {k: v for k, v in os.environ.items() if k != "API_TOKEN"}
+        environment = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         environment.update(
             {
                 "PYTHONPATH": str(REPO),
-                "MODELS_DIR": str(models_dir),
+                **({"MODELS_DIR": str(models_dir)} if models_dir is not None else {}),
                 "LOG_LEVEL": "info",
                 "SHUTDOWN_DRAIN_SECONDS": "0",
                 "SHUTDOWN_GRACE_SECONDS": "2",
                 "ORT_INTRA_OP_THREADS": "1",
                 "RELOAD_INTERVAL": "0",
+                "BUNDLED_MODELS": "0",
                 **env,
             }
         )
         self.log = log
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=REPO,
+            [sys.executable, *argv, "--host", "127.0.0.1", "--port", str(self.port)],
+            cwd=cwd,
             env=environment,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
         )
-        self._wait_ready()
+        self._wait(wait_for)
 
-    def _wait_ready(self) -> None:
+    def _wait(self, path: str) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"server exited early:\n{self.log.read_text()}"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
                     return
-            except httpx.TransportError:
-                pass
             time.sleep(0.1)
-        raise AssertionError(f"server never became ready:\n{self.log.read_text()}")
+        raise AssertionError(f"server never answered 200 on {path}:\n{self.log.read_text()}")
+
+    def connect(self, timeout: float = 10) -> socket.socket:
+        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
 
     def stop(self) -> None:
         if self.process.poll() is None:

@@ -9,8 +9,6 @@ import json
 import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,66 +17,22 @@ import httpx
 import pytest
 
 import cgan_contract as contract
+from tests.live_server import LiveServer
 
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    def __init__(
-        self, models_dir: Path, log: Path, argv: tuple[str, ...] = ("-m", "service"), **env: str
-    ) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        environment = {
-            **os.environ,
-            "PYTHONPATH": str(REPO),
-            "MODELS_DIR": str(models_dir),
-            "SHUTDOWN_DRAIN_SECONDS": "0.2",
-            "SHUTDOWN_GRACE_SECONDS": "2",
-            "ORT_INTRA_OP_THREADS": "1",
-            "RELOAD_INTERVAL": "0.2",
-            **env,
-        }
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, *argv, "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=REPO,
-            env=environment,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        deadline = time.monotonic() + 30
-        while True:
-            assert self.process.poll() is None, f"server exited early:\n{log.read_text()}"
-            with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200:
-                    return
-            assert time.monotonic() < deadline, f"server never answered:\n{log.read_text()}"
-            time.sleep(0.1)
-
-    def connect(self, timeout: float = 10) -> socket.socket:
-        return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
-
-
 @pytest.fixture
 def serve(tmp_path: Path, models_dir: Path) -> Iterator:
-    started: list[Server] = []
+    started: list[LiveServer] = []
 
-    def start(argv: tuple[str, ...] = ("-m", "service"), **env: str) -> Server:
-        started.append(Server(models_dir, tmp_path / f"server-{len(started)}.log", argv, **env))
+    def start(argv: tuple[str, ...] = ("-m", "service"), **env: str) -> LiveServer:
+        # /healthz, not /readyz: some of these servers are meant to be stuck before a model is ready.
+        settings = {"SHUTDOWN_DRAIN_SECONDS": "0.2", "RELOAD_INTERVAL": "0.2", **env}
+        log = tmp_path / f"server-{len(started)}.log"
+        started.append(LiveServer(models_dir, log, argv=argv, wait_for="/healthz", **settings))
         return started[-1]
 
     yield start

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import io
-import os
 import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,65 +15,25 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.live_server import LiveServer
+
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``models_dir=None``: no MODELS_DIR in the environment (the default, ``models`` under ``cwd``)."""
-
-    def __init__(self, models_dir: Path | None, log: Path, cwd: Path = REPO, **env: str) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        environment = {
-            **{k: v for k, v in os.environ.items() if k not in ("MODELS_DIR", "BUNDLED_MODELS_DIR")},
-            "PYTHONPATH": str(REPO),
-            **({"MODELS_DIR": str(models_dir)} if models_dir is not None else {}),
-            "LOG_LEVEL": "info",
-            "SHUTDOWN_DRAIN_SECONDS": "0.5",
-            "SHUTDOWN_GRACE_SECONDS": "10",
-            "ORT_INTRA_OP_THREADS": "1",
-            "BUNDLED_MODELS": "0",
-            **env,
-        }
-        environment.pop("API_TOKEN", None)
-        self.log = log
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "--host", "127.0.0.1", "--port", str(self.port)],
-            cwd=cwd,
-            env=environment,
-            stdout=log.open("wb"),
-            stderr=subprocess.STDOUT,
-        )
-        self._wait_ready()
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"server exited early:\n{self.log.read_text()}"
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"server never became ready:\n{self.log.read_text()}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+def Server(models_dir: Path | None, log: Path, cwd: Path = REPO, **env: str) -> LiveServer:  # noqa: N802
+    """This module's servers drain for half a second and reload every 2 s, like a deployment."""
+    return LiveServer(
+        models_dir,
+        log,
+        cwd=cwd,
+        **{"SHUTDOWN_DRAIN_SECONDS": "0.5", "SHUTDOWN_GRACE_SECONDS": "10", "RELOAD_INTERVAL": "2", **env},
+    )
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, publish, generator_bytes: bytes) -> Iterator[Server]:
+def server(tmp_path_factory: pytest.TempPathFactory, publish, generator_bytes: bytes) -> Iterator[LiveServer]:
     root = tmp_path_factory.mktemp("server") / "models"
     root.mkdir()
     publish(root, "digits", 1, onnx_bytes=generator_bytes)
@@ -90,7 +47,7 @@ def _images_generated(url: str) -> float:
     return next(s.value for f in families if f.name == "cgan_images_generated" for s in f.samples)
 
 
-def test_generate_over_http(server: Server) -> None:
+def test_generate_over_http(server: LiveServer) -> None:
     with httpx.Client(base_url=server.url, timeout=10) as client:
         png = client.post("/generate", json={"label": 9, "n": 16, "seed": 1})
         assert png.status_code == 200 and png.headers["content-type"] == "image/png"
@@ -108,7 +65,7 @@ def test_generate_over_http(server: Server) -> None:
         assert client.get("/readyz").json()["models"] == {"digits": 1}
 
 
-def test_disconnect_mid_stream_stops_generation(server: Server) -> None:
+def test_disconnect_mid_stream_stops_generation(server: LiveServer) -> None:
     before = _images_generated(server.url)
     total = 10 * 5000
     with (
