@@ -6,15 +6,18 @@ Helpers reach tests as fixtures (``publish``, ``open_client``, ``build_onnx``, `
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
+from service.registry import LoadedModel
 from service.runtime import Runtime
 from tests.fakes import FASHION, build_generator, write_version
 
@@ -116,3 +119,20 @@ def open_client() -> Callable[..., contextlib.AbstractContextManager[TestClient]
             yield test_client
 
     return open_
+
+
+@pytest.fixture
+def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """``(entered, release)``: every generate call signals ``entered`` and then blocks until ``release``, so
+    a test decides when work finishes (queue, overload and disconnect tests)."""
+    entered, release = threading.Event(), threading.Event()
+    original = LoadedModel.generate
+
+    def blocking(self: LoadedModel, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        entered.set()
+        assert release.wait(10), "test never released the gate"
+        return original(self, labels, seeds)
+
+    monkeypatch.setattr(LoadedModel, "generate", blocking)
+    yield entered, release
+    release.set()  # never leave a worker thread blocked if the test failed midway

@@ -11,30 +11,12 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
 from service.http.middleware import ConcurrencyLimiter
-from service.registry import LoadedModel
 
 TOKEN = "s3cret-token"
-
-
-@pytest.fixture
-def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, threading.Event]]:
-    """``(entered, release)``: every generate call signals ``entered`` and then blocks until ``release``."""
-    entered, release = threading.Event(), threading.Event()
-    original = LoadedModel.generate
-
-    def blocking(self: LoadedModel, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        entered.set()
-        assert release.wait(10), "test never released the gate"
-        return original(self, labels, seeds)
-
-    monkeypatch.setattr(LoadedModel, "generate", blocking)
-    yield entered, release
-    release.set()
 
 
 def _wait_for(condition: Callable[[], bool], timeout: float = 10) -> None:

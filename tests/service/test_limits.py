@@ -7,33 +7,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-
-from service.registry import LoadedModel
 
 
 @pytest.fixture
 def root(models_dir: Path) -> Path:
     """MODELS_DIR with digits v1."""
     return models_dir
-
-
-@pytest.fixture
-def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, threading.Event]]:
-    """``(entered, release)``: every generate call signals ``entered`` and then blocks until ``release``."""
-    entered, release = threading.Event(), threading.Event()
-    original = LoadedModel.generate
-
-    def blocking(self: LoadedModel, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        entered.set()
-        assert release.wait(10), "test never released the gate"
-        return original(self, labels, seeds)
-
-    monkeypatch.setattr(LoadedModel, "generate", blocking)
-    yield entered, release
-    release.set()  # never leave a worker thread blocked if the test failed midway
 
 
 def _in_background(call: Callable[[], object]) -> tuple[threading.Thread, list]:

@@ -17,7 +17,6 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 import cgan_contract as contract
-from service.registry import LoadedModel
 from tests.fakes import LATENT_DIM
 from tests.live_server import LiveServer
 
@@ -321,21 +320,6 @@ def test_binary_request_by_hand_matches_json(server: LiveServer) -> None:
 
 
 # --- the guard, in-process (a gate holds the generator so the test decides when work finishes) ---------
-
-
-@pytest.fixture
-def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, threading.Event]]:
-    entered, release = threading.Event(), threading.Event()
-    original = LoadedModel.generate
-
-    def blocking(self: LoadedModel, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        entered.set()
-        assert release.wait(10), "test never released the gate"
-        return original(self, labels, seeds)
-
-    monkeypatch.setattr(LoadedModel, "generate", blocking)
-    yield entered, release
-    release.set()
 
 
 _SMALL = {
