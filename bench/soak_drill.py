@@ -322,7 +322,9 @@ async def sample_rss(soak: Soak, pid: int, deadline: float) -> None:
 
 async def drive(soak: Soak, url: str, port: int, pid: int, models: Path, seconds: float) -> None:
     deadline = time.monotonic() + seconds
-    limits = httpx.Limits(max_connections=100)
+    # Idle connections expire before the server's 5 s keep-alive does: a burst leaves 60 of them idle for
+    # 5 s, and reusing one the server is closing at that very moment is a client-side ReadError.
+    limits = httpx.Limits(max_connections=100, keepalive_expiry=2)
     async with httpx.AsyncClient(base_url=url, timeout=15, limits=limits) as client:
         tasks = [generate_client(soak, client, deadline, seed) for seed in range(3)]
         tasks += [

@@ -13,6 +13,8 @@ import httpx
 import numpy as np
 
 #: Statuses that mean "not now": the service says when to come back in Retry-After.
+#: Seconds an idle pooled connection is kept; below the server's keep-alive timeout (5 s).
+KEEPALIVE_EXPIRY = 2.0
 RETRYABLE = frozenset({429, 503})
 
 
@@ -44,8 +46,15 @@ class Config:
         return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
     def client_options(self) -> dict[str, Any]:
-        # read timeout per chunk, so a long stream is fine as long as bytes keep coming
-        return {"base_url": self.base_url, "headers": self.headers(), "timeout": self.timeout}
+        # read timeout per chunk, so a long stream is fine as long as bytes keep coming. Idle connections
+        # are dropped before the server's keep-alive timeout (uvicorn: 5 s) closes them: reusing one the
+        # server is closing at that moment fails the request with a ReadError.
+        return {
+            "base_url": self.base_url,
+            "headers": self.headers(),
+            "timeout": self.timeout,
+            "limits": httpx.Limits(keepalive_expiry=KEEPALIVE_EXPIRY),
+        }
 
 
 def retry_delay(response: httpx.Response, attempt: int, config: Config) -> float | None:
