@@ -16,22 +16,10 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 import cgan_contract as contract
+from trainer.data import DIGITS, FASHION  # noqa: F401 (re-exported for tests and bench)
 
 LATENT_DIM = 8
 IMAGE_SHAPE = (28, 28, 1)
-DIGITS = [str(i) for i in range(10)]
-FASHION = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
 
 
 def build_generator(
