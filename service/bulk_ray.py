@@ -12,7 +12,11 @@ the model W times, not K.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 from service import bulk
@@ -42,6 +46,34 @@ def run(job: bulk.BulkJob, shards: Iterable[int], address: str, threads: int = 1
         import ray
     except ImportError:
         raise bulk.BulkError("--ray needs Ray: install the 'ray' extra (requirements/ray.txt)") from None
+    job.out.mkdir(parents=True, exist_ok=True)
+    with _stderr_to(job.out / RAY_LOG):
+        return _run(ray, job, shards, address, threads)
+
+
+#: Where the driver's own Ray log goes (in the output directory), so the CLI's stderr stays one line.
+RAY_LOG = "ray-driver.log"
+
+
+@contextlib.contextmanager
+def _stderr_to(path: Path) -> Iterator[None]:
+    """Point file descriptor 2 at ``path`` while Ray runs: Ray's C++ core worker writes its own error lines
+    (e.g. "Failed to push error to driver") straight to it, beside the one-line reason this CLI gives."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with path.open("ab") as log:
+            os.dup2(log.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _run(
+    ray: Any, job: bulk.BulkJob, shards: Iterable[int], address: str, threads: int
+) -> list[dict[str, Any]]:
     try:
         ray.init(address=address, log_to_driver=False, logging_level="warning")
     except (ConnectionError, ValueError, RuntimeError) as e:
