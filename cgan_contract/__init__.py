@@ -9,10 +9,13 @@ A model lives in ``MODELS_DIR/<name>/<version>/`` (:mod:`~cgan_contract.layout`)
   ``[N, latent_dim]`` and ``label`` int64 ``[N]`` in, ``image`` uint8 ``[N, H, W, C]`` out. The pixel rule of
   :mod:`~cgan_contract.pixels` (tanh -> uint8, 0 background, 255 ink) is part of the graph, so a server does
   no per-pixel work.
+  A generator with style codes (InfoGAN) also takes ``codes`` float32 ``[N, k]``, each code's name and range
+  listed in the card's ``codes``.
 * ``model.json``: a :class:`~cgan_contract.card.ModelCard`. A server can serve the model from the card alone.
 
 Noise is reproducible (:mod:`~cgan_contract.noise`): image ``i`` of a request with seed ``s`` uses the noise
-of seed ``s + i``, so ``{seed: s, n: 16}`` image ``k`` equals ``{seed: s + k, n: 1}``.
+of seed ``s + i``, so ``{seed: s, n: 16}`` image ``k`` equals ``{seed: s + k, n: 1}``; a request without codes
+takes image i's codes from the same seed (:func:`~cgan_contract.noise.codes_for_seeds`).
 """
 
 from cgan_contract.card import (
@@ -20,6 +23,7 @@ from cgan_contract.card import (
     ModelCard,
     Provenance,
     Quality,
+    StyleCode,
     Training,
     card_json,
     read_card,
@@ -31,10 +35,12 @@ from cgan_contract.layout import (
     valid_model_name,
     version_dirs,
 )
-from cgan_contract.noise import MAX_SEED, noise, noise_for_seeds, request_seeds
+from cgan_contract.noise import MAX_SEED, codes_for_seeds, noise, noise_for_seeds, request_seeds
 from cgan_contract.pixels import BACKGROUND, INK, from_uint8, to_uint8
 from cgan_contract.tensors import (
+    CODES_DTYPE,
     IMAGE_DTYPE,
+    INPUT_CODES,
     INPUT_LABEL,
     INPUT_NOISE,
     LABEL_DTYPE,
@@ -47,9 +53,11 @@ from cgan_contract.tensors import (
 __all__ = [
     "BACKGROUND",
     "CARD_FILE",
+    "CODES_DTYPE",
     "CONTRACT_VERSION",
     "IMAGE_DTYPE",
     "INK",
+    "INPUT_CODES",
     "INPUT_LABEL",
     "INPUT_NOISE",
     "LABEL_DTYPE",
@@ -61,9 +69,11 @@ __all__ = [
     "ModelCard",
     "Provenance",
     "Quality",
+    "StyleCode",
     "TensorSpec",
     "Training",
     "card_json",
+    "codes_for_seeds",
     "from_uint8",
     "noise",
     "noise_for_seeds",

@@ -9,10 +9,10 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from cgan_contract.layout import CARD_FILE, MODEL_NAME_PATTERN
-from cgan_contract.tensors import TensorSpec
+from cgan_contract.tensors import INPUT_CODES, TensorSpec
 
 CONTRACT_VERSION = 1
 
@@ -81,6 +81,33 @@ class Provenance(BaseModel):
     packages: dict[str, str]
 
 
+class StyleCode(BaseModel):
+    """One continuous style code of a generator with a ``codes`` input (InfoGAN), in input order."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: What the code controls, when evaluation found one property it tracks strongly (``"slant"``),
+    #: else a generic ``"c0"``, ``"c1"``, ...
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    low: float = -1.0
+    high: float = 1.0
+    #: Filled by ``cgan-train evaluate``: Spearman correlation of a sweep of this code (all else fixed)
+    #: with each measured image property (``slant``, ``ink``, ``width``, ``centre_x``, ...).
+    spearman: dict[str, float] | None = None
+    #: Filled by ``cgan-train evaluate``: mean absolute error of Q's estimate of this code, in code units.
+    recovery_error: float | None = None
+
+    @model_validator(mode="after")
+    def _range(self) -> StyleCode:
+        if not self.low < self.high:
+            raise ValueError(f"code {self.name!r}: low must be below high")
+        return self
+
+    @property
+    def range(self) -> tuple[float, float]:
+        return (self.low, self.high)
+
+
 class ModelCard(BaseModel):
     """``model.json``: everything a server needs to load, check and describe a generator."""
 
@@ -106,6 +133,24 @@ class ModelCard(BaseModel):
     quality: Quality | None = None
     #: Came after the first cards, so optional: older cards stay loadable.
     provenance: Provenance | None = None
+    #: The generator's style codes, in the order of its ``codes`` input; empty for a model without one.
+    codes: list[StyleCode] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _codes_match_inputs(self) -> ModelCard:
+        declared = [spec for spec in self.inputs if spec.name == INPUT_CODES]
+        if self.codes and [spec.shape for spec in declared] != [[None, len(self.codes)]]:
+            k = len(self.codes)
+            raise ValueError(f"{k} codes need one input {INPUT_CODES!r} of shape [N, {k}]")
+        if declared and not self.codes:
+            raise ValueError(f"input {INPUT_CODES!r} needs its codes listed in 'codes'")
+        if len({code.name for code in self.codes}) != len(self.codes):
+            raise ValueError("code names must be unique")
+        return self
+
+    @property
+    def code_ranges(self) -> list[tuple[float, float]]:
+        return [code.range for code in self.codes]
 
     @property
     def num_classes(self) -> int:

@@ -1,6 +1,10 @@
 """The seed -> noise rule: image ``i`` of a request with seed ``s`` uses the noise of seed ``s + i``.
 
 So ``{seed: s, n: 16}`` image ``k`` equals ``{seed: s + k, n: 1}``, and any image can be regenerated alone.
+
+Style codes follow the same rule: when a request gives no codes, image i's codes are the next ``k`` draws
+of seed ``s + i``'s stream after its noise, uniform over each code's range (:func:`codes_for_seeds`). So a
+``/dataset`` covers the whole code range reproducibly, and a request that gives codes changes the codes only.
 """
 
 from __future__ import annotations
@@ -48,6 +52,30 @@ def noise_for_seeds(seeds: np.ndarray | list[int], latent_dim: int) -> np.ndarra
     np.cos(angle, out=angle)
     radius *= angle
     return radius
+
+
+def _stream(seeds: np.ndarray | list[int], first: int, count: int) -> np.ndarray:
+    """Draws ``first .. first + count - 1`` (1-based) of each seed's stream, uint64 ``[N, count]``."""
+    seeds = np.asarray(seeds, dtype=np.uint64).reshape(-1, 1)
+    steps = np.arange(first, first + count, dtype=np.uint64) * _GOLDEN
+    return _mix(_mix(seeds * _GOLDEN + _GOLDEN) + steps)
+
+
+def codes_for_seeds(
+    seeds: np.ndarray | list[int], latent_dim: int, ranges: list[tuple[float, float]]
+) -> np.ndarray:
+    """Style codes ``[len(seeds), len(ranges)]`` float32, uniform in each ``(low, high)``; row i from seed i.
+
+    Code j of seed s is draw ``latent_dim + 1 + j`` of s's stream (draws ``1 .. latent_dim`` are its noise),
+    so codes never reuse a noise draw and adding codes to a model leaves its noise rule unchanged.
+    """
+    if not ranges:
+        return np.zeros((len(np.asarray(seeds).reshape(-1)), 0), dtype=np.float32)
+    bits = _stream(seeds, latent_dim + 1, len(ranges))
+    unit = ((bits >> np.uint64(40)).astype(np.float64) + 0.5) * 2.0**-24
+    low = np.array([r[0] for r in ranges], dtype=np.float64)
+    high = np.array([r[1] for r in ranges], dtype=np.float64)
+    return (low + unit * (high - low)).astype(np.float32)
 
 
 def request_seeds(seed: int, n: int) -> np.ndarray:

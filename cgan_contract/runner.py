@@ -13,8 +13,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cgan_contract.noise import noise_for_seeds
-from cgan_contract.tensors import INPUT_LABEL, INPUT_NOISE, OUTPUT_IMAGE
+from cgan_contract.noise import codes_for_seeds, noise_for_seeds
+from cgan_contract.tensors import INPUT_CODES, INPUT_LABEL, INPUT_NOISE, OUTPUT_IMAGE
 
 #: onnxruntime's names for the contract's dtypes (``NodeArg.type``).
 ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)", "uint8": "tensor(uint8)"}
@@ -52,23 +52,38 @@ def generate(
     seeds: np.ndarray,
     latent_dim: int,
     batch_size: int | None = None,
+    *,
+    code_ranges: list[tuple[float, float]] | None = None,
+    codes: np.ndarray | None = None,
 ) -> np.ndarray:
     """The generator's output for int64 ``labels`` and uint64 ``seeds`` (image i: label i, noise of seed i).
 
+    For a generator with style codes pass ``code_ranges`` (the card's, in input order): image i's codes are
+    then ``codes[i]`` when given, else seed i's (:func:`~cgan_contract.noise.codes_for_seeds`).
     ``batch_size`` bounds the images per onnxruntime run (memory); rows do not depend on it. Returns what
     the graph returns, uint8 ``[N, H, W, C]`` for a generator that keeps the contract.
     """
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    if batch_size is None or len(labels) <= batch_size:
-        return run(session, labels, noise_for_seeds(seeds, latent_dim))
-    seeds = np.asarray(seeds, dtype=np.uint64)
+    seeds = np.asarray(seeds, dtype=np.uint64).reshape(-1)
+    if code_ranges and codes is None:
+        codes = codes_for_seeds(seeds, latent_dim, code_ranges)
+    step = batch_size or max(len(labels), 1)
     parts = [
-        generate(session, labels[start : start + batch_size], seeds[start : start + batch_size], latent_dim)
-        for start in range(0, len(labels), batch_size)
+        run(
+            session,
+            labels[start : start + step],
+            noise_for_seeds(seeds[start : start + step], latent_dim),
+            None if codes is None else codes[start : start + step],
+        )
+        for start in range(0, max(len(labels), 1), step)
     ]
-    return np.concatenate(parts)
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
-def run(session: Session, labels: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """The generator's output for int64 ``labels`` ``[N]`` and float32 noise ``z`` ``[N, latent_dim]``."""
-    return session.run(_OUTPUTS, {INPUT_NOISE: z, INPUT_LABEL: labels})[0]
+def run(session: Session, labels: np.ndarray, z: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+    """The generator's output for int64 ``labels`` ``[N]``, float32 noise ``z`` ``[N, latent_dim]`` and, for
+    a generator with style codes, float32 ``codes`` ``[N, k]``."""
+    feed = {INPUT_NOISE: z, INPUT_LABEL: labels}
+    if codes is not None:
+        feed[INPUT_CODES] = np.ascontiguousarray(codes, dtype=np.float32)
+    return session.run(_OUTPUTS, feed)[0]

@@ -1,4 +1,8 @@
-"""The generator's ONNX signature: tensor names, dtypes and shapes, the same for every variant."""
+"""The generator's ONNX signature: tensor names, dtypes and shapes, the same for every variant.
+
+A generator with style codes (InfoGAN) has a third input, ``codes`` float32 ``[N, k]``; one without keeps
+the two inputs every earlier model has.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +12,11 @@ from pydantic import BaseModel, ConfigDict
 
 INPUT_NOISE = "z"
 INPUT_LABEL = "label"
+INPUT_CODES = "codes"
 OUTPUT_IMAGE = "image"
 NOISE_DTYPE = "float32"
 LABEL_DTYPE = "int64"
+CODES_DTYPE = "float32"
 IMAGE_DTYPE = "uint8"
 
 
@@ -25,12 +31,14 @@ class TensorSpec(BaseModel):
 
 
 def signature(
-    latent_dim: int, image_shape: tuple[int, int, int]
+    latent_dim: int, image_shape: tuple[int, int, int], num_codes: int = 0
 ) -> tuple[list[TensorSpec], list[TensorSpec]]:
     """The ONNX inputs and outputs a generator with these sizes must have (``0 <= label < num_classes``)."""
     inputs = [
         TensorSpec(name=INPUT_NOISE, dtype=NOISE_DTYPE, shape=[None, latent_dim]),
         TensorSpec(name=INPUT_LABEL, dtype=LABEL_DTYPE, shape=[None]),
     ]
+    if num_codes:
+        inputs.append(TensorSpec(name=INPUT_CODES, dtype=CODES_DTYPE, shape=[None, num_codes]))
     outputs = [TensorSpec(name=OUTPUT_IMAGE, dtype=IMAGE_DTYPE, shape=[None, *image_shape])]
     return inputs, outputs

@@ -93,6 +93,93 @@ def test_noise_is_standard_normal_and_decorrelated():
     assert abs(np.corrcoef(z[:-1, 0], z[1:, 0])[0, 1]) < 0.05  # neighbouring seeds are unrelated
 
 
+def _codes_card(k: int = 2, **overrides):
+    inputs, outputs = contract.signature(100, (28, 28, 1), num_codes=k)
+    fields = {"codes": [contract.StyleCode(name=f"c{j}") for j in range(k)], **overrides}
+    return card(inputs=inputs, outputs=outputs, variant="infogan", **fields)
+
+
+def test_codes_card_round_trips_and_old_cards_have_none():
+    original = _codes_card(
+        codes=[contract.StyleCode(name="slant", low=-2, high=2), contract.StyleCode(name="c1")]
+    )
+    again = contract.ModelCard.model_validate_json(contract.card_json(original))
+    assert again == original and again.code_ranges == [(-2.0, 2.0), (-1.0, 1.0)]
+    assert [spec.name for spec in again.inputs] == ["z", "label", "codes"] and again.inputs[2].shape == [
+        None,
+        2,
+    ]
+    assert card().codes == [] and [spec.name for spec in card().inputs] == ["z", "label"]
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"codes": []},  # a codes input with no codes listed
+        {"codes": [contract.StyleCode(name="c0")]},  # one code listed for a [N, 2] input
+        {"codes": [contract.StyleCode(name="c0"), contract.StyleCode(name="c0")]},  # names repeat
+    ],
+)
+def test_card_codes_must_match_the_codes_input(overrides):
+    with pytest.raises(ValidationError):
+        _codes_card(**overrides)
+    with pytest.raises(ValidationError):  # codes listed for a model without the input
+        card(codes=[contract.StyleCode(name="c0")])
+    with pytest.raises(ValidationError):
+        contract.StyleCode(name="c0", low=1, high=1)
+
+
+@given(seed=st.integers(0, 2**40), n=st.integers(1, 30), k=st.integers(0, 29))
+def test_codes_follow_the_seed_rule(seed, n, k):
+    k = k % n
+    ranges = [(-1.0, 1.0), (0.0, 5.0)]
+    batch = contract.codes_for_seeds(contract.request_seeds(seed, n), 16, ranges)
+    alone = contract.codes_for_seeds(contract.request_seeds(seed + k, 1), 16, ranges)
+    np.testing.assert_array_equal(batch[k], alone[0])
+
+
+def test_codes_are_uniform_over_their_ranges_and_independent_of_the_noise():
+    seeds = contract.request_seeds(0, 20_000)
+    codes = contract.codes_for_seeds(seeds, 64, [(-1.0, 1.0), (2.0, 3.0)])
+    assert codes.dtype == np.float32 and codes.shape == (20_000, 2)
+    assert (
+        codes[:, 0].min() >= -1
+        and codes[:, 0].max() <= 1
+        and codes[:, 1].min() >= 2
+        and codes[:, 1].max() <= 3
+    )
+    assert abs(codes[:, 0].mean()) < 0.02 and abs(codes[:, 0].std() - 1 / np.sqrt(3)) < 0.01
+    assert np.histogram(codes[:, 1], bins=10, range=(2, 3))[0].min() > 1_800  # no gaps in the range
+    z = contract.noise_for_seeds(seeds, 64)
+    assert np.abs(np.corrcoef(np.c_[codes, z[:, :8]], rowvar=False)[:2, 2:]).max() < 0.05
+    assert np.abs(np.corrcoef(codes, rowvar=False)[0, 1]) < 0.05
+    # The codes come after the noise in the stream, so a model's noise is the same with or without codes.
+    np.testing.assert_array_equal(contract.noise(0, 5, 64), z[:5])
+    assert contract.codes_for_seeds(seeds[:3], 64, []).shape == (3, 0)
+
+
+def test_runner_feeds_codes_from_the_seed_rule_or_the_request():
+    from cgan_contract import runner
+
+    class Recorder:
+        def run(self, outputs, feed):
+            self.feed = feed
+            return [np.zeros((len(feed["label"]), 1), np.uint8)]
+
+    session, ranges = Recorder(), [(-1.0, 1.0), (-1.0, 1.0)]
+    seeds = contract.request_seeds(5, 4)
+    runner.generate(session, np.arange(4), seeds, 8, code_ranges=ranges)
+    np.testing.assert_array_equal(session.feed["codes"], contract.codes_for_seeds(seeds, 8, ranges))
+    given_codes = np.full((4, 2), 0.5, np.float32)
+    runner.generate(session, np.arange(4), seeds, 8, code_ranges=ranges, codes=given_codes)
+    np.testing.assert_array_equal(session.feed["codes"], given_codes)
+    np.testing.assert_array_equal(session.feed["z"], contract.noise(5, 4, 8))
+    runner.generate(session, np.arange(4), seeds, 8)
+    assert set(session.feed) == {"z", "label"}
+    runner.generate(session, np.arange(0), seeds[:0], 8, batch_size=2)
+    assert session.feed["z"].shape == (0, 8)
+
+
 def test_seed_range():
     with pytest.raises(ValueError):
         contract.request_seeds(-1, 1)
