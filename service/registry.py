@@ -86,15 +86,22 @@ class LoadedModel:
         Every image the service makes comes through here, timed and counted per model.
         """
         start = time.perf_counter()
-        images = runner.generate(self.session, labels, seeds, self.card.latent_dim)
+        images = runner.generate(
+            self.session, labels, seeds, self.card.latent_dim, code_ranges=self.card.code_ranges
+        )
         self._latency.observe(time.perf_counter() - start)
         self._images.inc(len(labels))
         return images
 
-    def generate_from_noise(self, labels: np.ndarray, z: np.ndarray) -> np.ndarray:
-        """:meth:`generate` with the caller's float32 noise ``z`` ``[n, latent_dim]`` instead of seeds."""
+    def generate_from_noise(
+        self, labels: np.ndarray, z: np.ndarray, codes: np.ndarray | None = None
+    ) -> np.ndarray:
+        """:meth:`generate` with the caller's float32 noise ``z`` ``[n, latent_dim]`` instead of seeds, and
+        for a model with style codes the caller's ``codes`` ``[n, k]``."""
+        if self.card.codes and codes is None:
+            raise ValueError(f"model {self.name} takes {len(self.card.codes)} style codes with its noise")
         start = time.perf_counter()
-        images = runner.run(self.session, labels, z)
+        images = runner.run(self.session, labels, z, codes if self.card.codes else None)
         self._latency.observe(time.perf_counter() - start)
         self._images.inc(len(labels))
         return images
@@ -188,7 +195,7 @@ def _read_card(name: str, version: int, version_dir: Path, reader: BoundedReader
         )
     if (card.name, card.version) != (name, version):
         raise ModelRefused("card", f"card says {card.name}/{card.version} but sits in {name}/{version}")
-    inputs, outputs = contract.signature(card.latent_dim, card.image_shape)
+    inputs, outputs = contract.signature(card.latent_dim, card.image_shape, len(card.codes))
     if card.inputs != inputs or card.outputs != outputs:
         raise ModelRefused("signature", "card inputs/outputs do not match its latent_dim and image_shape")
     return card
@@ -233,7 +240,9 @@ def _warm_up(model: LoadedModel) -> None:
     labels = np.array([0, model.card.num_classes - 1], dtype=np.int64)
     seeds = np.array([0, 1], dtype=np.uint64)
     try:
-        images = runner.generate(model.session, labels, seeds, model.card.latent_dim)
+        images = runner.generate(
+            model.session, labels, seeds, model.card.latent_dim, code_ranges=model.card.code_ranges
+        )
     except Exception as e:  # onnxruntime raises its own exception types for every graph failure
         raise ModelRefused("warmup", f"warm-up run failed: {str(e).splitlines()[0]}") from None
     want = (2, *model.card.image_shape)
