@@ -46,6 +46,8 @@ class DatasetPlan:
     per_label: int
     seed: int
     batch: int
+    #: float32 ``[k]``: the style codes of every image, when the request gave them (else the seed rule's).
+    codes: np.ndarray | None = None
 
     @property
     def total(self) -> int:
@@ -61,6 +63,12 @@ class DatasetPlan:
         for first in range(start, stop, self.batch):
             index = np.arange(first, min(first + self.batch, stop), dtype=np.int64)
             yield first, label_of_block[index // self.per_label], (index + self.seed).astype(np.uint64)
+
+    def generate(self, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """The images of one batch: the model's for these labels and seeds (and the request's codes)."""
+        if self.codes is None:
+            return self.model.generate(labels, seeds)
+        return self.model.generate(labels, seeds, np.tile(self.codes, (len(seeds), 1)))
 
     def __post_init__(self) -> None:
         # Paths are built per image; the folder names and digit width are worked out once.
@@ -125,7 +133,7 @@ def npz_chunks(plan: DatasetPlan) -> Generator[bytes, None, None]:
         with archive.open(_entry("x.npy"), "w", force_zip64=plan.total * h * w * c >= _ZIP64_AT) as x:
             x.write(imaging.npy_header(np.dtype(np.uint8), x_shape))
             for _, labels, seeds in plan.batches():
-                x.write(np.ascontiguousarray(plan.model.generate(labels, seeds)).data.cast("B"))
+                x.write(np.ascontiguousarray(plan.generate(labels, seeds)).data.cast("B"))
                 yield sink.drain()
         with archive.open(_entry("y.npy"), "w", force_zip64=plan.total * 8 >= _ZIP64_AT) as y:
             y.write(imaging.npy_header(np.dtype(np.int64), (plan.total,)))
@@ -139,7 +147,7 @@ def zip_chunks(plan: DatasetPlan, compress_level: int = 1) -> Generator[bytes, N
     card = plan.model.card
     with _archive(sink) as archive:
         for start, labels, seeds in plan.batches():
-            images = plan.model.generate(labels, seeds)
+            images = plan.generate(labels, seeds)
             for k in range(len(images)):
                 archive.writestr(_entry(plan.image_path(start + k)), imaging.png(images[k], compress_level))
             yield sink.drain()
@@ -153,6 +161,7 @@ def zip_chunks(plan: DatasetPlan, compress_level: int = 1) -> Generator[bytes, N
             "class_names": card.class_names,
             "image_shape": card.image_shape,
             "count": plan.total,
+            **({} if plan.codes is None else {"codes": plan.codes.tolist()}),
             "order": "labels in the order given, per_label each; image j (manifest.csv row j) uses seed + j",
         }
         archive.writestr(_entry("manifest.json"), orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
@@ -190,7 +199,7 @@ def tar_samples(
     """The tar members of samples ``[start, stop)``, one chunk per batch, without the end marker."""
     card = plan.model.card
     for first, labels, seeds in plan.batches(start, stop):
-        images = plan.model.generate(labels, seeds)
+        images = plan.generate(labels, seeds)
         members = []
         for k in range(len(images)):
             key, label = plan.key(first + k), int(labels[k])

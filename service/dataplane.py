@@ -9,6 +9,9 @@ one way from a request to bytes::
     TensorRequest -> prepare_tensors() (limits, model, version, labels, z | seed) -> Job    (batched by the
                                                              Batcher, or alone in images_now)
 
+Style codes (:mod:`service.codes`) ride in the same jobs: a job's codes are the caller's or its seeds'
+(the contract's seed rule), and a traversal is a job whose images repeat their row's seed.
+
 and every image, here or in an archive, comes from :meth:`service.registry.LoadedModel.generate`. Refusals
 are :class:`RequestError` s that name the field at fault; the HTTP layer only maps them to status codes.
 """
@@ -25,6 +28,7 @@ import numpy as np
 import orjson
 
 import cgan_contract as contract
+from service import codes as style_codes
 from service import imaging
 from service.archives import MEDIA_TYPES as ARCHIVE_MEDIA_TYPES
 from service.archives import DatasetPlan, npz_chunks, tar_chunks, zip_chunks
@@ -120,7 +124,7 @@ def resolve_seed(seed: int | None, count: int) -> int:
 
 #: Request fields capped by a setting (field -> setting). Enforced here; service.http.openapi writes the
 #: same caps into the schema, so the documented and the enforced limit cannot drift apart.
-LIMITS = {"n": "max_n", "nrow": "max_n", "per_label": "max_per_label"}
+LIMITS = {"n": "max_n", "nrow": "max_n", "per_label": "max_per_label", "steps": "max_n"}
 
 
 def _cap(runtime: Runtime, field: str, value: int | None, what: str = "", name: str | None = None) -> None:
@@ -146,6 +150,10 @@ class ImageRequest:
     nrow: int | None = None
     pad: int = 2
     version: int | None = None
+    #: Style codes (see :mod:`service.codes`): k values for all images, or one list of k per image.
+    codes: Sequence[float] | Sequence[Sequence[float]] | None = None
+    #: A traversal grid instead of ``n`` images: ``n`` rows (seeds) of ``traverse.steps`` columns.
+    traverse: style_codes.Traverse | None = None
 
 
 @dataclass(eq=False)
@@ -163,9 +171,23 @@ class Job:
     labels: np.ndarray | None = None
     #: float32 ``[n, latent_dim]``: the caller's noise, used instead of the seed rule (``seed`` is unused).
     z: np.ndarray | None = None
+    #: uint64 ``[n]``: one seed per image, when not ``seed + i`` (a traversal's rows repeat their seed).
+    seeds: np.ndarray | None = None
+    #: float32 ``[n, k]``: the caller's style codes, used instead of the seed rule's.
+    codes: np.ndarray | None = None
 
     def image_labels(self) -> np.ndarray:
         return self.labels if self.labels is not None else np.full(self.n, self.label, dtype=np.int64)
+
+    def image_seeds(self) -> np.ndarray:
+        return self.seeds if self.seeds is not None else contract.request_seeds(self.seed, self.n)
+
+    def image_codes(self) -> np.ndarray:
+        """float32 ``[n, k]``: the caller's codes, else the seed rule's (for a model with style codes)."""
+        if self.codes is not None:
+            return self.codes
+        card = self.model.card
+        return contract.codes_for_seeds(self.image_seeds(), card.latent_dim, card.code_ranges)
 
 
 @dataclass(frozen=True)
@@ -180,11 +202,22 @@ class Images:
 
 
 def encode(
-    model: LoadedModel, label: int, seed: int, request: ImageRequest, compress_level: int, images: np.ndarray
+    model: LoadedModel,
+    label: int,
+    seed: int,
+    request: ImageRequest,
+    compress_level: int,
+    images: np.ndarray,
+    *,
+    job: Job | None = None,
 ) -> bytes:
-    """``[n, H, W, C]`` images of one request as a PNG grid, .npy bytes or JSON."""
+    """``[n, H, W, C]`` images of one request as a PNG grid, .npy bytes or JSON.
+
+    ``job`` (set for a model with style codes) gives each image's seed and codes to the JSON form.
+    """
     if request.format == "png":
-        return imaging.png(imaging.grid(images, request.nrow, request.pad), compress_level)
+        nrow = request.traverse.steps if request.traverse is not None else request.nrow
+        return imaging.png(imaging.grid(images, nrow, request.pad), compress_level)
     pixels = imaging.squeeze_channels(images)
     if request.format == "npy":
         return imaging.npy(pixels)
@@ -195,9 +228,10 @@ def encode(
             "version": model.version,
             "labels": [label] * n,
             "class_name": model.card.class_names[label],
-            "seeds": list(range(seed, seed + n)),
+            "seeds": list(range(seed, seed + n)) if job is None else job.image_seeds().tolist(),
             "shape": pixels.shape,
             "images": pixels,
+            **({} if job is None else {"codes": job.image_codes()}),
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
@@ -210,8 +244,33 @@ def prepare(runtime: Runtime, request: ImageRequest) -> Job:
     model = resolve_model(runtime, request.model, request.version)
     label = resolve_label(model, request.label)
     seed = resolve_seed(request.seed, request.n)
-    encoder = functools.partial(encode, model, label, seed, request, runtime.settings.png_compress_level)
-    return Job(model, label, request.n, seed, encoder, IMAGE_MEDIA_TYPES[request.format])
+    n, seeds, codes = _style(runtime, model, request, seed)
+    level = runtime.settings.png_compress_level
+    encoder = functools.partial(encode, model, label, seed, request, level)
+    job = Job(model, label, n, seed, encoder, IMAGE_MEDIA_TYPES[request.format], seeds=seeds, codes=codes)
+    if model.card.codes and request.format == "json":
+        job.encode = functools.partial(encoder, job=job)
+    return job
+
+
+def _style(
+    runtime: Runtime, model: LoadedModel, request: ImageRequest, seed: int
+) -> tuple[int, np.ndarray | None, np.ndarray | None]:
+    """``(images, per-image seeds or None, per-image codes or None)`` of a request's codes and traversal."""
+    try:
+        codes = style_codes.resolve(model.card, request.codes, request.n)
+        if request.traverse is None:
+            return request.n, None, codes
+        steps = request.traverse.steps
+        _cap(runtime, "steps", steps, " columns", "traverse.steps")
+        _cap(runtime, "n", request.n * steps, f" images per request: n {request.n} x steps", "traverse.steps")
+        if request.nrow is not None:
+            raise RequestError("nrow: a traversal grid has traverse.steps columns; leave nrow out", "nrow")
+        rows = contract.request_seeds(seed, request.n)
+        seeds, codes = style_codes.traversal(model.card, rows, request.traverse, codes)
+        return len(seeds), seeds, codes
+    except style_codes.CodesError as e:
+        raise RequestError(str(e), e.field) from None
 
 
 def run_jobs(jobs: Sequence[Job]) -> list[bytes | BaseException]:
@@ -228,15 +287,19 @@ def run_jobs(jobs: Sequence[Job]) -> list[bytes | BaseException]:
         try:
             if all(j.z is None and j.labels is None for j in group):
                 labels = np.repeat(np.array([j.label for j in group], dtype=np.int64), [j.n for j in group])
-                seeds = np.concatenate([contract.request_seeds(j.seed, j.n) for j in group])
-                images = model.generate(labels, seeds)
+                seeds = np.concatenate([j.image_seeds() for j in group])
+                if all(j.codes is None for j in group):
+                    images = model.generate(labels, seeds)
+                else:  # codes per image concatenate like the seeds: given ones, else the seed rule's
+                    images = model.generate(labels, seeds, np.concatenate([j.image_codes() for j in group]))
             else:
                 labels = np.concatenate([j.image_labels() for j in group])
                 latent = model.card.latent_dim
                 z = np.concatenate(
-                    [contract.noise(j.seed, j.n, latent) if j.z is None else j.z for j in group]
+                    [contract.noise_for_seeds(j.image_seeds(), latent) if j.z is None else j.z for j in group]
                 )
-                images = model.generate_from_noise(labels, z)
+                codes = np.concatenate([j.image_codes() for j in group]) if model.card.codes else None
+                images = model.generate_from_noise(labels, z, codes)
         except Exception as e:
             for i in members:
                 outcomes[i] = e
@@ -287,6 +350,9 @@ class TensorRequest:
     model: str | None = None
     version: int | None = None
     media_type: str = "application/octet-stream"
+    #: float32 ``[N, k]`` style codes, for a model with a ``codes`` input; the seed rule's when absent
+    #: (then required with ``z``, which comes without a seed).
+    codes: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -330,8 +396,22 @@ def prepare_tensors(runtime: Runtime, request: TensorRequest) -> Job:
         seed = None
     else:
         seed = resolve_seed(request.seed, n)
+    codes = request.codes
+    try:
+        if codes is not None:
+            codes = style_codes.check_array(model.card, codes, n)
+    except style_codes.CodesError as e:
+        raise RequestError(str(e), e.field) from None
+    if codes is None and z is not None and model.card.codes:
+        k, name = len(model.card.codes), contract.INPUT_CODES
+        detail = (
+            f"{name}: {model.name!r} needs FP32 [{n}, {k}] codes with the {noise_name!r} input (or use seed)"
+        )
+        raise RequestError(detail, name)
     encoder = functools.partial(request.encode, model, seed)
-    return Job(model, int(labels[0]), n, seed or 0, encoder, request.media_type, labels=labels, z=z)
+    return Job(
+        model, int(labels[0]), n, seed or 0, encoder, request.media_type, labels=labels, z=z, codes=codes
+    )
 
 
 async def tensors(runtime: Runtime, request: TensorRequest) -> Tensors:
@@ -355,6 +435,8 @@ class ArchiveRequest:
     model: str | None = None
     format: str = "npz"
     version: int | None = None
+    #: Style codes: k values for every image; each image's from its seed when absent.
+    codes: Sequence[float] | None = None
 
 
 @dataclass(frozen=True)
@@ -388,7 +470,12 @@ def archive(runtime: Runtime, request: ArchiveRequest) -> Archive:
         detail = f"per_label: {request.per_label} x {len(labels)} labels exceeds MAX_DATASET_IMAGES ({limit})"
         raise RequestError(detail, "per_label")
     seed = resolve_seed(request.seed, total)
-    plan = DatasetPlan(model, labels, request.per_label, seed, settings.dataset_batch)
+    try:
+        codes = style_codes.resolve(model.card, request.codes, 1, per_image=False)
+    except style_codes.CodesError as e:
+        raise RequestError(str(e), e.field) from None
+    fixed = None if codes is None else codes[0]
+    plan = DatasetPlan(model, labels, request.per_label, seed, settings.dataset_batch, codes=fixed)
     level = settings.png_compress_level
     if request.format == "npz":
         chunks = npz_chunks(plan)

@@ -80,14 +80,15 @@ class LoadedModel:
         object.__setattr__(self, "_latency", self.metrics.inference_seconds.labels(self.name))
         object.__setattr__(self, "_images", self.metrics.images.labels(self.name))
 
-    def generate(self, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    def generate(self, labels: np.ndarray, seeds: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
         """``[n, H, W, C]`` uint8 for int64 ``labels`` and uint64 ``seeds``; blocking: keep off the loop.
 
+        For a model with style codes, float32 ``codes`` ``[n, k]`` replace the seed rule's codes.
         Every image the service makes comes through here, timed and counted per model.
         """
         start = time.perf_counter()
         images = runner.generate(
-            self.session, labels, seeds, self.card.latent_dim, code_ranges=self.card.code_ranges
+            self.session, labels, seeds, self.card.latent_dim, code_ranges=self.card.code_ranges, codes=codes
         )
         self._latency.observe(time.perf_counter() - start)
         self._images.inc(len(labels))

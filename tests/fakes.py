@@ -31,9 +31,12 @@ def build_generator(
     noise_name: str = contract.INPUT_NOISE,
     graph_latent_dim: int | None = None,
     float_output: bool = False,
+    num_codes: int = 0,
 ) -> bytes:
     """image = uint8(clip(round((tanh(z @ W + E[label]) + 1) * 127.5))) reshaped to [N, H, W, C].
 
+    With ``num_codes`` = k it takes a third input ``codes`` float32 [N, k] and adds ``codes @ Wc`` to the
+    logits, strongly enough that moving one code visibly changes every image.
     ``noise_name``, ``graph_latent_dim`` and ``float_output`` break the contract on purpose for the drills.
     """
     rng = np.random.default_rng(weights_seed)
@@ -54,13 +57,27 @@ def build_generator(
     nodes = [
         helper.make_node("MatMul", [noise_name, "W"], ["zw"]),
         helper.make_node("Gather", ["E", contract.INPUT_LABEL], ["e"], axis=0),
-        helper.make_node("Add", ["zw", "e"], ["logits"]),
+        helper.make_node("Add", ["zw", "e"], ["logits" if not num_codes else "content"]),
         helper.make_node("Tanh", ["logits"], ["t"]),
         helper.make_node("Add", ["t", "one"], ["t1"]),
         helper.make_node("Mul", ["t1", "half_range"], ["scaled"]),
         helper.make_node("Round", ["scaled"], ["rounded"]),
         helper.make_node("Clip", ["rounded", "lo", "hi"], ["clipped"]),
     ]
+    inputs = [
+        helper.make_tensor_value_info(noise_name, TensorProto.FLOAT, ["N", graph_latent_dim]),
+        helper.make_tensor_value_info(contract.INPUT_LABEL, TensorProto.INT64, ["N"]),
+    ]
+    if num_codes:
+        style = (3.0 * rng.standard_normal((num_codes, pixels))).astype(np.float32)
+        initializers.append(numpy_helper.from_array(style, "Wc"))
+        nodes[3:3] = [
+            helper.make_node("MatMul", [contract.INPUT_CODES, "Wc"], ["cw"]),
+            helper.make_node("Add", ["content", "cw"], ["logits"]),
+        ]
+        inputs.append(
+            helper.make_tensor_value_info(contract.INPUT_CODES, TensorProto.FLOAT, ["N", num_codes])
+        )
     if float_output:
         nodes.append(helper.make_node("Reshape", ["clipped", "shape"], [contract.OUTPUT_IMAGE]))
         out_type = TensorProto.FLOAT
@@ -71,10 +88,7 @@ def build_generator(
     graph = helper.make_graph(
         nodes,
         "tiny_generator",
-        [
-            helper.make_tensor_value_info(noise_name, TensorProto.FLOAT, ["N", graph_latent_dim]),
-            helper.make_tensor_value_info(contract.INPUT_LABEL, TensorProto.INT64, ["N"]),
-        ],
+        inputs,
         [helper.make_tensor_value_info(contract.OUTPUT_IMAGE, out_type, ["N", *image_shape])],
         initializers,
     )
@@ -84,10 +98,18 @@ def build_generator(
     return model.SerializeToString()
 
 
+def style_codes(k: int) -> list[contract.StyleCode]:
+    """The codes of a fake InfoGAN card: ``slant`` in [-2, 2] (a non-default range), then ``c1``, ``c2``..."""
+    return [contract.StyleCode(name="slant", low=-2.0, high=2.0)] + [
+        contract.StyleCode(name=f"c{j}") for j in range(1, k)
+    ]
+
+
 def make_card(name: str, version: int, sha256: str, **overrides: object) -> contract.ModelCard:
     latent_dim = int(overrides.pop("latent_dim", LATENT_DIM))
     image_shape = tuple(overrides.pop("image_shape", IMAGE_SHAPE))
-    inputs, outputs = contract.signature(latent_dim, image_shape)
+    codes = overrides.get("codes", [])
+    inputs, outputs = contract.signature(latent_dim, image_shape, len(codes))  # type: ignore[arg-type]
     fields: dict[str, object] = {
         "name": name,
         "version": version,
@@ -116,14 +138,21 @@ def write_version(
     onnx_bytes: bytes | None = None,
     card: bool = True,
     atomic: bool = True,
+    num_codes: int = 0,
     **card_overrides: object,
 ) -> Path:
     """Publish ``models_dir/name/version`` as the trainer does: temp dir, then rename (or in place).
 
-    ``card_overrides`` go into model.json; ``sha256="..."`` there replaces the real digest.
+    ``card_overrides`` go into model.json; ``sha256="..."`` there replaces the real digest. ``num_codes``
+    = k publishes a generator with k style codes (:func:`style_codes` on its card).
     """
     classes = card_overrides.get("class_names", DIGITS)
-    data = onnx_bytes if onnx_bytes is not None else build_generator(num_classes=len(classes))  # type: ignore[arg-type]
+    if num_codes:
+        card_overrides.setdefault("codes", style_codes(num_codes))
+        card_overrides.setdefault("variant", "infogan")
+    if onnx_bytes is None:
+        onnx_bytes = build_generator(num_classes=len(classes), num_codes=num_codes)  # type: ignore[arg-type]
+    data = onnx_bytes
     final = models_dir / name / str(version)
     target = final.with_name(f".tmp-{version}") if atomic else final
     target.mkdir(parents=True)

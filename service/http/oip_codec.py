@@ -32,6 +32,9 @@ DATATYPES = {"float32": "FP32", "int64": "INT64", "uint8": "UINT8"}
 _NUMPY = {"FP32": np.dtype("<f4"), "INT64": np.dtype("<i8"), "UINT8": np.dtype("u1")}
 #: The inputs a request may send, with the datatype each must have.
 INPUTS = {contract.INPUT_LABEL: "INT64", contract.INPUT_NOISE: "FP32"}
+#: Inputs only some models take (those with style codes); the data plane refuses them for the others.
+OPTIONAL_INPUTS = {contract.INPUT_CODES: "FP32"}
+_ALL_INPUTS = {**INPUTS, **OPTIONAL_INPUTS}
 SEED_PARAMETER = "seed"
 
 
@@ -86,7 +89,7 @@ class InferenceRequest(BaseModel):
 
     id: str | None = Field(None, max_length=256)
     parameters: dict[str, Any] | None = None
-    inputs: list[_Tensor] = Field(min_length=1, max_length=len(INPUTS))
+    inputs: list[_Tensor] = Field(min_length=1, max_length=len(_ALL_INPUTS))
     outputs: list[_Output] | None = Field(None, max_length=1)
 
 
@@ -158,7 +161,7 @@ def decode(body: bytes, header_length: str | None, content_encoding: str | None 
     offset = 0
     for i, tensor in enumerate(request.inputs):
         where = f"inputs[{i}]"
-        if tensor.name not in INPUTS:
+        if tensor.name not in _ALL_INPUTS:
             detail = f"{where}.name: unknown input {tensor.name!r}; the model takes {sorted(INPUTS)}"
             raise RequestError(detail, f"{where}.name")
         if tensor.name in tensors:
@@ -188,7 +191,7 @@ def _invalid(error: ValidationError) -> RequestError:
 
 def _tensor(tensor: _Tensor, binary: memoryview, offset: int) -> tuple[np.ndarray, int]:
     name = tensor.name
-    want = INPUTS[name]
+    want = _ALL_INPUTS[name]
     if tensor.datatype != want:
         raise RequestError(f"{name}: datatype {tensor.datatype!r}; the model takes {want}", name)
     if any(d < 0 for d in tensor.shape):

@@ -11,7 +11,7 @@ from service.dataplane import LIMITS
 
 BEARER = "bearerAuth"
 #: The request bodies whose fields the data plane caps (service.dataplane.LIMITS).
-REQUEST_BODIES = ("GenerateRequest", "DatasetRequest")
+REQUEST_BODIES = ("GenerateRequest", "DatasetRequest", "Traverse")
 
 
 def document_service(

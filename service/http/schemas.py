@@ -45,6 +45,94 @@ Version = Annotated[
         examples=[3],
     ),
 ]
+
+
+def _number(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("style codes are numbers")
+    return float(value)
+
+
+def _codes(value: object) -> list[float] | list[list[float]]:
+    # One validator instead of a union, so an error reads "codes: ..." once; ranges are the data plane's.
+    if not isinstance(value, list):
+        raise ValueError("must be a list of k numbers, or one list of k numbers per image")
+    if value and all(isinstance(row, list) for row in value):
+        return [[_number(v) for v in row] for row in value]
+    return [_number(v) for v in value]
+
+
+def _shared_codes(value: object) -> list[float]:
+    if not isinstance(value, list):
+        raise ValueError("must be a list of k numbers (the codes of every image)")
+    return [_number(v) for v in value]
+
+
+_CODES_DOC = (
+    "Style codes, for a model with codes (its card's `codes`, in order, each within its range): k numbers "
+)
+Codes = Annotated[
+    list[float] | list[list[float]],
+    PlainValidator(_codes),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "array", "items": {"type": "number"}},
+                {"type": "array", "items": {"type": "array", "items": {"type": "number"}}},
+            ],
+            "description": _CODES_DOC + "for all images, or one list of k per image (n lists; a traversal: "
+            "one per row). Each image's codes follow its seed when absent.",
+            "examples": [[0.5, -1.0]],
+        }
+    ),
+]
+SharedCodes = Annotated[
+    list[float],
+    PlainValidator(_shared_codes),
+    WithJsonSchema(
+        {
+            "type": "array",
+            "items": {"type": "number"},
+            "description": _CODES_DOC + "for all images. Each image's codes follow its seed when absent, so "
+            "a dataset covers the codes' ranges.",
+            "examples": [[0.5, -1.0]],
+        }
+    ),
+]
+
+
+def _code_ref(value: object) -> int | str:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be a code index (integer) or a code name (string)")
+    if isinstance(value, str) and not 1 <= len(value) <= LABEL_MAX_CHARS:
+        raise ValueError(f"code names are 1 to {LABEL_MAX_CHARS} characters")
+    return value
+
+
+CodeRef = Annotated[
+    int | str,
+    PlainValidator(_code_ref),
+    WithJsonSchema(
+        {
+            "anyOf": [{"type": "integer"}, {"type": "string", "minLength": 1, "maxLength": LABEL_MAX_CHARS}],
+            "description": "The code to sweep: its name from the model card's `codes`, or its index.",
+            "examples": ["slant", 0],
+        }
+    ),
+]
+
+
+class Traverse(BaseModel):
+    """A traversal grid: one style code swept over its range, one row per seed."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    code: CodeRef
+    steps: int = Field(
+        8, ge=2, description="Columns, low to high (evenly spaced); n x steps is at most MAX_N."
+    )
+
+
 Seed = Annotated[
     int,
     Field(
@@ -62,6 +150,14 @@ class GenerateRequest(BaseModel):
                 {"label": 9, "n": 16},
                 {"label": "7", "n": 4, "seed": 42, "format": "npy"},
                 {"label": 3, "n": 2, "seed": 7, "format": "json", "model": "mnist-cgan"},
+                {"label": 7, "n": 16, "seed": 1, "codes": [-1.5, 0.0], "model": "mnist-infogan"},
+                {
+                    "label": 7,
+                    "n": 4,
+                    "seed": 1,
+                    "traverse": {"code": "slant", "steps": 8},
+                    "model": "mnist-infogan",
+                },
             ]
         },
     )
@@ -76,6 +172,12 @@ class GenerateRequest(BaseModel):
     )
     nrow: int | None = Field(None, ge=1, description="PNG grid: images per row; default ceil(sqrt(n)).")
     pad: int = Field(2, ge=0, le=MAX_PAD, description="PNG grid: background pixels around each cell.")
+    codes: Codes | None = None
+    traverse: Traverse | None = Field(
+        None,
+        description="Instead of n images: n rows (seed + row) of `steps` columns sweeping one code over its "
+        "range, the other codes at the row's values (or `codes`); image r x steps + c in npy and json.",
+    )
 
 
 class GenerateQuery(BaseModel):
@@ -92,6 +194,15 @@ class GenerateQuery(BaseModel):
     version: Version | None = None
     nrow: int | None = Field(None, ge=1, description="Images per row; default ceil(sqrt(n)).")
     pad: int = Field(2, ge=0, le=MAX_PAD, description="Background pixels around each cell.")
+    codes: str | None = Field(
+        None,
+        max_length=1024,
+        description="Style codes for all images, comma-separated (`0.5,-1`); see POST /generate.",
+    )
+    traverse: str | None = Field(
+        None, max_length=LABEL_MAX_CHARS, description="Code (name or index) to sweep: a traversal grid."
+    )
+    steps: int | None = Field(None, ge=2, description="Traversal columns (default 8); n x steps <= MAX_N.")
 
 
 class GeneratedImages(BaseModel):
@@ -120,6 +231,9 @@ class GeneratedImages(BaseModel):
     seeds: list[int]
     shape: list[int] = Field(description="[n, H, W] for single-channel models, else [n, H, W, C].")
     images: list = Field(description="uint8 pixels shaped like `shape`; 0 background, 255 ink.")
+    codes: list[list[float]] | None = Field(
+        None, description="Each image's style codes (models with codes only; absent otherwise)."
+    )
 
 
 class DatasetRequest(BaseModel):
@@ -130,6 +244,7 @@ class DatasetRequest(BaseModel):
             "examples": [
                 {"per_label": 1000, "seed": 0},
                 {"per_label": 10, "labels": [0, "1", 7], "format": "zip", "seed": 123},
+                {"per_label": 2000, "labels": [7], "codes": [-1.5, -0.8], "model": "mnist-infogan"},
             ]
         },
     )
@@ -149,6 +264,7 @@ class DatasetRequest(BaseModel):
         description="npz: x uint8 [N, H, W], y int64 [N]; zip: PNG per image, folder per class, manifest; "
         "tar: a WebDataset shard, <key>.png, <key>.cls and <key>.json per image (key = image index).",
     )
+    codes: SharedCodes | None = None
 
 
 class Health(BaseModel):

@@ -45,6 +45,7 @@ async def dataset(body: DatasetRequest, runtime: RuntimeDep) -> StreamingRespons
         model=body.model,
         format=body.format,
         version=body.version,
+        codes=body.codes,
     )
     archive = dataplane.archive(runtime, wanted)
     plan = archive.plan

@@ -6,8 +6,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from service import dataplane
-from service.dataplane import ImageRequest
+from service import codes, dataplane
+from service.dataplane import ImageRequest, RequestError
 from service.http.errors import error_responses
 from service.http.middleware import GuardedRoute, guarded
 from service.http.schemas import GeneratedImages, GenerateQuery, GenerateRequest
@@ -70,6 +70,8 @@ async def generate(body: GenerateRequest, request: Request) -> Response:
         nrow=body.nrow,
         pad=body.pad,
         version=body.version,
+        codes=body.codes,
+        traverse=None if body.traverse is None else codes.Traverse(body.traverse.code, body.traverse.steps),
     )
     return await _generate(request, wanted)
 
@@ -82,8 +84,15 @@ async def generate(body: GenerateRequest, request: Request) -> Response:
 )
 @guarded  # a GET that does work: behind the token and the limits like POST
 async def generate_png(query: Annotated[GenerateQuery, Query()], request: Request) -> Response:
-    """The PNG grid of `POST /generate`, addressable by URL."""
+    """The PNG grid of `POST /generate`, addressable by URL (`codes=0.5,-1`, `traverse=slant&steps=8`)."""
     q = query
+    try:
+        values = None if q.codes is None else codes.parse_text(q.codes)
+    except codes.CodesError as e:
+        raise RequestError(str(e), e.field) from None
+    if q.steps is not None and q.traverse is None:
+        raise RequestError("steps: only with traverse (the code to sweep)", "steps")
+    sweep = None if q.traverse is None else codes.Traverse(q.traverse, q.steps or codes.DEFAULT_STEPS)
     wanted = ImageRequest(
         label=q.label,
         n=q.n,
@@ -93,6 +102,8 @@ async def generate_png(query: Annotated[GenerateQuery, Query()], request: Reques
         nrow=q.nrow,
         pad=q.pad,
         version=q.version,
+        codes=values,
+        traverse=sweep,
     )
     response = await _generate(request, wanted)
     if q.seed is None:

@@ -200,6 +200,7 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
     wanted = TensorRequest(
         labels=decoded.tensors[contract.INPUT_LABEL],
         z=decoded.tensors.get(contract.INPUT_NOISE),
+        codes=decoded.tensors.get(contract.INPUT_CODES),
         seed=decoded.seed,
         model=name,
         version=version,
@@ -222,7 +223,8 @@ async def _infer(request: Request, name: str, version: int | None) -> Response:
     summary="Inference (newest loaded version)",
 )
 async def infer(name: NamePath, request: Request) -> Response:
-    """`label` INT64 [N] and `z` FP32 [N, latent_dim] or parameter `seed` -> `image` UINT8 [N, H, W, C]."""
+    """`label` INT64 [N] and `z` FP32 [N, latent_dim] or parameter `seed` (and, for a model with style
+    codes, `codes` FP32 [N, k]; from the seed when absent) -> `image` UINT8 [N, H, W, C]."""
     return await _infer(request, name, None)
 
 
