@@ -26,6 +26,7 @@ from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import cgan_contract as contract
 from service import imaging
+from tests.fakes import write_version
 
 pytestmark = pytest.mark.slow
 
@@ -334,3 +335,72 @@ def test_docs_render_offline_under_their_csp(models_dir: Path, tmp_path: Path, b
         context.close()
     assert outside == []
     assert not [e for e in console_errors if "Content Security Policy" in e or "Refused" in e], console_errors
+
+
+def test_style_code_sliders_and_the_traverse_grid(models_dir: Path, tmp_path: Path, open_page) -> None:
+    write_version(models_dir, "info", 1, num_codes=2)  # slant in [-2, 2], c1 in [-1, 1]
+    with serve(models_dir, tmp_path / "service.log", DEFAULT_MODEL="info") as base:
+        page = open_page(base)
+        expect(page.locator("#model option")).to_have_count(2)
+        codes_box = page.get_by_role("group", name="Style codes")
+        expect(codes_box).to_be_visible()
+        sliders = page.get_by_role("slider")
+        expect(sliders).to_have_count(2)
+        expect(page.get_by_role("slider", name="slant")).to_have_attribute("min", "-2")
+        expect(page.locator("#card")).to_contain_text("slant [-2, 2], c1 [-1, 1]")
+
+        page.get_by_label("Class", exact=True).select_option("7")
+        page.get_by_label("Images (n)").fill("4")
+        page.get_by_label("Seed", exact=True).fill("3")
+        page.get_by_role("button", name="Generate").click()
+        wait_for_grid(page)
+        from_seeds = grid_bytes(page)
+        assert "codes=" not in curl_url(page)  # unchecked: each image's codes follow its seed
+
+        # Fixed codes: the sliders' values go on the wire, and the grid is the API's for those codes.
+        page.get_by_label("Set the codes for all images").check()
+        page.get_by_role("slider", name="slant").press("Home")
+        page.get_by_role("slider", name="c1").press("End")
+        expect(page.locator("#code-sliders output").first).to_have_text("-2.00")
+        page.get_by_role("button", name="Generate").click()
+        wait_for_grid(page)
+        assert "codes=-2%2C1" in curl_url(page)
+        fixed = grid_bytes(page)
+        assert get(curl_url(page)) == (200, fixed) and fixed != from_seeds
+        body = {"label": 7, "n": 4, "seed": 3, "model": "info", "codes": [-2, 1]}
+        with urllib.request.urlopen(
+            urllib.request.Request(
+                base + "/generate", json.dumps(body).encode(), {"content-type": "application/json"}
+            ),
+            timeout=10,
+        ) as response:
+            assert response.read() == fixed
+
+        # Traverse: one row per seed (n = 4), one column per step, slant swept and c1 at the slider's 1.
+        page.get_by_label("Traverse steps").fill("5")
+        page.get_by_role("button", name="Traverse slant").click()
+        wait_for_grid(page)
+        h, w, _ = served_card(base, "info").image_shape
+        assert grid_size(page) == imaging.grid_size(4 * 5, (h, w), 5)
+        url = curl_url(page)
+        assert "traverse=slant" in url and "steps=5" in url and "codes=-2%2C1" in url
+        assert get(url) == (200, grid_bytes(page))
+        expect(page.locator("#caption")).to_contain_text("4 seeds × 5 steps of slant")
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=ARTIFACTS / "playground-codes.png", full_page=True)
+
+        # The service's refusal, in words: 4 x 300 images is over MAX_N.
+        page.get_by_label("Traverse steps").fill("300")
+        page.get_by_role("button", name="Traverse c1").click()
+        error = page.get_by_role("alert")
+        expect(error).to_contain_text("Error 422")
+        expect(error).to_contain_text(api_detail(curl_url(page)))
+        expect(error).to_contain_text("traverse.steps")
+
+        # A model without codes has no sliders, and Generate after a traversal is a plain grid again.
+        page.get_by_label("Model", exact=True).select_option("digits")
+        expect(codes_box).to_be_hidden()
+        page.get_by_role("button", name="Generate").click()
+        wait_for_grid(page)
+        assert "traverse" not in curl_url(page) and "codes" not in curl_url(page)
+        assert grid_size(page) == imaging.grid_size(4, (h, w))
