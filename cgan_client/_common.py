@@ -96,11 +96,22 @@ def pick(config: Config, model: str | None, version: int | None) -> dict[str, An
 
 
 def generate_body(
-    config: Config, label: int | str, n: int, seed: int | None, model: str | None, version: int | None
+    config: Config,
+    label: int | str,
+    n: int,
+    seed: int | None,
+    model: str | None,
+    version: int | None,
+    codes: Sequence[float] | Sequence[Sequence[float]] | None = None,
+    traverse: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"label": label, "n": n, "format": "npy", **pick(config, model, version)}
     if seed is not None:
         body["seed"] = seed
+    if codes is not None:
+        body["codes"] = np.asarray(codes, dtype=np.float64).tolist()  # lists, tuples or arrays alike
+    if traverse is not None:
+        body["traverse"] = traverse
     return body
 
 
@@ -112,12 +123,15 @@ def dataset_body(
     model: str | None,
     version: int | None,
     format: str = "npz",
+    codes: Sequence[float] | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"per_label": per_label, "format": format, **pick(config, model, version)}
     if labels is not None:
         body["labels"] = list(labels)
     if seed is not None:
         body["seed"] = seed
+    if codes is not None:
+        body["codes"] = np.asarray(codes, dtype=np.float64).tolist()
     return body
 
 

@@ -52,10 +52,30 @@ class AsyncClient:
         seed: int | None = None,
         version: int | None = None,
         model: str | None = None,
+        codes: Sequence[float] | Sequence[Sequence[float]] | None = None,
     ) -> np.ndarray:
         """uint8 ``[n, H, W]``; see :meth:`cgan_client.Client.generate`."""
-        body = _common.generate_body(self.config, label, n, seed, model, version)
+        body = _common.generate_body(self.config, label, n, seed, model, version, codes)
         return _common.load_npy((await self._request("POST", "/generate", json=body)).content)
+
+    async def traverse(
+        self,
+        label: int | str,
+        code: int | str,
+        n: int = 4,
+        *,
+        steps: int = 8,
+        seed: int | None = None,
+        version: int | None = None,
+        model: str | None = None,
+        codes: Sequence[float] | Sequence[Sequence[float]] | None = None,
+    ) -> np.ndarray:
+        """uint8 ``[n, steps, H, W]``: style code ``code`` (name or index) swept low to high in ``steps``
+        columns, row r from seed ``seed + r`` (the other codes at that seed's values, or at ``codes``)."""
+        sweep = {"code": code, "steps": steps}
+        body = _common.generate_body(self.config, label, n, seed, model, version, codes, sweep)
+        images = _common.load_npy((await self._request("POST", "/generate", json=body)).content)
+        return images.reshape(n, steps, *images.shape[1:])
 
     async def iter_dataset(
         self,
@@ -65,10 +85,11 @@ class AsyncClient:
         seed: int | None = None,
         version: int | None = None,
         model: str | None = None,
+        codes: Sequence[float] | None = None,
         batch_size: int = 1024,
     ) -> AsyncIterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` batches while ``/dataset`` streams; see :meth:`cgan_client.Client.iter_dataset`."""
-        body = _common.dataset_body(self.config, per_label, labels, seed, model, version)
+        body = _common.dataset_body(self.config, per_label, labels, seed, model, version, codes=codes)
         async with self._stream("POST", "/dataset", json=body) as response:
             batches = Batcher(batch_size, await self._labels(response, per_label, labels))
             async for chunk in response.aiter_bytes():
@@ -84,9 +105,10 @@ class AsyncClient:
         seed: int | None = None,
         version: int | None = None,
         model: str | None = None,
+        codes: Sequence[float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)`` whole; see :meth:`cgan_client.Client.dataset`."""
-        body = _common.dataset_body(self.config, per_label, labels, seed, model, version)
+        body = _common.dataset_body(self.config, per_label, labels, seed, model, version, codes=codes)
         collector = Collector()
         async with self._stream("POST", "/dataset", json=body) as response:
             async for chunk in response.aiter_bytes():

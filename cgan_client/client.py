@@ -64,10 +64,30 @@ class Client:
         seed: int | None = None,
         version: int | None = None,
         model: str | None = None,
+        codes: Sequence[float] | Sequence[Sequence[float]] | None = None,
     ) -> np.ndarray:
         """uint8 ``[n, H, W]`` (``[n, H, W, C]`` for colour models); image i uses ``seed + i``."""
-        body = _common.generate_body(self.config, label, n, seed, model, version)
+        body = _common.generate_body(self.config, label, n, seed, model, version, codes)
         return _common.load_npy(self._request("POST", "/generate", json=body).content)
+
+    def traverse(
+        self,
+        label: int | str,
+        code: int | str,
+        n: int = 4,
+        *,
+        steps: int = 8,
+        seed: int | None = None,
+        version: int | None = None,
+        model: str | None = None,
+        codes: Sequence[float] | Sequence[Sequence[float]] | None = None,
+    ) -> np.ndarray:
+        """uint8 ``[n, steps, H, W]``: style code ``code`` (name or index) swept low to high in ``steps``
+        columns, row r from seed ``seed + r`` (the other codes at that seed's values, or at ``codes``)."""
+        sweep = {"code": code, "steps": steps}
+        body = _common.generate_body(self.config, label, n, seed, model, version, codes, sweep)
+        images = _common.load_npy(self._request("POST", "/generate", json=body).content)
+        return images.reshape(n, steps, *images.shape[1:])
 
     def iter_dataset(
         self,
@@ -77,11 +97,12 @@ class Client:
         seed: int | None = None,
         version: int | None = None,
         model: str | None = None,
+        codes: Sequence[float] | None = None,
         batch_size: int = 1024,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` batches of ``batch_size`` (the last may be smaller) while ``/dataset`` streams: memory
         stays at a batch or two whatever the size of the dataset. Same order and seeds as :meth:`dataset`."""
-        body = _common.dataset_body(self.config, per_label, labels, seed, model, version)
+        body = _common.dataset_body(self.config, per_label, labels, seed, model, version, codes=codes)
         with self._stream("POST", "/dataset", json=body) as response:
             batches = Batcher(batch_size, self._labels(response, per_label, labels))
             for chunk in response.iter_bytes():
@@ -96,10 +117,11 @@ class Client:
         seed: int | None = None,
         version: int | None = None,
         model: str | None = None,
+        codes: Sequence[float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The whole class-balanced set as ``x`` uint8 ``[N, H, W]`` and ``y`` int64 ``[N]``, filled in
         place as it streams (the archive itself is never held)."""
-        body = _common.dataset_body(self.config, per_label, labels, seed, model, version)
+        body = _common.dataset_body(self.config, per_label, labels, seed, model, version, codes=codes)
         collector = Collector()
         with self._stream("POST", "/dataset", json=body) as response:
             for chunk in response.iter_bytes():
@@ -116,10 +138,11 @@ class Client:
         seed: int | None = None,
         version: int | None = None,
         model: str | None = None,
+        codes: Sequence[float] | None = None,
     ) -> Path:
         """Stream the archive in any format the service offers (npz, zip, ...) to ``path``, which appears
         only once complete."""
-        body = _common.dataset_body(self.config, per_label, labels, seed, model, version, format)
+        body = _common.dataset_body(self.config, per_label, labels, seed, model, version, format, codes)
         target = Path(path)
         partial = target.with_name(f".{target.name}.part")
         try:

@@ -263,3 +263,46 @@ def test_retry_honours_retry_after_on_a_real_429(models: Path, tmp_path: Path) -
         release.set()
         thread.join(30)
         server.stop()
+
+
+@pytest.fixture(scope="module")
+def codes_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer]:
+    """A model with two style codes (slant in [-2, 2], c1 in [-1, 1]) behind the token."""
+    root = tmp_path_factory.mktemp("client-codes") / "models"
+    root.mkdir()
+    write_version(root, "info", 1, num_codes=2)
+    running = LiveServer(root, root.parent / "server.log", API_TOKEN=TOKEN)
+    yield running
+    running.stop()
+
+
+def test_codes_and_traversal(codes_server: LiveServer) -> None:
+    def npy(**body: object) -> np.ndarray:
+        return np.load(io.BytesIO(_direct(codes_server, "/generate", {"format": "npy", **body}).content))
+
+    with Client(codes_server.url, token=TOKEN, timeout=30) as api:
+        shared = api.generate(3, 4, seed=1, codes=(1.5, -0.5))
+        assert np.array_equal(shared, npy(label=3, n=4, seed=1, codes=[1.5, -0.5]))
+        rows = np.array([[0, 0], [-2, 1]], dtype=np.float32)  # an array works as well as lists
+        assert np.array_equal(
+            api.generate(3, 2, seed=1, codes=rows), npy(label=3, n=2, seed=1, codes=rows.tolist())
+        )
+
+        grid = api.traverse(3, "slant", 2, steps=4, seed=5)
+        assert grid.shape == (2, 4, 28, 28)
+        flat = npy(label=3, n=2, seed=5, traverse={"code": "slant", "steps": 4})
+        assert np.array_equal(grid.reshape(flat.shape), flat)
+
+        x, _ = api.dataset(3, labels=[1], seed=2, codes=[0.0, 1.0])
+        assert np.array_equal(x, npy(label=1, n=3, seed=2, codes=[0.0, 1.0]))
+        with pytest.raises(ServiceError) as refused:
+            api.generate(3, 2, codes=[3.0, 0.0])
+        assert refused.value.status == 422 and refused.value.field == "codes[0]"
+
+    async def main() -> np.ndarray:
+        async with AsyncClient(codes_server.url, token=TOKEN) as api:
+            return await api.traverse(3, 1, 2, steps=3, seed=5, codes=[0.5, 0.0])
+
+    swept = asyncio.run(main())
+    flat = npy(label=3, n=2, seed=5, codes=[0.5, 0.0], traverse={"code": 1, "steps": 3})
+    assert np.array_equal(swept.reshape(flat.shape), flat)
