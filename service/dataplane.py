@@ -261,9 +261,15 @@ def _style(
         codes = style_codes.resolve(model.card, request.codes, request.n)
         if request.traverse is None:
             return request.n, None, codes
+        if not model.card.codes:
+            raise style_codes.no_codes(model.card, "traverse")
         steps = request.traverse.steps
         _cap(runtime, "steps", steps, " columns", "traverse.steps")
-        _cap(runtime, "n", request.n * steps, f" images per request: n {request.n} x steps", "traverse.steps")
+        limit = runtime.settings.max_n
+        if request.n * steps > limit:
+            total = f"n {request.n} x steps {steps} is {request.n * steps} images"
+            detail = f"traverse.steps: {total}; at most MAX_N ({limit})"
+            raise RequestError(detail, "traverse.steps")
         if request.nrow is not None:
             raise RequestError("nrow: a traversal grid has traverse.steps columns; leave nrow out", "nrow")
         rows = contract.request_seeds(seed, request.n)

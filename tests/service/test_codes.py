@@ -216,6 +216,7 @@ def test_dataset_takes_shared_codes_and_otherwise_covers_the_range(client: TestC
         ({"traverse": {"code": "slant", "extra": 1}}, "traverse.extra"),
         ({"traverse": {"code": "slant"}, "nrow": 4}, "nrow"),
         ({"traverse": {"code": "slant"}, "model": "digits"}, "traverse"),
+        ({"traverse": {"code": "slant", "steps": 50}, "model": "digits"}, "traverse"),
         ({"traverse": {"code": "slant"}, "codes": [5, 0]}, "codes[0]"),
     ],
 )
