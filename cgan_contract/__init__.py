@@ -35,7 +35,16 @@ from cgan_contract.layout import (
     valid_model_name,
     version_dirs,
 )
-from cgan_contract.noise import MAX_SEED, codes_for_seeds, noise, noise_for_seeds, request_seeds
+from cgan_contract.noise import (
+    MAX_SEED,
+    MAX_TRUNCATION,
+    MIN_TRUNCATION,
+    codes_for_seeds,
+    noise,
+    noise_for_seeds,
+    request_seeds,
+    truncated_noise_for_seeds,
+)
 from cgan_contract.pixels import BACKGROUND, INK, from_uint8, to_uint8
 from cgan_contract.tensors import (
     CODES_DTYPE,
@@ -62,6 +71,8 @@ __all__ = [
     "INPUT_NOISE",
     "LABEL_DTYPE",
     "MAX_SEED",
+    "MAX_TRUNCATION",
+    "MIN_TRUNCATION",
     "MODEL_FILE",
     "MODEL_NAME_PATTERN",
     "NOISE_DTYPE",
@@ -81,6 +92,7 @@ __all__ = [
     "request_seeds",
     "signature",
     "to_uint8",
+    "truncated_noise_for_seeds",
     "valid_model_name",
     "version_dirs",
 ]

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cgan_contract.noise import codes_for_seeds, noise_for_seeds
+from cgan_contract.noise import codes_for_seeds, truncated_noise_for_seeds
 from cgan_contract.tensors import INPUT_CODES, INPUT_LABEL, INPUT_NOISE, OUTPUT_IMAGE
 
 #: onnxruntime's names for the contract's dtypes (``NodeArg.type``).
@@ -55,11 +55,13 @@ def generate(
     *,
     code_ranges: list[tuple[float, float]] | None = None,
     codes: np.ndarray | None = None,
+    truncation: float | None = None,
 ) -> np.ndarray:
     """The generator's output for int64 ``labels`` and uint64 ``seeds`` (image i: label i, noise of seed i).
 
     For a generator with style codes pass ``code_ranges`` (the card's, in input order): image i's codes are
     then ``codes[i]`` when given, else seed i's (:func:`~cgan_contract.noise.codes_for_seeds`).
+    ``truncation`` redraws noise entries beyond it (:func:`~cgan_contract.noise.truncated_noise_for_seeds`).
     ``batch_size`` bounds the images per onnxruntime run (memory); rows do not depend on it. Returns what
     the graph returns, uint8 ``[N, H, W, C]`` for a generator that keeps the contract.
     """
@@ -72,7 +74,7 @@ def generate(
         run(
             session,
             labels[start : start + step],
-            noise_for_seeds(seeds[start : start + step], latent_dim),
+            truncated_noise_for_seeds(seeds[start : start + step], latent_dim, truncation),
             None if codes is None else codes[start : start + step],
         )
         for start in range(0, max(len(labels), 1), step)
