@@ -12,6 +12,9 @@ A model lives in ``MODELS_DIR/<name>/<version>/`` (:mod:`~cgan_contract.layout`)
   A generator with style codes (InfoGAN) also takes ``codes`` float32 ``[N, k]``, each code's name and range
   listed in the card's ``codes``.
 * ``model.json``: a :class:`~cgan_contract.card.ModelCard`. A server can serve the model from the card alone.
+* ``judge.onnx`` (optional, declared in the card's ``judge`` section): a classifier of the generator's
+  images, ``image`` uint8 ``[N, H, W, C]`` in, ``probabilities`` float32 ``[N, classes]`` out
+  (:func:`~cgan_contract.tensors.judge_signature`).
 
 Noise is reproducible (:mod:`~cgan_contract.noise`): image ``i`` of a request with seed ``s`` uses the noise
 of seed ``s + i``, so ``{seed: s, n: 16}`` image ``k`` equals ``{seed: s + k, n: 1}``; a request without codes
@@ -20,6 +23,7 @@ takes image i's codes from the same seed (:func:`~cgan_contract.noise.codes_for_
 
 from cgan_contract.card import (
     CONTRACT_VERSION,
+    JudgeSection,
     ModelCard,
     Provenance,
     Quality,
@@ -30,6 +34,7 @@ from cgan_contract.card import (
 )
 from cgan_contract.layout import (
     CARD_FILE,
+    JUDGE_FILE,
     MODEL_FILE,
     MODEL_NAME_PATTERN,
     valid_model_name,
@@ -52,10 +57,13 @@ from cgan_contract.tensors import (
     INPUT_CODES,
     INPUT_LABEL,
     INPUT_NOISE,
+    JUDGE_INPUT,
+    JUDGE_OUTPUT,
     LABEL_DTYPE,
     NOISE_DTYPE,
     OUTPUT_IMAGE,
     TensorSpec,
+    judge_signature,
     signature,
 )
 
@@ -69,6 +77,9 @@ __all__ = [
     "INPUT_CODES",
     "INPUT_LABEL",
     "INPUT_NOISE",
+    "JUDGE_FILE",
+    "JUDGE_INPUT",
+    "JUDGE_OUTPUT",
     "LABEL_DTYPE",
     "MAX_SEED",
     "MAX_TRUNCATION",
@@ -77,6 +88,7 @@ __all__ = [
     "MODEL_NAME_PATTERN",
     "NOISE_DTYPE",
     "OUTPUT_IMAGE",
+    "JudgeSection",
     "ModelCard",
     "Provenance",
     "Quality",
@@ -90,6 +102,7 @@ __all__ = [
     "noise_for_seeds",
     "read_card",
     "request_seeds",
+    "judge_signature",
     "signature",
     "to_uint8",
     "truncated_noise_for_seeds",

@@ -14,7 +14,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from cgan_contract.noise import codes_for_seeds, truncated_noise_for_seeds
-from cgan_contract.tensors import INPUT_CODES, INPUT_LABEL, INPUT_NOISE, OUTPUT_IMAGE
+from cgan_contract.tensors import (
+    INPUT_CODES,
+    INPUT_LABEL,
+    INPUT_NOISE,
+    JUDGE_INPUT,
+    JUDGE_OUTPUT,
+    OUTPUT_IMAGE,
+)
 
 #: onnxruntime's names for the contract's dtypes (``NodeArg.type``).
 ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)", "uint8": "tensor(uint8)"}
@@ -89,3 +96,9 @@ def run(session: Session, labels: np.ndarray, z: np.ndarray, codes: np.ndarray |
     if codes is not None:
         feed[INPUT_CODES] = np.ascontiguousarray(codes, dtype=np.float32)
     return session.run(_OUTPUTS, feed)[0]
+
+
+def classify(session: Session, images: np.ndarray) -> np.ndarray:
+    """A judge's class probabilities float32 ``[N, classes]`` for the generator's uint8 ``images``
+    ``[N, H, W, C]`` (:func:`~cgan_contract.tensors.judge_signature`)."""
+    return session.run([JUDGE_OUTPUT], {JUDGE_INPUT: np.ascontiguousarray(images, dtype=np.uint8)})[0]

@@ -45,6 +45,27 @@ Version = Annotated[
         examples=[3],
     ),
 ]
+Truncation = Annotated[
+    float,
+    Field(
+        ge=contract.MIN_TRUNCATION,
+        le=contract.MAX_TRUNCATION,
+        description="Truncation trick: noise entries with |z| above this are redrawn from further along the "
+        "image's own seed (still reproducible by seed). Lower: more typical, less varied images.",
+        examples=[1.0],
+    ),
+]
+MinConfidence = Annotated[
+    float,
+    Field(
+        ge=0.0,
+        le=1.0,
+        description="Keep only images the model's judge (its card's `judge`) assigns to the label with at "
+        "least this probability, drawing the next seeds until the count is met (at most 20 candidates per "
+        "image, else 422). The acceptance rate comes back in X-Acceptance-Rate.",
+        examples=[0.99],
+    ),
+]
 Seed = Annotated[
     int,
     Field(
@@ -76,6 +97,8 @@ class GenerateRequest(BaseModel):
     )
     nrow: int | None = Field(None, ge=1, description="PNG grid: images per row; default ceil(sqrt(n)).")
     pad: int = Field(2, ge=0, le=MAX_PAD, description="PNG grid: background pixels around each cell.")
+    truncation: Truncation | None = None
+    min_confidence: MinConfidence | None = None
 
 
 class GenerateQuery(BaseModel):
@@ -92,6 +115,8 @@ class GenerateQuery(BaseModel):
     version: Version | None = None
     nrow: int | None = Field(None, ge=1, description="Images per row; default ceil(sqrt(n)).")
     pad: int = Field(2, ge=0, le=MAX_PAD, description="Background pixels around each cell.")
+    truncation: Truncation | None = None
+    min_confidence: MinConfidence | None = None
 
 
 class GeneratedImages(BaseModel):
@@ -117,7 +142,9 @@ class GeneratedImages(BaseModel):
     version: int
     labels: list[int]
     class_name: str
-    seeds: list[int]
+    seeds: list[int] = Field(
+        description="Each image's seed: seed + i, or with min_confidence the seeds kept."
+    )
     shape: list[int] = Field(description="[n, H, W] for single-channel models, else [n, H, W, C].")
     images: list = Field(description="uint8 pixels shaped like `shape`; 0 background, 255 ink.")
 
@@ -149,6 +176,8 @@ class DatasetRequest(BaseModel):
         description="npz: x uint8 [N, H, W], y int64 [N]; zip: PNG per image, folder per class, manifest; "
         "tar: a WebDataset shard, <key>.png, <key>.cls and <key>.json per image (key = image index).",
     )
+    truncation: Truncation | None = None
+    min_confidence: MinConfidence | None = None
 
 
 class Health(BaseModel):
