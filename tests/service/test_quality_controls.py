@@ -245,6 +245,25 @@ def test_filtered_requests_keep_their_seeds_within_max_seed(judged_dir: Path, op
     assert response.status_code == 422 and response.json()["field"] == "seed"
 
 
+def test_the_bundled_model_filtered_at_099_gives_only_images_its_judge_is_sure_of(
+    tmp_path: Path, open_client
+) -> None:
+    from service.config import BUNDLED_DIR
+
+    version = BUNDLED_DIR / "mnist-5k-cgan-conv" / "1"
+    judge = runner.open_session((version / contract.JUDGE_FILE).read_bytes(), threads=1)
+    with open_client(tmp_path, bundled_models=True) as client:
+        for label in (4, 9):
+            body = {"label": label, "n": 32, "seed": 7, "format": "npy", "min_confidence": 0.99}
+            response = client.post("/generate", json=body)
+            assert response.status_code == 200, response.text
+            images = np.load(io.BytesIO(response.content))[..., None]
+            probabilities = runner.classify(judge, images)
+            assert (probabilities.argmax(axis=1) == label).all()
+            assert (probabilities[:, label] >= np.float32(0.99)).all()
+            assert 0.5 < float(response.headers["X-Acceptance-Rate"]) <= 1.0
+
+
 # --- the registry and the judge ---------------------------------------------------------------------------
 
 
