@@ -47,6 +47,7 @@ def main() -> None:
     parser.add_argument("--per-label", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--min-confidence", type=float, default=0.99)
+    parser.add_argument("--truncation", type=float, help="also a row with this truncation (and no filter)")
     parser.add_argument("--threads", type=int, default=2, help="onnxruntime intra-op threads")
     parser.add_argument("--second-judge", action="store_true")
     args = parser.parse_args()
@@ -63,13 +64,18 @@ def main() -> None:
         if other_test is not None:
             print(f"second judge: test accuracy {other_test:.2%} on the 500 held-out real digits")
         print(
-            "| min_confidence | images | acceptance rate | label accuracy (judge.onnx) | min p(label) "
-            "| label accuracy (second judge) | seconds |"
+            "| truncation | min_confidence | images | acceptance rate | label accuracy (judge.onnx) "
+            "| min p(label) | label accuracy (second judge) | seconds |"
         )
-        print("|---|---|---|---|---|---|---|")
-        for confidence in (None, args.min_confidence):
+        print("|---|---|---|---|---|---|---|---|")
+        rows = [(None, None), (None, args.min_confidence)]
+        if args.truncation is not None:
+            rows.append((args.truncation, None))
+        for truncation, confidence in rows:
             start = time.perf_counter()
-            request = ArchiveRequest(per_label=args.per_label, seed=args.seed, min_confidence=confidence)
+            request = ArchiveRequest(
+                per_label=args.per_label, seed=args.seed, min_confidence=confidence, truncation=truncation
+            )
             archive = dataplane.archive(runtime, request)
             data = np.load(io.BytesIO(b"".join(archive.chunks)))
             seconds = time.perf_counter() - start
@@ -79,8 +85,9 @@ def main() -> None:
             second = "-" if other is None else f"{np.mean(other(x) == y):.2%}"
             rate = archive.plan.acceptance_rate
             print(
-                f"| {confidence or 'none'} | {len(x)} | {'-' if rate is None else f'{rate:.2%}'} | "
-                f"{accuracy:.2%} | {p[np.arange(len(y)), y].min():.3f} | {second} | {seconds:.1f} |"
+                f"| {truncation or 'none'} | {confidence or 'none'} | {len(x)} | "
+                f"{'-' if rate is None else f'{rate:.2%}'} | {accuracy:.2%} | "
+                f"{p[np.arange(len(y)), y].min():.3f} | {second} | {seconds:.1f} |"
             )
 
 

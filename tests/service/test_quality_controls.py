@@ -159,16 +159,18 @@ def test_truncation_on_generate_follows_the_contract_rule(judged_dir: Path, open
     assert query.status_code == 200 and query.content == png.content
 
 
-def test_batched_jobs_keep_their_own_truncation(judged_dir: Path, open_client, runtime) -> None:
+def test_batched_jobs_keep_their_own_controls(judged_dir: Path, open_client, runtime) -> None:
     with open_client(judged_dir) as client:
         rt = runtime(client)
         requests = [
             ImageRequest(label=1, n=3, seed=9, format="npy", truncation=t) for t in (None, 0.6, 2.0, None)
         ]
+        requests.append(ImageRequest(label=LABEL, n=3, seed=9, format="json", min_confidence=CONFIDENCE))
         together = dataplane.run_jobs([dataplane.prepare(rt, r) for r in requests])
         alone = [dataplane.images_now(rt, r).body for r in requests]
     assert together == alone
     assert together[0] == together[3] and len({together[0], together[1], together[2]}) == 3
+    assert json.loads(together[4])["seeds"] != [9, 10, 11], "the fake judge keeps about half"
 
 
 def test_filtered_dataset_picks_seeds_per_label_and_records_them(
@@ -313,3 +315,20 @@ def test_a_card_rewritten_with_a_judge_brings_it_in(models_dir: Path, open_clien
         response = client.post("/generate", json={"label": 1, "n": 2, "min_confidence": 0.5})
         assert response.status_code == 200 and response.headers["X-Acceptance-Rate"] == "1"
         assert client.get("/v1/models/digits").json()["card"]["judge"]["sha256"] == card["judge"]["sha256"]
+
+
+def test_a_rewritten_card_with_a_broken_judge_keeps_the_old_card(
+    models_dir: Path, open_client, runtime
+) -> None:
+    with open_client(models_dir) as client:
+        version = models_dir / "digits" / "1"
+        judge = build_judge(target=1)
+        (version / contract.JUDGE_FILE).write_bytes(judge + b"tampered")
+        card = json.loads((version / contract.CARD_FILE).read_text())
+        card["judge"] = judge_section(judge).model_dump(mode="json")
+        (version / contract.CARD_FILE).write_text(json.dumps(card))
+        runtime(client).registry.scan()
+        assert client.get("/v1/models/digits").json()["card"]["judge"] is None  # the old card serves on
+        response = client.post("/generate", json={"label": 1, "min_confidence": 0.5})
+        assert response.status_code == 422 and "has no judge" in response.json()["detail"]
+        assert client.post("/generate", json={"label": 1}).status_code == 200
