@@ -12,6 +12,9 @@ A model lives in ``MODELS_DIR/<name>/<version>/`` (:mod:`~cgan_contract.layout`)
   A generator with style codes (InfoGAN) also takes ``codes`` float32 ``[N, k]``, each code's name and range
   listed in the card's ``codes``.
 * ``model.json``: a :class:`~cgan_contract.card.ModelCard`. A server can serve the model from the card alone.
+* ``judge.onnx`` (optional, declared in the card's ``judge`` section): a classifier of the generator's
+  images, ``image`` uint8 ``[N, H, W, C]`` in, ``probabilities`` float32 ``[N, classes]`` out
+  (:func:`~cgan_contract.tensors.judge_signature`).
 
 Noise is reproducible (:mod:`~cgan_contract.noise`): image ``i`` of a request with seed ``s`` uses the noise
 of seed ``s + i``, so ``{seed: s, n: 16}`` image ``k`` equals ``{seed: s + k, n: 1}``; a request without codes
@@ -20,6 +23,7 @@ takes image i's codes from the same seed (:func:`~cgan_contract.noise.codes_for_
 
 from cgan_contract.card import (
     CONTRACT_VERSION,
+    JudgeSection,
     ModelCard,
     Provenance,
     Quality,
@@ -30,12 +34,22 @@ from cgan_contract.card import (
 )
 from cgan_contract.layout import (
     CARD_FILE,
+    JUDGE_FILE,
     MODEL_FILE,
     MODEL_NAME_PATTERN,
     valid_model_name,
     version_dirs,
 )
-from cgan_contract.noise import MAX_SEED, codes_for_seeds, noise, noise_for_seeds, request_seeds
+from cgan_contract.noise import (
+    MAX_SEED,
+    MAX_TRUNCATION,
+    MIN_TRUNCATION,
+    codes_for_seeds,
+    noise,
+    noise_for_seeds,
+    request_seeds,
+    truncated_noise_for_seeds,
+)
 from cgan_contract.pixels import BACKGROUND, INK, from_uint8, to_uint8
 from cgan_contract.tensors import (
     CODES_DTYPE,
@@ -43,10 +57,13 @@ from cgan_contract.tensors import (
     INPUT_CODES,
     INPUT_LABEL,
     INPUT_NOISE,
+    JUDGE_INPUT,
+    JUDGE_OUTPUT,
     LABEL_DTYPE,
     NOISE_DTYPE,
     OUTPUT_IMAGE,
     TensorSpec,
+    judge_signature,
     signature,
 )
 
@@ -60,12 +77,18 @@ __all__ = [
     "INPUT_CODES",
     "INPUT_LABEL",
     "INPUT_NOISE",
+    "JUDGE_FILE",
+    "JUDGE_INPUT",
+    "JUDGE_OUTPUT",
     "LABEL_DTYPE",
     "MAX_SEED",
+    "MAX_TRUNCATION",
+    "MIN_TRUNCATION",
     "MODEL_FILE",
     "MODEL_NAME_PATTERN",
     "NOISE_DTYPE",
     "OUTPUT_IMAGE",
+    "JudgeSection",
     "ModelCard",
     "Provenance",
     "Quality",
@@ -79,8 +102,10 @@ __all__ = [
     "noise_for_seeds",
     "read_card",
     "request_seeds",
+    "judge_signature",
     "signature",
     "to_uint8",
+    "truncated_noise_for_seeds",
     "valid_model_name",
     "version_dirs",
 ]

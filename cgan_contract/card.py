@@ -81,6 +81,24 @@ class Provenance(BaseModel):
     packages: dict[str, str]
 
 
+class JudgeSection(BaseModel):
+    """The judge beside the generator (``judge.onnx``): the classifier ``cgan-train evaluate`` scores the
+    generator with, trained on the real training split. A server may use it to keep only the images it
+    assigns to the requested class with enough confidence. Optional: cards without one stay loadable.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: Hex SHA-256 of ``judge.onnx``.
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    #: :func:`~cgan_contract.tensors.judge_signature` of the card's image shape and class count.
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
+    #: What it was trained on, and its accuracy on that dataset's real test split.
+    dataset: str
+    test_accuracy: float | None = None
+
+
 class StyleCode(BaseModel):
     """One continuous style code of a generator with a ``codes`` input (InfoGAN), in input order."""
 
@@ -135,6 +153,8 @@ class ModelCard(BaseModel):
     provenance: Provenance | None = None
     #: The generator's style codes, in the order of its ``codes`` input; empty for a model without one.
     codes: list[StyleCode] = Field(default_factory=list)
+    #: The judge shipped beside the generator, if any (``judge.onnx``).
+    judge: JudgeSection | None = None
 
     @model_validator(mode="after")
     def _codes_match_inputs(self) -> ModelCard:

@@ -1,4 +1,5 @@
-"""Where models live: ``MODELS_DIR/<name>/<version>/{model.onnx,model.json}``.
+"""Where models live: ``MODELS_DIR/<name>/<version>/{model.onnx,model.json}``, and ``judge.onnx`` beside
+them when the card declares a judge (its ``judge`` section).
 
 ``version`` is a positive integer and the newest wins. Version directories appear atomically: writers build
 them under a name starting with ``.`` in the same parent and rename. Readers ignore every entry whose name
@@ -12,6 +13,8 @@ from pathlib import Path
 
 MODEL_FILE = "model.onnx"
 CARD_FILE = "model.json"
+#: The classifier ``cgan-train evaluate`` scored the generator with, exported for serve-time filtering.
+JUDGE_FILE = "judge.onnx"
 
 #: Model names are single path components: no separators, no dot-files, nothing that escapes MODELS_DIR.
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,63}$"

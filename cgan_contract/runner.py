@@ -13,8 +13,15 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from cgan_contract.noise import codes_for_seeds, noise_for_seeds
-from cgan_contract.tensors import INPUT_CODES, INPUT_LABEL, INPUT_NOISE, OUTPUT_IMAGE
+from cgan_contract.noise import codes_for_seeds, truncated_noise_for_seeds
+from cgan_contract.tensors import (
+    INPUT_CODES,
+    INPUT_LABEL,
+    INPUT_NOISE,
+    JUDGE_INPUT,
+    JUDGE_OUTPUT,
+    OUTPUT_IMAGE,
+)
 
 #: onnxruntime's names for the contract's dtypes (``NodeArg.type``).
 ORT_TYPES = {"float32": "tensor(float)", "int64": "tensor(int64)", "uint8": "tensor(uint8)"}
@@ -55,11 +62,13 @@ def generate(
     *,
     code_ranges: list[tuple[float, float]] | None = None,
     codes: np.ndarray | None = None,
+    truncation: float | None = None,
 ) -> np.ndarray:
     """The generator's output for int64 ``labels`` and uint64 ``seeds`` (image i: label i, noise of seed i).
 
     For a generator with style codes pass ``code_ranges`` (the card's, in input order): image i's codes are
     then ``codes[i]`` when given, else seed i's (:func:`~cgan_contract.noise.codes_for_seeds`).
+    ``truncation`` redraws noise entries beyond it (:func:`~cgan_contract.noise.truncated_noise_for_seeds`).
     ``batch_size`` bounds the images per onnxruntime run (memory); rows do not depend on it. Returns what
     the graph returns, uint8 ``[N, H, W, C]`` for a generator that keeps the contract.
     """
@@ -72,7 +81,7 @@ def generate(
         run(
             session,
             labels[start : start + step],
-            noise_for_seeds(seeds[start : start + step], latent_dim),
+            truncated_noise_for_seeds(seeds[start : start + step], latent_dim, truncation),
             None if codes is None else codes[start : start + step],
         )
         for start in range(0, max(len(labels), 1), step)
@@ -87,3 +96,9 @@ def run(session: Session, labels: np.ndarray, z: np.ndarray, codes: np.ndarray |
     if codes is not None:
         feed[INPUT_CODES] = np.ascontiguousarray(codes, dtype=np.float32)
     return session.run(_OUTPUTS, feed)[0]
+
+
+def classify(session: Session, images: np.ndarray) -> np.ndarray:
+    """A judge's class probabilities float32 ``[N, classes]`` for the generator's uint8 ``images``
+    ``[N, H, W, C]`` (:func:`~cgan_contract.tensors.judge_signature`)."""
+    return session.run([JUDGE_OUTPUT], {JUDGE_INPUT: np.ascontiguousarray(images, dtype=np.uint8)})[0]

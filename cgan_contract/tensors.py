@@ -18,6 +18,10 @@ NOISE_DTYPE = "float32"
 LABEL_DTYPE = "int64"
 CODES_DTYPE = "float32"
 IMAGE_DTYPE = "uint8"
+#: The judge (``judge.onnx``, optional): the generator's images in, class probabilities out.
+JUDGE_INPUT = "image"
+JUDGE_OUTPUT = "probabilities"
+PROBABILITY_DTYPE = "float32"
 
 
 class TensorSpec(BaseModel):
@@ -41,4 +45,14 @@ def signature(
     if num_codes:
         inputs.append(TensorSpec(name=INPUT_CODES, dtype=CODES_DTYPE, shape=[None, num_codes]))
     outputs = [TensorSpec(name=OUTPUT_IMAGE, dtype=IMAGE_DTYPE, shape=[None, *image_shape])]
+    return inputs, outputs
+
+
+def judge_signature(
+    image_shape: tuple[int, int, int], num_classes: int
+) -> tuple[list[TensorSpec], list[TensorSpec]]:
+    """The ONNX inputs and outputs of a model's judge: uint8 images exactly as the generator makes them
+    (``[N, H, W, C]``, 255 = ink) in, float32 probabilities ``[N, num_classes]`` (rows sum to 1) out."""
+    inputs = [TensorSpec(name=JUDGE_INPUT, dtype=IMAGE_DTYPE, shape=[None, *image_shape])]
+    outputs = [TensorSpec(name=JUDGE_OUTPUT, dtype=PROBABILITY_DTYPE, shape=[None, num_classes])]
     return inputs, outputs

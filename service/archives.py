@@ -2,6 +2,11 @@
 
 Order and seeds: the labels in the order requested, ``per_label`` images each; image ``j`` overall (row
 ``j`` of ``x``, line ``j`` of ``manifest.csv``) is label ``labels[j // per_label]`` with seed ``seed + j``.
+With ``min_confidence`` each label's images are the ones its judge accepted (:mod:`service.filtering`),
+so seeds have gaps: the zip's ``manifest.csv`` and the tar's ``.json`` name each image's seed, the npz
+adds ``seeds.npy`` (int64 ``[N]``) and ``acceptance_rate.npy`` (float64 ``[1]``) after ``y.npy``, and the
+zip's ``manifest.json`` gives ``min_confidence``, ``acceptance_rate`` and the candidates judged. With
+``truncation`` the manifests and each tar ``.json`` carry it too: it is needed to make an image again.
 
 * ``npz``: ``x.npy`` uint8 ``[N, H, W]`` (``[N, H, W, C]`` when C > 1) and ``y.npy`` int64 ``[N]``, stored
   uncompressed. The ``x`` header carries the final shape up front, so rows are written as they are made.
@@ -25,7 +30,7 @@ import re
 import tarfile
 import zipfile
 from collections.abc import Generator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import orjson
@@ -48,6 +53,11 @@ class DatasetPlan:
     batch: int
     #: float32 ``[k]``: the style codes of every image, when the request gave them (else the seed rule's).
     codes: np.ndarray | None = None
+    truncation: float | None = None
+    #: With min_confidence: the seed of every image (uint64 ``[total]``) and how many candidates were judged.
+    seeds: np.ndarray | None = field(default=None, compare=False)
+    min_confidence: float | None = None
+    examined: int | None = None
 
     @property
     def total(self) -> int:
@@ -62,13 +72,33 @@ class DatasetPlan:
         label_of_block = np.asarray(self.labels, dtype=np.int64)
         for first in range(start, stop, self.batch):
             index = np.arange(first, min(first + self.batch, stop), dtype=np.int64)
-            yield first, label_of_block[index // self.per_label], (index + self.seed).astype(np.uint64)
+            seeds = (index + self.seed).astype(np.uint64) if self.seeds is None else self.seeds[index]
+            yield first, label_of_block[index // self.per_label], seeds
 
-    def generate(self, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
-        """The images of one batch: the model's for these labels and seeds (and the request's codes)."""
-        if self.codes is None:
-            return self.model.generate(labels, seeds)
-        return self.model.generate(labels, seeds, np.tile(self.codes, (len(seeds), 1)))
+    def seed_of(self, j: int) -> int:
+        return self.seed + j if self.seeds is None else int(self.seeds[j])
+
+    @property
+    def acceptance_rate(self) -> float | None:
+        return None if self.examined is None else self.total / self.examined
+
+    def images(self, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        """The images of a batch from :meth:`batches`, made with the request's codes and quality controls."""
+        codes = None if self.codes is None else np.tile(self.codes, (len(seeds), 1))
+        return self.model.generate(labels, seeds, codes, self.truncation)
+
+    def controls(self) -> dict[str, float | int]:
+        """The quality controls asked for, and what filtering took, for manifests (empty when none)."""
+        found: dict[str, float | int] = {}
+        if self.truncation is not None:
+            found["truncation"] = self.truncation
+        if self.min_confidence is not None and self.examined is not None:
+            found |= {
+                "min_confidence": self.min_confidence,
+                "acceptance_rate": self.total / self.examined,
+                "candidates_judged": self.examined,
+            }
+        return found
 
     def __post_init__(self) -> None:
         # Paths are built per image; the folder names and digit width are worked out once.
@@ -133,12 +163,16 @@ def npz_chunks(plan: DatasetPlan) -> Generator[bytes, None, None]:
         with archive.open(_entry("x.npy"), "w", force_zip64=plan.total * h * w * c >= _ZIP64_AT) as x:
             x.write(imaging.npy_header(np.dtype(np.uint8), x_shape))
             for _, labels, seeds in plan.batches():
-                x.write(np.ascontiguousarray(plan.generate(labels, seeds)).data.cast("B"))
+                x.write(np.ascontiguousarray(plan.images(labels, seeds)).data.cast("B"))
                 yield sink.drain()
         with archive.open(_entry("y.npy"), "w", force_zip64=plan.total * 8 >= _ZIP64_AT) as y:
             y.write(imaging.npy_header(np.dtype(np.int64), (plan.total,)))
             for _, labels, _ in plan.batches():
                 y.write(labels.data.cast("B"))
+        if plan.seeds is not None:
+            seeds = plan.seeds.astype(np.int64)  # seeds are at most 2**53 - 1: int64 reads everywhere
+            archive.writestr(_entry("seeds.npy"), imaging.npy(seeds))
+            archive.writestr(_entry("acceptance_rate.npy"), imaging.npy(np.float64(plan.acceptance_rate)))
     yield sink.drain()
 
 
@@ -147,7 +181,7 @@ def zip_chunks(plan: DatasetPlan, compress_level: int = 1) -> Generator[bytes, N
     card = plan.model.card
     with _archive(sink) as archive:
         for start, labels, seeds in plan.batches():
-            images = plan.generate(labels, seeds)
+            images = plan.images(labels, seeds)
             for k in range(len(images)):
                 archive.writestr(_entry(plan.image_path(start + k)), imaging.png(images[k], compress_level))
             yield sink.drain()
@@ -162,7 +196,10 @@ def zip_chunks(plan: DatasetPlan, compress_level: int = 1) -> Generator[bytes, N
             "image_shape": card.image_shape,
             "count": plan.total,
             **({} if plan.codes is None else {"codes": plan.codes.tolist()}),
-            "order": "labels in the order given, per_label each; image j (manifest.csv row j) uses seed + j",
+            "order": "labels in the order given, per_label each; image j (manifest.csv row j) uses seed + j"
+            if plan.seeds is None
+            else "labels in the order given, per_label each; image j uses the seed on manifest.csv row j",
+            **plan.controls(),
         }
         archive.writestr(_entry("manifest.json"), orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
         with archive.open(_entry("manifest.csv"), "w", force_zip64=plan.total * 64 >= _ZIP64_AT) as rows:
@@ -172,7 +209,7 @@ def zip_chunks(plan: DatasetPlan, compress_level: int = 1) -> Generator[bytes, N
                 writer = csv.writer(text, lineterminator="\n")
                 for j in range(start, min(start + _CSV_ROWS, plan.total)):
                     label = plan.labels[j // plan.per_label]
-                    writer.writerow((plan.image_path(j), label, card.class_names[label], plan.seed + j))
+                    writer.writerow((plan.image_path(j), label, card.class_names[label], plan.seed_of(j)))
                 rows.write(text.getvalue().encode())
                 yield sink.drain()
     yield sink.drain()
@@ -199,7 +236,7 @@ def tar_samples(
     """The tar members of samples ``[start, stop)``, one chunk per batch, without the end marker."""
     card = plan.model.card
     for first, labels, seeds in plan.batches(start, stop):
-        images = plan.generate(labels, seeds)
+        images = plan.images(labels, seeds)
         members = []
         for k in range(len(images)):
             key, label = plan.key(first + k), int(labels[k])
@@ -209,6 +246,7 @@ def tar_samples(
                 "seed": int(seeds[k]),
                 "model": plan.model.name,
                 "version": plan.model.version,
+                **({} if plan.truncation is None else {"truncation": plan.truncation}),
             }
             members += (
                 _tar_member(f"{key}.png", imaging.png(images[k], compress_level)),

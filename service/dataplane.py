@@ -12,12 +12,15 @@ one way from a request to bytes::
 Style codes (:mod:`service.codes`) ride in the same jobs: a job's codes are the caller's or its seeds'
 (the contract's seed rule), and a traversal is a job whose images repeat their row's seed.
 
-and every image, here or in an archive, comes from :meth:`service.registry.LoadedModel.generate`. Refusals
+and every image, here or in an archive, comes from :meth:`service.registry.LoadedModel.generate`. Quality
+controls ride the same path: ``truncation`` goes with the seeds into ``generate``, and ``min_confidence``
+makes a job (or an archive's plan) pick its seeds with :func:`service.filtering.select`. Refusals
 are :class:`RequestError` s that name the field at fault; the HTTP layer only maps them to status codes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import secrets
 from collections.abc import Callable, Generator, Sequence
@@ -29,7 +32,7 @@ import orjson
 
 import cgan_contract as contract
 from service import codes as style_codes
-from service import imaging
+from service import filtering, imaging
 from service.archives import MEDIA_TYPES as ARCHIVE_MEDIA_TYPES
 from service.archives import DatasetPlan, npz_chunks, tar_chunks, zip_chunks
 from service.registry import LoadedModel
@@ -135,6 +138,30 @@ def _cap(runtime: Runtime, field: str, value: int | None, what: str = "", name: 
         raise RequestError(f"{name}: at most {LIMITS[field].upper()} ({limit}){what}", name)
 
 
+def check_controls(model: LoadedModel, truncation: float | None, min_confidence: float | None) -> None:
+    """Refuse a truncation outside the contract's range, and a min_confidence outside 0..1 or for a model
+    without a judge."""
+    low, high = contract.MIN_TRUNCATION, contract.MAX_TRUNCATION
+    if truncation is not None and not low <= truncation <= high:
+        raise RequestError(f"truncation: must be in {low}..{high}, got {truncation}", "truncation")
+    if min_confidence is None:
+        return
+    if not 0.0 <= min_confidence <= 1.0:
+        raise RequestError(f"min_confidence: must be in 0..1, got {min_confidence}", "min_confidence")
+    if model.judge is None:
+        detail = f"min_confidence: {model.name!r} v{model.version} has no judge ({contract.JUDGE_FILE})"
+        raise RequestError(detail, "min_confidence")
+
+
+def not_enough(e: filtering.NotEnoughAccepted, min_confidence: float) -> RequestError:
+    """The 422 for a filtered request whose candidates ran out."""
+    return RequestError(
+        f"min_confidence: only {e.accepted} of {e.count} images of label {e.label} reached {min_confidence} "
+        f"within {e.examined} candidates ({filtering.MAX_DRAWS_PER_IMAGE} per image); lower min_confidence",
+        "min_confidence",
+    )
+
+
 # --- images ---------------------------------------------------------------------------------------------
 
 
@@ -154,6 +181,10 @@ class ImageRequest:
     codes: Sequence[float] | Sequence[Sequence[float]] | None = None
     #: A traversal grid instead of ``n`` images: ``n`` rows (seeds) of ``traverse.steps`` columns.
     traverse: style_codes.Traverse | None = None
+    #: Redraw noise entries beyond this (the contract's truncation rule); None: plain noise.
+    truncation: float | None = None
+    #: Keep only images the judge gives the label at least this probability (service.filtering).
+    min_confidence: float | None = None
 
 
 @dataclass(eq=False)
@@ -164,8 +195,9 @@ class Job:
     label: int
     n: int
     seed: int
-    #: Turns this job's ``[n, H, W, C]`` images into response bytes; runs on the generating thread.
-    encode: Callable[[np.ndarray], bytes]
+    #: Turns this job's ``[n, H, W, C]`` images into response bytes; runs on the generating thread. A
+    #: filtered job's is also given ``seeds=``, the seeds its images came from.
+    encode: Callable[..., bytes]
     media_type: str = "application/octet-stream"
     #: int64 ``[n]``: one label per image, when they differ (tensor requests); else ``label`` for all.
     labels: np.ndarray | None = None
@@ -175,6 +207,10 @@ class Job:
     seeds: np.ndarray | None = None
     #: float32 ``[n, k]``: the caller's style codes, used instead of the seed rule's.
     codes: np.ndarray | None = None
+    truncation: float | None = None
+    min_confidence: float | None = None
+    #: A filtered job's outcome once run: its images' seeds and the acceptance rate.
+    selection: filtering.Selection | None = None
 
     def image_labels(self) -> np.ndarray:
         return self.labels if self.labels is not None else np.full(self.n, self.label, dtype=np.int64)
@@ -199,6 +235,9 @@ class Images:
     seed: int
     media_type: str
     body: bytes
+    #: With min_confidence: the images kept per candidate judged, and the candidates judged.
+    acceptance_rate: float | None = None
+    examined: int | None = None
 
 
 def encode(
@@ -210,6 +249,7 @@ def encode(
     images: np.ndarray,
     *,
     job: Job | None = None,
+    seeds: np.ndarray | None = None,
 ) -> bytes:
     """``[n, H, W, C]`` images of one request as a PNG grid, .npy bytes or JSON.
 
@@ -228,7 +268,9 @@ def encode(
             "version": model.version,
             "labels": [label] * n,
             "class_name": model.card.class_names[label],
-            "seeds": list(range(seed, seed + n)) if job is None else job.image_seeds().tolist(),
+            "seeds": list(range(seed, seed + n))
+            if seeds is None and job is None
+            else (seeds if seeds is not None else job.image_seeds()).tolist(),
             "shape": pixels.shape,
             "images": pixels,
             **({} if job is None else {"codes": job.image_codes()}),
@@ -243,11 +285,28 @@ def prepare(runtime: Runtime, request: ImageRequest) -> Job:
     _cap(runtime, "nrow", request.nrow)
     model = resolve_model(runtime, request.model, request.version)
     label = resolve_label(model, request.label)
-    seed = resolve_seed(request.seed, request.n)
+    check_controls(model, request.truncation, request.min_confidence)
+    draws = 1 if request.min_confidence is None else filtering.MAX_DRAWS_PER_IMAGE
+    seed = resolve_seed(request.seed, request.n * draws)
     n, seeds, codes = _style(runtime, model, request, seed)
+    varied = request.traverse is not None or (codes is not None and not np.all(codes == codes[0]))
+    if request.min_confidence is not None and varied:
+        detail = "min_confidence: filtering keeps whole seeds; use it with shared codes, not per image"
+        raise RequestError(detail, "min_confidence")
     level = runtime.settings.png_compress_level
     encoder = functools.partial(encode, model, label, seed, request, level)
-    job = Job(model, label, n, seed, encoder, IMAGE_MEDIA_TYPES[request.format], seeds=seeds, codes=codes)
+    job = Job(
+        model,
+        label,
+        n,
+        seed,
+        encoder,
+        IMAGE_MEDIA_TYPES[request.format],
+        seeds=seeds,
+        codes=codes,
+        truncation=request.truncation,
+        min_confidence=request.min_confidence,
+    )
     if model.card.codes and request.format == "json":
         job.encode = functools.partial(encoder, job=job)
     return job
@@ -285,24 +344,29 @@ def run_jobs(jobs: Sequence[Job]) -> list[bytes | BaseException]:
     Blocking. The batcher calls it with whatever requests arrived together, :func:`images_now` with one.
     """
     outcomes: list[bytes | BaseException] = [b""] * len(jobs)
-    by_model: dict[LoadedModel, list[int]] = {}
+    by_model: dict[tuple[LoadedModel, float | None], list[int]] = {}
     for i, job in enumerate(jobs):
-        by_model.setdefault(job.model, []).append(i)
-    for model, members in by_model.items():
+        if job.min_confidence is not None:
+            outcomes[i] = _run_filtered(job)
+            continue
+        by_model.setdefault((job.model, job.truncation), []).append(i)
+    for (model, truncation), members in by_model.items():
         group = [jobs[i] for i in members]
         try:
             if all(j.z is None and j.labels is None for j in group):
                 labels = np.repeat(np.array([j.label for j in group], dtype=np.int64), [j.n for j in group])
                 seeds = np.concatenate([j.image_seeds() for j in group])
                 if all(j.codes is None for j in group):
-                    images = model.generate(labels, seeds)
+                    images = model.generate(labels, seeds, truncation=truncation)
                 else:  # codes per image concatenate like the seeds: given ones, else the seed rule's
-                    images = model.generate(labels, seeds, np.concatenate([j.image_codes() for j in group]))
+                    codes = np.concatenate([j.image_codes() for j in group])
+                    images = model.generate(labels, seeds, codes, truncation=truncation)
             else:
                 labels = np.concatenate([j.image_labels() for j in group])
                 latent = model.card.latent_dim
+                noise = contract.truncated_noise_for_seeds
                 z = np.concatenate(
-                    [contract.noise_for_seeds(j.image_seeds(), latent) if j.z is None else j.z for j in group]
+                    [noise(j.image_seeds(), latent, truncation) if j.z is None else j.z for j in group]
                 )
                 codes = np.concatenate([j.image_codes() for j in group]) if model.card.codes else None
                 images = model.generate_from_noise(labels, z, codes)
@@ -320,12 +384,46 @@ def run_jobs(jobs: Sequence[Job]) -> list[bytes | BaseException]:
     return outcomes
 
 
+def _run_filtered(job: Job) -> bytes | BaseException:
+    """A min_confidence job: its seeds picked by the judge, then encoded; errors become its outcome."""
+    assert job.min_confidence is not None
+    try:
+        job.selection = filtering.select(
+            job.model,
+            job.label,
+            filtering.generate_candidates(job.seed, job.n),
+            job.n,
+            job.min_confidence,
+            truncation=job.truncation,
+            codes=None if job.codes is None else job.codes[0],
+        )
+        job.seeds = job.selection.seeds  # so a codes model's JSON lists the kept images' seeds and codes
+        return job.encode(job.selection.images, seeds=job.selection.seeds)
+    except filtering.NotEnoughAccepted as e:
+        return not_enough(e, job.min_confidence)
+    except Exception as e:
+        return e
+
+
+def _answer(job: Job, body: bytes) -> Images:
+    selection = job.selection
+    return Images(
+        job.model,
+        job.label,
+        job.seed,
+        job.media_type,
+        body,
+        None if selection is None else selection.acceptance_rate,
+        None if selection is None else selection.examined,
+    )
+
+
 async def images(runtime: Runtime, request: ImageRequest) -> Images:
     """The images for a request, sharing a generator run with the requests that arrive meanwhile."""
     job = prepare(runtime, request)
     assert runtime.batcher is not None, "the runtime has not started"
     body = await runtime.batcher.submit(job)
-    return Images(job.model, job.label, job.seed, job.media_type, body)
+    return _answer(job, body)
 
 
 def images_now(runtime: Runtime, request: ImageRequest) -> Images:
@@ -334,7 +432,7 @@ def images_now(runtime: Runtime, request: ImageRequest) -> Images:
     (outcome,) = run_jobs([job])
     if isinstance(outcome, BaseException):
         raise outcome
-    return Images(job.model, job.label, job.seed, job.media_type, outcome)
+    return _answer(job, outcome)
 
 
 # --- tensors (Open Inference Protocol) ------------------------------------------------------------------
@@ -443,6 +541,8 @@ class ArchiveRequest:
     version: int | None = None
     #: Style codes: k values for every image; each image's from its seed when absent.
     codes: Sequence[float] | None = None
+    truncation: float | None = None
+    min_confidence: float | None = None
 
 
 @dataclass(frozen=True)
@@ -460,7 +560,9 @@ class Archive:
 
 
 def archive(runtime: Runtime, request: ArchiveRequest) -> Archive:
-    """Check and plan an archive; nothing is generated until its chunks are drawn."""
+    """Check and plan an archive; nothing is generated until its chunks are drawn, except with
+    ``min_confidence``: then the plan picks every image's seed first (blocking: call it off the loop), so
+    a request the judge cannot satisfy is refused before any byte is sent."""
     settings = runtime.settings
     _cap(runtime, "per_label", request.per_label)
     model = resolve_model(runtime, request.model, request.version)
@@ -475,13 +577,24 @@ def archive(runtime: Runtime, request: ArchiveRequest) -> Archive:
         limit = settings.max_dataset_images
         detail = f"per_label: {request.per_label} x {len(labels)} labels exceeds MAX_DATASET_IMAGES ({limit})"
         raise RequestError(detail, "per_label")
-    seed = resolve_seed(request.seed, total)
+    check_controls(model, request.truncation, request.min_confidence)
+    draws = 1 if request.min_confidence is None else filtering.MAX_DRAWS_PER_IMAGE
+    seed = resolve_seed(request.seed, total * draws)
     try:
         codes = style_codes.resolve(model.card, request.codes, 1, per_image=False)
     except style_codes.CodesError as e:
         raise RequestError(str(e), e.field) from None
-    fixed = None if codes is None else codes[0]
-    plan = DatasetPlan(model, labels, request.per_label, seed, settings.dataset_batch, codes=fixed)
+    plan = DatasetPlan(
+        model,
+        labels,
+        request.per_label,
+        seed,
+        settings.dataset_batch,
+        codes=None if codes is None else codes[0],
+        truncation=request.truncation,
+    )
+    if request.min_confidence is not None:
+        plan = _filtered_plan(plan, request.min_confidence)
     level = settings.png_compress_level
     if request.format == "npz":
         chunks = npz_chunks(plan)
@@ -490,3 +603,29 @@ def archive(runtime: Runtime, request: ArchiveRequest) -> Archive:
     else:
         chunks = tar_chunks(plan, level)
     return Archive(plan, request.format, ARCHIVE_MEDIA_TYPES[request.format], chunks)
+
+
+def _filtered_plan(plan: DatasetPlan, min_confidence: float) -> DatasetPlan:
+    """``plan`` with each label block's seeds picked by the judge; the images are made again when the
+    archive streams (memory stays one batch), so a filtered archive costs about twice the generator runs."""
+    seeds, examined = [], 0
+    for block, label in enumerate(plan.labels):
+        candidates = filtering.dataset_candidates(plan.seed, plan.per_label, len(plan.labels), block)
+        try:
+            selection = filtering.select(
+                plan.model,
+                label,
+                candidates,
+                plan.per_label,
+                min_confidence,
+                truncation=plan.truncation,
+                codes=plan.codes,
+                batch=plan.batch,
+            )
+        except filtering.NotEnoughAccepted as e:
+            raise not_enough(e, min_confidence) from None
+        seeds.append(selection.seeds)
+        examined += selection.examined
+    return dataclasses.replace(
+        plan, seeds=np.concatenate(seeds), min_confidence=min_confidence, examined=examined
+    )

@@ -74,21 +74,36 @@ class LoadedModel:
     metrics: Metrics = field(repr=False)
     #: Which root it came from: "models_dir" or "bundled" (see ``Settings.model_roots``).
     source: str = "models_dir"
+    #: The judge's onnxruntime session when the card declares one (``judge.onnx``), else None.
+    judge: Any = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         # Resolved once: a labelled child costs a dict lookup and a lock per request otherwise.
         object.__setattr__(self, "_latency", self.metrics.inference_seconds.labels(self.name))
         object.__setattr__(self, "_images", self.metrics.images.labels(self.name))
 
-    def generate(self, labels: np.ndarray, seeds: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
+    def generate(
+        self,
+        labels: np.ndarray,
+        seeds: np.ndarray,
+        codes: np.ndarray | None = None,
+        truncation: float | None = None,
+    ) -> np.ndarray:
         """``[n, H, W, C]`` uint8 for int64 ``labels`` and uint64 ``seeds``; blocking: keep off the loop.
 
-        For a model with style codes, float32 ``codes`` ``[n, k]`` replace the seed rule's codes.
-        Every image the service makes comes through here, timed and counted per model.
+        Every image the service makes comes through here, timed and counted per model. For a model with
+        style codes, float32 ``codes`` ``[n, k]`` replace the seed rule's codes. ``truncation`` redraws
+        noise entries beyond it (the contract's rule, still a function of each seed).
         """
         start = time.perf_counter()
         images = runner.generate(
-            self.session, labels, seeds, self.card.latent_dim, code_ranges=self.card.code_ranges, codes=codes
+            self.session,
+            labels,
+            seeds,
+            self.card.latent_dim,
+            code_ranges=self.card.code_ranges,
+            codes=codes,
+            truncation=truncation,
         )
         self._latency.observe(time.perf_counter() - start)
         self._images.inc(len(labels))
@@ -106,6 +121,12 @@ class LoadedModel:
         self._latency.observe(time.perf_counter() - start)
         self._images.inc(len(labels))
         return images
+
+    def classify(self, images: np.ndarray) -> np.ndarray:
+        """The judge's probabilities float32 ``[n, classes]`` for ``[n, H, W, C]`` uint8 images; blocking."""
+        if self.judge is None:
+            raise ValueError(f"model {self.name} v{self.version} has no judge")
+        return runner.classify(self.judge, images)
 
 
 def _fingerprint(version_dir: Path) -> tuple:
@@ -222,9 +243,13 @@ def _check_tensor(kind: str, actual: Any, spec: contract.TensorSpec) -> None:
 
 
 def _check_session(session: Any, card: ModelCard) -> None:
+    _check_io(session, card.inputs, card.outputs)
+
+
+def _check_io(session: Any, inputs: list[contract.TensorSpec], outputs: list[contract.TensorSpec]) -> None:
     for kind, actual, specs in (
-        ("input", session.get_inputs(), card.inputs),
-        ("output", session.get_outputs(), card.outputs),
+        ("input", session.get_inputs(), inputs),
+        ("output", session.get_outputs(), outputs),
     ):
         names = sorted(a.name for a in actual)
         if names != sorted(s.name for s in specs):
@@ -250,6 +275,34 @@ def _warm_up(model: LoadedModel) -> None:
     if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape != want:
         got = getattr(images, "shape", None), getattr(images, "dtype", None)
         raise ModelRefused("warmup", f"warm-up output is {got}, the card says {want} uint8")
+
+
+def _warm_up_judge(judge: Any, model: LoadedModel) -> None:
+    """The judge on two of the generator's images: probabilities of the right shape that sum to one."""
+    card = model.card
+    labels = np.array([0, card.num_classes - 1], dtype=np.int64)
+    images = runner.generate(
+        model.session, labels, np.array([0, 1], np.uint64), card.latent_dim, code_ranges=card.code_ranges
+    )
+    try:
+        probabilities = runner.classify(judge, images)
+    except Exception as e:  # onnxruntime raises its own exception types for every graph failure
+        raise ModelRefused(
+            "judge", f"{contract.JUDGE_FILE} warm-up run failed: {str(e).splitlines()[0]}"
+        ) from None
+    want = (2, card.num_classes)
+    if (
+        not isinstance(probabilities, np.ndarray)
+        or probabilities.dtype != np.float32
+        or probabilities.shape != want
+    ):
+        got = getattr(probabilities, "shape", None), getattr(probabilities, "dtype", None)
+        raise ModelRefused(
+            "judge", f"{contract.JUDGE_FILE} output is {got}, the contract needs {want} float32"
+        )
+    sums = probabilities.sum(axis=1)
+    if not np.isfinite(probabilities).all() or probabilities.min() < 0 or np.abs(sums - 1).max() > 1e-3:
+        raise ModelRefused("judge", f"{contract.JUDGE_FILE} output is not probabilities (rows sum to {sums})")
 
 
 _ROOT_NAMES = {"models_dir": "MODELS_DIR", "bundled": "the bundled models"}
@@ -347,8 +400,43 @@ class ModelRegistry:
             name, version, version_dir, card, session, datetime.now(UTC), self.metrics, source
         )
         _warm_up(model)
+        if card.judge is not None:
+            model = dataclasses.replace(model, judge=self.load_judge(model, card))
         self._card_stamps[version_dir] = card_stamp
         return model
+
+    def load_judge(self, model: LoadedModel, card: ModelCard) -> Any:
+        """The verified, warmed session of the judge ``card`` declares beside ``model``'s generator.
+
+        Held to the generator's rules: the card's hash, the contract's signature, a real run. A card that
+        declares a judge it cannot back is refused whole, like a generator that does not match its card.
+        """
+        declared = card.judge
+        assert declared is not None
+        name = contract.JUDGE_FILE
+        inputs, outputs = contract.judge_signature(card.image_shape, card.num_classes)
+        if declared.inputs != inputs or declared.outputs != outputs:
+            raise ModelRefused(
+                "judge", "card's judge inputs/outputs do not match its image_shape and classes"
+            )
+        try:
+            data = self.reader.read(model.path / name)
+        except FileNotFoundError:
+            raise ModelRefused("incomplete", f"{name} is missing (the card declares a judge)") from None
+        except OSError as e:
+            raise ModelRefused("unreadable", f"{name} is unreadable: {e}") from None
+        digest = hashlib.sha256(data).hexdigest()
+        if digest != declared.sha256:
+            raise ModelRefused("sha256", f"sha256 of {name} is {digest}, the card says {declared.sha256}")
+        try:
+            judge = runner.open_session(
+                data, threads=self.settings.intra_op_threads, spinning=self.settings.ort_allow_spinning
+            )
+        except Exception as e:  # onnxruntime's exception classes are not part of its public API
+            raise ModelRefused("judge", f"onnxruntime cannot load {name}: {str(e).splitlines()[0]}") from None
+        _check_io(judge, inputs, outputs)
+        _warm_up_judge(judge, model)
+        return judge
 
     def refresh_card(self, model: LoadedModel) -> LoadedModel:
         """``model`` with its card re-read if the file changed since it was loaded (``cgan-train evaluate``
@@ -374,8 +462,18 @@ class ModelRegistry:
                 model.version,
             )
             return model
+        judge = model.judge
+        if card.judge != old.judge:
+            # cgan-train evaluate writes judge.onnx before the card that declares it.
+            try:
+                judge = None if card.judge is None else self.load_judge(model, card)
+            except ModelRefused as e:
+                log.warning(
+                    "ignored rewritten card of %s v%d: %s (%s)", model.name, model.version, e, e.reason
+                )
+                return model
         log.info("reloaded the rewritten card of %s v%d", model.name, model.version)
-        return dataclasses.replace(model, card=card)
+        return dataclasses.replace(model, card=card, judge=judge)
 
     def scan(self) -> dict[str, int]:
         """Bring the served set in line with MODELS_DIR; blocking, so the app runs it in a worker thread.

@@ -8,8 +8,9 @@ import contextlib
 import functools
 import logging
 import threading
-from collections.abc import AsyncIterator, Generator
+from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 from service.batching import Batcher
 from service.config import Settings
@@ -18,6 +19,7 @@ from service.metrics import Metrics
 from service.registry import ModelRegistry
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Runtime:
@@ -97,6 +99,11 @@ class Runtime:
             except Exception:
                 # A scan that crashes must not end hot reload for the life of the process.
                 log.exception("scanning MODELS_DIR failed; retrying in %ss", self.settings.reload_interval)
+
+    async def blocking(self, function: Callable[..., T], *args: object) -> T:
+        """``function(*args)`` on an archive-stream thread (one per admitted request), off the event loop."""
+        assert self._streams is not None
+        return await asyncio.wrap_future(self._streams.submit(function, *args))
 
     async def stream(self, chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
         """Drive a blocking chunk generator on a worker thread, one chunk at a time.

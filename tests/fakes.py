@@ -105,6 +105,76 @@ def style_codes(k: int) -> list[contract.StyleCode]:
     ]
 
 
+def build_judge(
+    num_classes: int = 10,
+    image_shape: tuple[int, int, int] = IMAGE_SHAPE,
+    *,
+    target: int = 0,
+    pixel: int | None = 0,
+    confidence: float = 1.0,
+) -> bytes:
+    """A judge whose confidence the test controls: class ``target`` gets probability ``p`` and the other
+    classes share ``1 - p``, with ``p`` = pixel ``pixel`` (flat index) / 255 of the image, or the constant
+    ``confidence`` when ``pixel`` is None. So a test knows exactly which images it accepts.
+    """
+    pixels = int(np.prod(image_shape))
+    target_row = np.zeros((1, num_classes), np.float32)
+    target_row[0, target] = 1.0
+    rest = (1.0 - target_row) / (num_classes - 1)
+    initializers = [
+        numpy_helper.from_array(np.array([-1, pixels], np.int64), "flat_shape"),
+        numpy_helper.from_array(np.array([pixel or 0], np.int64), "which"),
+        numpy_helper.from_array(np.array(255.0, np.float32), "full"),
+        numpy_helper.from_array(target_row - rest, "spread"),
+        numpy_helper.from_array(rest[0], "rest"),
+    ]
+    nodes = [
+        helper.make_node("Cast", [contract.JUDGE_INPUT], ["as_float"], to=TensorProto.FLOAT),
+        helper.make_node("Reshape", ["as_float", "flat_shape"], ["flat"]),
+    ]
+    if pixel is None:
+        # The constant with the batch's shape [N, 1]: a pixel column times zero, plus the constant.
+        initializers.append(numpy_helper.from_array(np.array([[confidence]], np.float32), "constant"))
+        nodes += [
+            helper.make_node("Gather", ["flat", "which"], ["column"], axis=1),
+            helper.make_node("Mul", ["column", "full"], ["zeroish"]),
+            helper.make_node("Sub", ["zeroish", "zeroish"], ["zero"]),
+            helper.make_node("Add", ["zero", "constant"], ["p"]),
+        ]
+    else:
+        nodes += [
+            helper.make_node("Gather", ["flat", "which"], ["column"], axis=1),
+            helper.make_node("Div", ["column", "full"], ["p"]),
+        ]
+    nodes += [
+        helper.make_node("MatMul", ["p", "spread"], ["scaled"]),
+        helper.make_node("Add", ["scaled", "rest"], [contract.JUDGE_OUTPUT]),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_judge",
+        [helper.make_tensor_value_info(contract.JUDGE_INPUT, TensorProto.UINT8, ["N", *image_shape])],
+        [helper.make_tensor_value_info(contract.JUDGE_OUTPUT, TensorProto.FLOAT, ["N", num_classes])],
+        initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def judge_section(judge_bytes: bytes, num_classes: int = 10, **overrides: object) -> contract.JudgeSection:
+    inputs, outputs = contract.judge_signature(IMAGE_SHAPE, num_classes)
+    fields: dict[str, object] = {
+        "sha256": hashlib.sha256(judge_bytes).hexdigest(),
+        "inputs": inputs,
+        "outputs": outputs,
+        "dataset": "synthetic",
+        "test_accuracy": 1.0,
+    }
+    return contract.JudgeSection(**(fields | overrides))
+
+
 def make_card(name: str, version: int, sha256: str, **overrides: object) -> contract.ModelCard:
     latent_dim = int(overrides.pop("latent_dim", LATENT_DIM))
     image_shape = tuple(overrides.pop("image_shape", IMAGE_SHAPE))
@@ -139,12 +209,17 @@ def write_version(
     card: bool = True,
     atomic: bool = True,
     num_codes: int = 0,
+    judge_bytes: bytes | None = None,
     **card_overrides: object,
 ) -> Path:
     """Publish ``models_dir/name/version`` as the trainer does: temp dir, then rename (or in place).
 
     ``card_overrides`` go into model.json; ``sha256="..."`` there replaces the real digest. ``num_codes``
     = k publishes a generator with k style codes (:func:`style_codes` on its card).
+
+
+    ``card_overrides`` go into model.json; ``sha256="..."`` there replaces the real digest. ``judge_bytes``
+    is written as judge.onnx and declared on the card (unless ``judge=`` is given there).
     """
     classes = card_overrides.get("class_names", DIGITS)
     if num_codes:
@@ -157,6 +232,9 @@ def write_version(
     target = final.with_name(f".tmp-{version}") if atomic else final
     target.mkdir(parents=True)
     (target / contract.MODEL_FILE).write_bytes(data)
+    if judge_bytes is not None:
+        (target / contract.JUDGE_FILE).write_bytes(judge_bytes)
+        card_overrides.setdefault("judge", judge_section(judge_bytes, len(classes)))  # type: ignore[arg-type]
     if card:
         sha = str(card_overrides.pop("sha256", hashlib.sha256(data).hexdigest()))
         (target / contract.CARD_FILE).write_text(

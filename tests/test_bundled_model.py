@@ -51,7 +51,14 @@ def test_bundle_matches_its_card(version_dir: Path):
     card = contract.read_card(version_dir)
     assert (card.name, str(card.version)) == (version_dir.parent.name, version_dir.name)
     assert hashlib.sha256((version_dir / contract.MODEL_FILE).read_bytes()).hexdigest() == card.sha256
-    assert sorted(p.name for p in version_dir.iterdir()) == [contract.CARD_FILE, contract.MODEL_FILE]
+    files = sorted(p.name for p in version_dir.iterdir())
+    assert files == sorted([contract.CARD_FILE, contract.MODEL_FILE, contract.JUDGE_FILE])
+    # The judge the quality figures come from, for min_confidence: hashed on the card, small.
+    assert card.judge is not None and card.quality is not None
+    assert hashlib.sha256((version_dir / contract.JUDGE_FILE).read_bytes()).hexdigest() == card.judge.sha256
+    assert card.judge.dataset == card.dataset
+    assert card.judge.test_accuracy == card.quality.judge_test_accuracy
+    assert (version_dir / contract.JUDGE_FILE).stat().st_size < 4 * 2**20
     assert card.quality is not None, "evaluated before bundling"
     assert card.quality.label_accuracy > 0.9 and not card.quality.mode_collapse
 
@@ -105,6 +112,7 @@ def test_bundle_loads_in_the_service_and_draws_every_class(version_dir: Path, tm
     assert registry.scan() == {card.name: card.version}
     model = registry.models[card.name]
     assert (model.source, model.path, model.card) == ("bundled", version_dir, card)
+    assert model.judge is not None
     labels = np.repeat(np.arange(card.num_classes, dtype=np.int64), 4)
     images = model.generate(labels, contract.request_seeds(0, len(labels)))
     assert images.shape == (len(labels), *card.image_shape) and images.dtype == np.uint8

@@ -17,7 +17,7 @@ from pathlib import Path
 from trainer import variants
 from trainer.config import ARCHS, ConfigError, TrainConfig
 from trainer.data import LOADERS, DataError, load_dataset
-from trainer.evaluation import EvalOptions, evaluate
+from trainer.evaluation import EvalOptions, evaluate, export_judge_only
 from trainer.export import ExportError
 from trainer.train import RUN_FILE, RunResult, export_run, load_run, train
 
@@ -118,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--no-write", action="store_true", help="print the report without updating the card"
     )
+
+    judge = commands.add_parser(
+        "export-judge",
+        help="put the evaluation judge beside an exported model (judge.onnx), as evaluate does",
+        description="Export the judge classifier evaluate scores with into the version directory and "
+        "declare it on the card (the service's min_confidence needs it); evaluate does this too.",
+    )
+    judge.add_argument("model_dir", type=Path, help="a version directory: MODELS_DIR/<name>/<version>")
+    judge.add_argument("--data-dir", type=Path, help="data directory, for datasets that need one")
     return parser
 
 
@@ -199,6 +208,11 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_export_judge(args) -> int:
+    print(f"exported {export_judge_only(args.model_dir, data_dir=args.data_dir)}")
+    return 0
+
+
 #: Failures that are the user's to fix: one line on stderr and exit 2, no traceback.
 USER_ERRORS = (ConfigError, DataError, ExportError, FileNotFoundError, PermissionError)
 
@@ -207,7 +221,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     args = build_parser().parse_args(argv)
-    command = {"train": cmd_train, "export": cmd_export, "evaluate": cmd_evaluate}[args.command]
+    command = {
+        "train": cmd_train,
+        "export": cmd_export,
+        "evaluate": cmd_evaluate,
+        "export-judge": cmd_export_judge,
+    }[args.command]
     try:
         return command(args)
     except USER_ERRORS as exc:

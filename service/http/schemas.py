@@ -133,6 +133,27 @@ class Traverse(BaseModel):
     )
 
 
+Truncation = Annotated[
+    float,
+    Field(
+        ge=contract.MIN_TRUNCATION,
+        le=contract.MAX_TRUNCATION,
+        description="Truncation trick: noise entries with |z| above this are redrawn from further along the "
+        "image's own seed (still reproducible by seed). Lower: more typical, less varied images.",
+        examples=[1.0],
+    ),
+]
+MinConfidence = Annotated[
+    float,
+    Field(
+        ge=0.0,
+        le=1.0,
+        description="Keep only images the model's judge (its card's `judge`) assigns to the label with at "
+        "least this probability, drawing the next seeds until the count is met (at most 20 candidates per "
+        "image, else 422). The acceptance rate comes back in X-Acceptance-Rate.",
+        examples=[0.99],
+    ),
+]
 Seed = Annotated[
     int,
     Field(
@@ -178,6 +199,8 @@ class GenerateRequest(BaseModel):
         description="Instead of n images: n rows (seed + row) of `steps` columns sweeping one code over its "
         "range, the other codes at the row's values (or `codes`); image r x steps + c in npy and json.",
     )
+    truncation: Truncation | None = None
+    min_confidence: MinConfidence | None = None
 
 
 class GenerateQuery(BaseModel):
@@ -203,6 +226,8 @@ class GenerateQuery(BaseModel):
         None, max_length=LABEL_MAX_CHARS, description="Code (name or index) to sweep: a traversal grid."
     )
     steps: int | None = Field(None, ge=2, description="Traversal columns (default 8); n x steps <= MAX_N.")
+    truncation: Truncation | None = None
+    min_confidence: MinConfidence | None = None
 
 
 class GeneratedImages(BaseModel):
@@ -228,7 +253,9 @@ class GeneratedImages(BaseModel):
     version: int
     labels: list[int]
     class_name: str
-    seeds: list[int]
+    seeds: list[int] = Field(
+        description="Each image's seed: seed + i, or with min_confidence the seeds kept."
+    )
     shape: list[int] = Field(description="[n, H, W] for single-channel models, else [n, H, W, C].")
     images: list = Field(description="uint8 pixels shaped like `shape`; 0 background, 255 ink.")
     codes: list[list[float]] | None = Field(
@@ -265,6 +292,8 @@ class DatasetRequest(BaseModel):
         "tar: a WebDataset shard, <key>.png, <key>.cls and <key>.json per image (key = image index).",
     )
     codes: SharedCodes | None = None
+    truncation: Truncation | None = None
+    min_confidence: MinConfidence | None = None
 
 
 class Health(BaseModel):

@@ -29,6 +29,10 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
                 "X-Model-Version": {"description": "Model version.", "schema": {"type": "integer"}},
                 "X-Seed": {"description": "Image j used seed + j.", "schema": {"type": "integer"}},
                 "X-Images": {"description": "Number of images.", "schema": {"type": "integer"}},
+                "X-Acceptance-Rate": {
+                    "description": "With min_confidence: images kept / candidates judged.",
+                    "schema": {"type": "number"},
+                },
             },
             "content": {media_type: _BINARY for media_type in MEDIA_TYPES.values()},
         },
@@ -37,7 +41,8 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
     summary="Stream a labelled dataset",
 )
 async def dataset(body: DatasetRequest, runtime: RuntimeDep) -> StreamingResponse:
-    """`per_label` images of each label (all classes by default): image j uses `seed + j`, labels in order."""
+    """`per_label` images of each label (all classes by default): image j uses `seed + j`, labels in order
+    (with `min_confidence`, the seeds the judge kept: see the manifest)."""
     wanted = ArchiveRequest(
         per_label=body.per_label,
         labels=body.labels,
@@ -46,8 +51,13 @@ async def dataset(body: DatasetRequest, runtime: RuntimeDep) -> StreamingRespons
         format=body.format,
         version=body.version,
         codes=body.codes,
+        truncation=body.truncation,
+        min_confidence=body.min_confidence,
     )
-    archive = dataplane.archive(runtime, wanted)
+    if wanted.min_confidence is None:
+        archive = dataplane.archive(runtime, wanted)
+    else:  # the judge picks every seed before the first byte: off the event loop
+        archive = await runtime.blocking(dataplane.archive, runtime, wanted)
     plan = archive.plan
     headers = {
         "Content-Disposition": f'attachment; filename="{archive.filename}"',
@@ -56,4 +66,6 @@ async def dataset(body: DatasetRequest, runtime: RuntimeDep) -> StreamingRespons
         "X-Seed": str(plan.seed),
         "X-Images": str(plan.total),
     }
+    if plan.acceptance_rate is not None:
+        headers["X-Acceptance-Rate"] = f"{plan.acceptance_rate:.6g}"
     return StreamingResponse(runtime.stream(archive.chunks), media_type=archive.media_type, headers=headers)

@@ -25,6 +25,15 @@ _HEADERS = {
         "schema": {"type": "integer"},
     },
     "X-Label": {"description": "The label as a class index.", "schema": {"type": "integer"}},
+    "X-Acceptance-Rate": {
+        "description": "With min_confidence: images kept / candidates judged (the seeds kept are in the "
+        "json format's `seeds`).",
+        "schema": {"type": "number"},
+    },
+    "X-Candidates": {
+        "description": "With min_confidence: candidates judged, seed .. seed + X-Candidates - 1.",
+        "schema": {"type": "integer"},
+    },
 }
 
 
@@ -48,6 +57,9 @@ async def _generate(request: Request, images_request: ImageRequest) -> Response:
         "X-Seed": str(images.seed),
         "X-Label": str(images.label),
     }
+    if images.acceptance_rate is not None:
+        headers["X-Acceptance-Rate"] = f"{images.acceptance_rate:.6g}"
+        headers["X-Candidates"] = str(images.examined)
     return Response(images.body, media_type=images.media_type, headers=headers)
 
 
@@ -72,6 +84,8 @@ async def generate(body: GenerateRequest, request: Request) -> Response:
         version=body.version,
         codes=body.codes,
         traverse=None if body.traverse is None else codes.Traverse(body.traverse.code, body.traverse.steps),
+        truncation=body.truncation,
+        min_confidence=body.min_confidence,
     )
     return await _generate(request, wanted)
 
@@ -104,6 +118,8 @@ async def generate_png(query: Annotated[GenerateQuery, Query()], request: Reques
         version=q.version,
         codes=values,
         traverse=sweep,
+        truncation=q.truncation,
+        min_confidence=q.min_confidence,
     )
     response = await _generate(request, wanted)
     if q.seed is None:

@@ -128,10 +128,12 @@ def gate(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, thr
     entered, release = threading.Event(), threading.Event()
     original = LoadedModel.generate
 
-    def blocking(self: LoadedModel, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    def blocking(
+        self: LoadedModel, labels: np.ndarray, seeds: np.ndarray, *rest: object, **options: object
+    ) -> np.ndarray:
         entered.set()
         assert release.wait(10), "test never released the gate"
-        return original(self, labels, seeds)
+        return original(self, labels, seeds, *rest, **options)
 
     monkeypatch.setattr(LoadedModel, "generate", blocking)
     yield entered, release

@@ -38,11 +38,13 @@ def test_waiting_requests_share_one_run_and_get_their_own_bytes(
         release, first = threading.Event(), threading.Event()
         original = LoadedModel.generate
 
-        def held(self: LoadedModel, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        def held(
+            self: LoadedModel, labels: np.ndarray, seeds: np.ndarray, *rest: object, **options: object
+        ) -> np.ndarray:
             if not first.is_set():
                 first.set()
                 assert release.wait(10)
-            return original(self, labels, seeds)
+            return original(self, labels, seeds, *rest, **options)
 
         monkeypatch.setattr(LoadedModel, "generate", held)
         runs = "cgan_inference_duration_seconds_count"

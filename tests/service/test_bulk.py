@@ -134,11 +134,13 @@ def test_a_failure_mid_shard_leaves_nothing_that_looks_complete(models_dir: Path
         def __getattr__(self, name: str) -> object:
             return getattr(model, name)
 
-        def generate(self, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+        def generate(
+            self, labels: np.ndarray, seeds: np.ndarray, *rest: object, **options: object
+        ) -> np.ndarray:
             self.calls += 1
             if self.calls == 3:
                 raise RuntimeError("node lost")
-            return model.generate(labels, seeds)
+            return model.generate(labels, seeds, *rest, **options)
 
     with pytest.raises(RuntimeError, match="node lost"):
         bulk.run_shard(job, 0, Failing)  # type: ignore[arg-type]

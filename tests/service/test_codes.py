@@ -277,9 +277,9 @@ def test_the_batcher_merges_requests_with_and_without_codes(client: TestClient, 
     calls: list[tuple[str, int]] = []
     original = LoadedModel.generate
 
-    def counted(self: LoadedModel, labels, seeds, codes=None):
+    def counted(self: LoadedModel, labels, seeds, *rest, **options):
         calls.append((self.name, len(labels)))
-        return original(self, labels, seeds, codes)
+        return original(self, labels, seeds, *rest, **options)
 
     monkeypatch.setattr(LoadedModel, "generate", counted)
     together = dataplane.run_jobs([dataplane.prepare(runtime, r) for r in requests])
@@ -300,12 +300,12 @@ def test_the_batcher_merges_codes_requests_arriving_together(client: TestClient,
     sizes: list[int] = []
     original = LoadedModel.generate
 
-    def held(self: LoadedModel, labels, seeds, codes=None):
+    def held(self: LoadedModel, labels, seeds, *rest, **options):
         if not first.is_set():
             first.set()
             assert release.wait(10)
         sizes.append(len(labels))
-        return original(self, labels, seeds, codes)
+        return original(self, labels, seeds, *rest, **options)
 
     monkeypatch.setattr(LoadedModel, "generate", held)
     results: dict[int, bytes] = {}

@@ -138,7 +138,7 @@ def test_unknown_route_and_method(shared_client: TestClient) -> None:
 
 
 def test_unhandled_errors_are_a_plain_500(models_dir: Path, open_client, monkeypatch) -> None:
-    def explode(self: LoadedModel, labels: object, seeds: object) -> None:
+    def explode(self: LoadedModel, labels: object, seeds: object, *rest: object, **options: object) -> None:
         raise RuntimeError("secret internal detail")
 
     monkeypatch.setattr(LoadedModel, "generate", explode)

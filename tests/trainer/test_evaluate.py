@@ -13,7 +13,9 @@ import pytest
 
 from cgan_contract import (
     CARD_FILE,
+    JUDGE_FILE,
     MODEL_FILE,
+    JudgeSection,
     ModelCard,
     Quality,
     Training,
@@ -41,6 +43,7 @@ from trainer.evaluation.judge import (
     balanced_subset,
     default_cache_dir,
     load_or_train_judge,
+    predict_labels,
     shift_images,
 )
 from trainer.files import sha256_file
@@ -330,6 +333,11 @@ def test_evaluate_writes_quality_and_flags_a_collapsed_generator(models):
     after = json.loads((version_dir / CARD_FILE).read_text())
     written = Quality.model_validate(after.pop("quality"))
     before.pop("quality")
+    # The judge these figures come from now sits beside the generator, declared on the card.
+    judge = JudgeSection.model_validate(after.pop("judge"))
+    assert before.pop("judge") is None
+    assert judge.sha256 == sha256_file(version_dir / JUDGE_FILE) and judge.dataset == "mnist-5k"
+    assert judge.test_accuracy == quality.judge_test_accuracy
     assert after == before  # nothing else on the card moved
     ModelCard.model_validate_json((version_dir / CARD_FILE).read_text())
     assert written.model_dump() == quality.model_dump()
@@ -382,3 +390,41 @@ def test_evaluate_refuses_a_model_that_does_not_match_its_card(models, tmp_path)
         evaluate(version_dir, probe_runs=0, cache_dir=models["cache"])
     with pytest.raises(EvaluateError, match="no model.json"):
         evaluate(tmp_path / "nothing", cache_dir=models["cache"])
+
+
+def test_the_exported_judge_is_the_keras_judge_and_the_service_filters_with_it(models, mnist5k, tmp_path):
+    from cgan_contract import judge_signature, runner
+    from service.config import Settings
+    from service.metrics import Metrics
+    from service.registry import ModelRegistry
+    from trainer.evaluation import export_judge_only
+
+    version_dir = models["diverse"]
+    assert json.loads((version_dir / CARD_FILE).read_text())["judge"] is None
+    path = export_judge_only(version_dir, cache_dir=models["cache"], judge_config=TINY)
+    assert path == version_dir / JUDGE_FILE
+    card = ModelCard.model_validate_json((version_dir / CARD_FILE).read_text())
+    assert card.judge is not None and card.judge.sha256 == sha256_file(path)
+    assert (card.judge.inputs, card.judge.outputs) == judge_signature((28, 28, 1), 10)
+    # On real test digits: the ONNX judge's probabilities are the Keras judge's softmax.
+    keras_judge = load_or_train_judge(mnist5k, models["cache"], TINY)
+    digits = mnist5k.test.images[:200]
+    probabilities = runner.classify(runner.open_session(path), digits[..., None])
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1, atol=1e-5)
+    assert (probabilities.argmax(axis=1) == predict_labels(keras_judge.model, digits)).all()
+    # The service loads, verifies and warms it beside the generator.
+    settings = Settings(models_dir=version_dir.parent.parent, bundled_models=False, ort_intra_op_threads=1)
+    registry = ModelRegistry(settings, Metrics())
+    assert registry.scan()["diverse"] == 1, registry.refusals
+    model = registry.models["diverse"]
+    assert model.judge is not None
+    assert model.classify(digits[:8, ..., None]).shape == (8, 10)
+    assert not list(version_dir.glob(".*"))  # no temp files left behind
+
+
+def test_export_judge_command_errors_are_one_line(tmp_path, capsys):
+    from trainer.cli import main
+
+    assert main(["export-judge", str(tmp_path / "nothing")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("cgan-train export-judge: error:") and "no model.json" in err and "\n" not in err

@@ -24,7 +24,8 @@ contract's rule) and a judge CNN trained on the dataset's real training split (:
   ``collapse_threshold`` (default :data:`.metrics.COLLAPSE_THRESHOLD`). The pixel-space ratio is recorded too.
 
 Modules: :mod:`.score` runs the steps, :mod:`.metrics` holds the pure metric functions, :mod:`.judge` the
-classifiers, :mod:`.report` writes the card's ``quality`` section and ``quality.md``.
+classifiers, :mod:`.report` writes the card's ``quality`` section and ``quality.md``, :mod:`.judge_export`
+puts the judge beside the generator (``judge.onnx``) for the service's ``min_confidence``.
 """
 
 from trainer.evaluation.metrics import (
@@ -42,7 +43,7 @@ from trainer.evaluation.metrics import (
     take_per_class,
 )
 from trainer.evaluation.report import QUALITY_REPORT, render_report, write_quality
-from trainer.evaluation.score import EvalOptions, EvaluateError, evaluate, sample
+from trainer.evaluation.score import EvalOptions, EvaluateError, evaluate, export_judge_only, sample
 
 __all__ = [
     "COLLAPSE_THRESHOLD",
@@ -52,6 +53,7 @@ __all__ = [
     "EvaluateError",
     "diversity",
     "evaluate",
+    "export_judge_only",
     "frechet_distance",
     "frechet_distance_from_stats",
     "gaussian_stats",

@@ -22,6 +22,7 @@ import numpy as np
 from cgan_contract import (
     CARD_FILE,
     INPUT_NOISE,
+    JUDGE_FILE,
     MODEL_FILE,
     OUTPUT_IMAGE,
     ModelCard,
@@ -40,6 +41,7 @@ from trainer.evaluation.judge import (
     load_or_train_judge,
     predict_labels,
 )
+from trainer.evaluation.judge_export import export_judge
 from trainer.evaluation.metrics import (
     COLLAPSE_THRESHOLD,
     diversity,
@@ -186,9 +188,22 @@ def evaluate(
     quality = quality.model_copy(update={"evaluation_seconds": round(time.perf_counter() - started, 1)})
     report = render_report(card, quality)
     if write:
+        # The judge these figures come from goes beside the generator, for the service's min_confidence.
+        export_judge(judge, version_dir, card, images[:: max(1, len(images) // 256)])
         write_quality(version_dir, quality)
         write_report(version_dir, report)
     return quality, report
+
+
+def export_judge_only(model_dir: Path, options: EvalOptions | None = None, **overrides: Any) -> Path:
+    """Export the judge of ``model_dir`` (``cgan-train export-judge``) without measuring again: for a model
+    evaluated before evaluate exported judges. Returns the judge file."""
+    opts = dataclasses.replace(options or EvalOptions(), **overrides)
+    version_dir, card, model_path = open_version(model_dir)
+    judge = load_or_train_judge(dataset_for(card, opts.data_dir), opts.cache_dir, opts.judge_config)
+    labels = np.repeat(np.arange(card.num_classes, dtype=np.int64), 16)
+    export_judge(judge, version_dir, card, sample(model_path, labels, opts.seed, latent_dim=card.latent_dim))
+    return version_dir / JUDGE_FILE
 
 
 def measure(

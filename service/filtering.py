@@ -1,0 +1,113 @@
+"""Judge-filtered generation: keep only the images the model's judge assigns to the requested class with
+at least ``min_confidence``, drawing further seeds in a fixed order until the count is met.
+
+The candidates of a request are a fixed sequence of seeds (the request's own first, then the next ones
+after them, see :func:`generate_candidates` and :func:`dataset_candidates`); the images kept are the
+first ``count`` candidates the judge accepts, in candidate order. So the same request gives the same
+images, however the candidates are batched, and each kept image is the unfiltered image of its seed.
+At most :data:`MAX_DRAWS_PER_IMAGE` candidates per requested image are judged; a request that needs
+more is refused (:class:`NotEnoughAccepted`), never answered short.
+
+Images come from :meth:`service.registry.LoadedModel.generate`, like every image the service makes; the
+data plane (:mod:`service.dataplane`) decides when this runs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from service.registry import LoadedModel
+
+#: Candidates judged per requested image at most: ``n`` images may cost up to 20 n generated and judged
+#: ones, so a min_confidence the model rarely reaches is refused after bounded work.
+MAX_DRAWS_PER_IMAGE = 20
+
+
+class NotEnoughAccepted(Exception):
+    """Fewer than ``count`` of the ``examined`` candidates reached the confidence."""
+
+    def __init__(self, label: int, accepted: int, count: int, examined: int) -> None:
+        super().__init__(f"{accepted} of {count} images of label {label} within {examined} candidates")
+        self.label = label
+        self.accepted = accepted
+        self.count = count
+        self.examined = examined
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The kept images (in candidate order), their seeds, and how many candidates it took."""
+
+    images: np.ndarray
+    seeds: np.ndarray
+    #: Candidates judged up to and including the last one kept.
+    examined: int
+
+    @property
+    def acceptance_rate(self) -> float:
+        return len(self.seeds) / self.examined if self.examined else 1.0
+
+
+def generate_candidates(seed: int, n: int) -> np.ndarray:
+    """The candidates of ``n`` images from ``seed``: seed, seed + 1, ... (``MAX_DRAWS_PER_IMAGE * n``)."""
+    return np.arange(seed, seed + MAX_DRAWS_PER_IMAGE * n, dtype=np.uint64)
+
+
+def dataset_candidates(seed: int, per_label: int, labels: int, block: int) -> np.ndarray:
+    """The candidates of label block ``block`` of a dataset of ``labels`` blocks of ``per_label``.
+
+    First the block's own seeds (``seed + block * per_label + i``, as unfiltered), then the seeds after
+    the request's ``labels * per_label``, taken in turn by the blocks (``seed + total + m * labels +
+    block``), so no two blocks share a seed. With one label this is :func:`generate_candidates`.
+    """
+    total = labels * per_label
+    own = np.arange(per_label, dtype=np.uint64) + np.uint64(seed + block * per_label)
+    extra = np.arange((MAX_DRAWS_PER_IMAGE - 1) * per_label, dtype=np.uint64) * np.uint64(labels)
+    return np.concatenate([own, extra + np.uint64(seed + total + block)])
+
+
+def select(
+    model: LoadedModel,
+    label: int,
+    candidates: np.ndarray,
+    count: int,
+    min_confidence: float,
+    *,
+    truncation: float | None = None,
+    codes: np.ndarray | None = None,
+    batch: int = 1024,
+) -> Selection:
+    """The first ``count`` of ``candidates`` (uint64 seeds) whose image of ``label`` the judge gives at
+    least ``min_confidence`` (compared in float32); :class:`NotEnoughAccepted` when they run out. Blocking.
+
+    Candidates are generated ``batch`` at most at a time: the first run takes ``count`` of them, later
+    ones what the acceptance so far says is still needed, so a rate near 1 costs one extra small run.
+    ``codes`` (float32 ``[k]``) are every candidate's style codes; else each follows its seed.
+    """
+    images: list[np.ndarray] = []
+    seeds: list[np.ndarray] = []
+    kept = start = examined = 0
+    while kept < count and start < len(candidates):
+        need = count - kept
+        rate = kept / start if start else 1.0
+        size = need if not start else math.ceil(need / max(rate, 0.05) * 1.25) + 4
+        size = min(size, batch, len(candidates) - start)
+        chunk = candidates[start : start + size]
+        shared = None if codes is None else np.tile(codes, (size, 1))
+        made = model.generate(np.full(size, label, dtype=np.int64), chunk, shared, truncation=truncation)
+        confidence = model.classify(made)[:, label]
+        accepted = np.flatnonzero(confidence >= min_confidence)[:need]
+        images.append(made[accepted])
+        seeds.append(chunk[accepted])
+        kept += len(accepted)
+        if kept == count:
+            examined = start + int(accepted[-1]) + 1
+        start += size
+    if kept < count:
+        raise NotEnoughAccepted(label, kept, count, start)
+    return Selection(np.concatenate(images), np.concatenate(seeds), examined)
