@@ -167,7 +167,10 @@ def export(
     if not os.access(model_root, os.W_OK):
         raise ExportError(f"{model_root} is not writable")
 
-    proto = to_onnx(generator, latent_dim)
+    from trainer import onnx_rewrite  # onnx loads with the export, not with the CLI
+
+    # Exact rewrites for onnxruntime's CPU kernels; the parity check below runs on the rewritten graph.
+    proto, _ = onnx_rewrite.optimize(to_onnx(generator, latent_dim))
     onnx_bytes = proto.SerializeToString()
     session = runner.open_session(onnx_bytes)
     check_signature(session, latent_dim, image_shape)
