@@ -155,6 +155,58 @@ def fold_affine(model: onnx.ModelProto) -> int:
     return folded
 
 
+def fold_affine_forward(model: onnx.ModelProto) -> int:
+    """Fold ``Mul(c)`` then ``Add(c)`` by per-feature constants *before* a MatMul with a 2-D constant weight
+    (the dense generator's BatchNorm after its activation) into that MatMul's weight and its bias ``Add``:
+    ``(x * s + t) @ W + b = x @ (s W) + (t @ W + b)``. Returns how many were folded."""
+    g = _Graph(model.graph)
+    folded = 0
+    for mul in list(g.graph.node):
+        if mul.op_type != "Mul":
+            continue
+        add = g.only_consumer(mul.output[0])
+        matmul = g.only_consumer(add.output[0]) if add is not None and add.op_type == "Add" else None
+        if matmul is None or matmul.op_type != "MatMul" or matmul.input[0] != add.output[0]:
+            continue
+        weight = g.const(matmul.input[1])
+        if weight is None or weight.ndim != 2:
+            continue
+        data = [name for name in mul.input if g.const(name) is None]
+        scale = _channel_vector(g.const(mul.input[1]), weight.shape[0], 2, -1)
+        if data != [mul.input[0]] or scale is None:
+            continue
+        shift = _channel_vector(
+            g.const(add.input[1] if add.input[0] == mul.output[0] else add.input[0]), weight.shape[0], 2, -1
+        )
+        if shift is None:
+            continue
+        bias_add = g.only_consumer(matmul.output[0])
+        extra = (shift @ weight).astype(np.float32)
+        matmul.input[0] = mul.input[0]
+        scaled = (scale[:, None] * weight).astype(np.float32)
+        matmul.input[1] = g.add_init(scaled, matmul.input[1] + "/folded")
+        old_bias = None
+        if bias_add is not None and bias_add.op_type == "Add":
+            other = bias_add.input[1] if bias_add.input[0] == matmul.output[0] else bias_add.input[0]
+            old_bias = _channel_vector(g.const(other), weight.shape[1], 2, -1)
+        if old_bias is not None:
+            slot = 1 if bias_add.input[0] == matmul.output[0] else 0
+            bias_add.input[slot] = g.add_init(old_bias + extra, other + "/folded")
+        else:
+            mid = g.unique(matmul.output[0] + "/unshifted")
+            shifted = helper.make_node(
+                "Add", [mid, g.add_init(extra, mid + "/bias")], [matmul.output[0]], name=mid + "/add"
+            )
+            matmul.output[0] = mid
+            g.graph.node.insert(list(g.graph.node).index(matmul) + 1, shifted)
+        g.graph.node.remove(mul)
+        g.graph.node.remove(add)
+        g.refresh()
+        folded += 1
+    g.drop_unused_inits()
+    return folded
+
+
 def _subpixel_taps(stride: int, kernel: int, pad: int, phase: int) -> tuple[list[int], int, int] | None:
     """For output phase ``phase`` of a 1-D transposed conv: its kernel taps in input order and the
     (begin, end) pads of the ordinary conv that computes it; ``None`` when that needs negative pads."""
@@ -425,6 +477,7 @@ def optimize(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]]:
     out.CopyFrom(model)
     counts = {
         "fold_affine": fold_affine(out),
+        "fold_affine_forward": fold_affine_forward(out),
         "subpixel_conv_transpose": subpixel_conv_transpose(out),
         "conv_on_phases": conv_on_phases(out),
         "clip_tail": clip_tail(out),
