@@ -23,7 +23,6 @@ from trainer.export import ExportError, publish
 from trainer.files import fsync_file, sha256_file, write_synced
 from trainer.quantize import quantize
 
-
 #: Float noise in the subtractions, so a figure exactly at a limit passes.
 _SLACK = 1e-9
 
