@@ -248,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
 
     meta = machine()
     log(f"GEMM limit ({GEMM_N}x{GEMM_N} float32 MatMul)")
-    before = gemm_limit(max(seconds, 1.0))
+    before = gemm_limit(seconds)
     results = []
     for name, path in models.items():
         log(f"{name}: {path}")
@@ -273,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
                     "profile": profile(blob, best, 5 if args.quick else 20)[:8],
                 }
             )
-    after = gemm_limit(max(seconds, 1.0))
+    after = gemm_limit(seconds)
     limit = (before["ort_gflops"] + after["ort_gflops"]) / 2
     for row in results:
         row["gflops"] = 2 * row["macs_per_image"] * row["images_per_s"][row["best_batch"]] / 1e9
