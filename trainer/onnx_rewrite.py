@@ -9,7 +9,9 @@ Profiling the tf2onnx graphs (``bench/kernels.py``) showed where a CPU run goes:
   Convs go to onnxruntime's blocked NCHWc kernels.
 * **BatchNorm in inference** is a per-channel ``Mul`` and ``Add`` by constants right after a Conv,
   ConvTranspose or MatMul: two passes over the largest activations. They fold into the weights and a bias.
-* the pixel tail's ``Min`` + ``Max`` by constants is one ``Clip``.
+* the pixel tail's ``Min`` + ``Max`` by constants is one ``Clip``, and the whole pixel rule
+  (tanh, +1, *127.5, Round, Clip, Cast: five passes over the image) one sigmoid fused into the last
+  Conv or Gemm plus one ``QuantizeLinear``.
 
 Every rewrite computes the same sums in a different order, so results move by float rounding only; the
 export's parity check against Keras (one grey level) still holds. A rewrite whose pattern does not match is
@@ -471,6 +473,102 @@ def clip_tail(model: onnx.ModelProto) -> int:
     return merged
 
 
+def sigmoid_pixel_tail(model: onnx.ModelProto) -> int:
+    """The pixel rule ``uint8(clip(round((tanh(x) + 1) * 127.5)))`` as ``QuantizeLinear(sigmoid(2x), 1/255)``.
+
+    ``(tanh(x) + 1) * 127.5 = 255 * sigmoid(2x)``; the 2 folds exactly (a power of two) into the weights and
+    bias of the Conv or MatMul + bias that feeds the tanh, onnxruntime fuses the sigmoid into that Conv or
+    Gemm, and QuantizeLinear rounds half to even and saturates to 0..255 like Round + Clip + Cast: five
+    passes over the image become one. A Reshape or Transpose between them is kept.
+    """
+    g = _Graph(model.graph)
+    done = 0
+    for tanh in list(g.graph.node):
+        if tanh.op_type != "Tanh":
+            continue
+        layout, rule = [], []
+        wanted = ["Add", "Mul", "Round", "Clip", "Cast"]
+        node = g.only_consumer(tanh.output[0])
+        while node is not None and len(rule) < len(wanted):
+            if node.op_type in _LAYOUT:
+                layout.append(node)
+            elif node.op_type == wanted[len(rule)] and _pixel_step(g, node):
+                rule.append(node)
+            else:
+                break
+            node = g.only_consumer(node.output[0])
+        if len(rule) != len(wanted) or not _double_preactivation(g, tanh.input[0]):
+            continue
+        tanh.op_type = "Sigmoid"
+        # The layout ops now run on the sigmoid, in their order; QuantizeLinear replaces Add .. Cast.
+        source = tanh.output[0]
+        for move in layout:
+            move.input[0] = source
+            source = move.output[0]
+        cast = rule[-1]
+        scale = g.add_init(np.array(1 / 255, np.float32), tanh.name + "/pixel_scale")
+        zero = g.add_init(np.array(0, np.uint8), tanh.name + "/pixel_zero")
+        quant = helper.make_node(
+            "QuantizeLinear", [source, scale, zero], [cast.output[0]], name=cast.name + "/q"
+        )
+        for old in rule:
+            g.graph.node.remove(old)
+        g.graph.node.insert(list(g.graph.node).index(layout[-1]) + 1 if layout else len(g.graph.node), quant)
+        g.refresh()
+        done += 1
+    g.drop_unused_inits()
+    return done
+
+
+_LAYOUT = ("Reshape", "Transpose", "DepthToSpace")
+
+
+def _pixel_step(g: _Graph, node: onnx.NodeProto) -> bool:
+    """``node`` is the pixel rule's step of its type: +1, *127.5, Round, Clip to 0..255, Cast to uint8."""
+    if node.op_type in ("Add", "Mul"):
+        const = g.const(node.input[1]) if len(node.input) == 2 else None
+        value = {"Add": 1.0, "Mul": 127.5}[node.op_type]
+        return const is not None and const.size == 1 and float(const.reshape(())) == value
+    if node.op_type == "Clip":
+        bounds = [g.const(name) for name in node.input[1:]]
+        if len(bounds) != 2 or any(b is None or b.size != 1 for b in bounds):
+            return False
+        return [float(b.reshape(())) for b in bounds] == [0.0, 255.0]
+    if node.op_type == "Cast":
+        return _attrs(node).get("to") == onnx.TensorProto.UINT8
+    return node.op_type == "Round"
+
+
+def _double_preactivation(g: _Graph, name: str) -> bool:
+    """Double the Conv (weights, bias) or MatMul + bias Add that produces ``name``; False if it is neither."""
+    producers = {out: node for node in g.graph.node for out in node.output}
+    node = producers.get(name)
+    if node is None or g.only_consumer(name) is None:
+        return False
+    if node.op_type == "Conv" and g.const(node.input[1]) is not None:
+        if len(node.input) > 2 and node.input[2] and g.const(node.input[2]) is None:
+            return False
+        node.input[1] = g.add_init(2 * g.const(node.input[1]), node.input[1] + "/x2")
+        if len(node.input) > 2 and node.input[2]:
+            node.input[2] = g.add_init(2 * g.const(node.input[2]), node.input[2] + "/x2")
+        return True
+    if node.op_type == "Add":
+        matmul = producers.get(node.input[0])
+        bias = g.const(node.input[1])
+        if (
+            matmul is None
+            or matmul.op_type != "MatMul"
+            or g.only_consumer(matmul.output[0]) is not node
+            or bias is None
+            or g.const(matmul.input[1]) is None
+        ):
+            return False
+        matmul.input[1] = g.add_init(2 * g.const(matmul.input[1]), matmul.input[1] + "/x2")
+        node.input[1] = g.add_init(2 * bias, node.input[1] + "/x2")
+        return True
+    return False
+
+
 def optimize(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]]:
     """A rewritten copy of ``model`` and how many times each rewrite applied."""
     out = onnx.ModelProto()
@@ -481,6 +579,7 @@ def optimize(model: onnx.ModelProto) -> tuple[onnx.ModelProto, dict[str, int]]:
         "subpixel_conv_transpose": subpixel_conv_transpose(out),
         "conv_on_phases": conv_on_phases(out),
         "clip_tail": clip_tail(out),
+        "sigmoid_pixel_tail": sigmoid_pixel_tail(out),
     }
     onnx.checker.check_model(out)
     return out, counts

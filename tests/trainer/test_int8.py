@@ -16,6 +16,7 @@ from tests.fakes import build_conv_generator, write_version
 from trainer.evaluation.judge import CNNConfig
 from trainer.export import ExportError
 from trainer.int8 import QualityGate, publish_int8
+from trainer.onnx_rewrite import optimize
 from trainer.quantize import calibration_batches, quantize
 
 TINY = CNNConfig(filters=(8,), dense=16, dropout=0.0, epochs=2, min_steps=0, max_shift=0, max_train=600)
@@ -58,7 +59,7 @@ def fp32_dir(tmp_path: Path) -> Path:
 
 
 def test_quantized_twin_is_qdq_int8_with_the_pixel_tail_left_fp32():
-    fp32 = build_conv_generator()
+    fp32 = optimize(onnx.load_from_string(build_conv_generator()))[0].SerializeToString()  # as exported
     int8 = quantize(fp32, latent_dim=8, num_classes=10)
     model = onnx.load_from_string(int8)
     ops = [n.op_type for n in model.graph.node]
@@ -66,11 +67,14 @@ def test_quantized_twin_is_qdq_int8_with_the_pixel_tail_left_fp32():
     weights = {t.name: t.data_type for t in model.graph.initializer}
     dequantized = [n for n in model.graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights]
     assert any(weights[n.input[0]] == onnx.TensorProto.INT8 for n in dequantized)  # per-channel int8 weights
-    # From the tanh on, the pixel rule runs in FP32 exactly as in the FP32 graph: no Q/DQ downstream of it.
-    downstream = {n.output[0] for n in model.graph.node if n.op_type == "Tanh"}
+    # From the output activation on, the pixel rule runs as in the FP32 graph (one QuantizeLinear to
+    # uint8 by 1/255 there, trainer.onnx_rewrite.sigmoid_pixel_tail): no other Q/DQ downstream of it.
+    downstream = {n.output[0] for n in model.graph.node if n.op_type in ("Tanh", "Sigmoid")}
+    assert downstream
     for node in model.graph.node:
         if downstream.intersection(node.input):
-            assert node.op_type not in ("QuantizeLinear", "DequantizeLinear"), node.name
+            assert node.op_type != "DequantizeLinear", node.name
+            assert node.op_type != "QuantizeLinear" or node.output[0] == contract.OUTPUT_IMAGE, node.name
             downstream.update(node.output)
     assert contract.OUTPUT_IMAGE in downstream
     feed = calibration_batches(8, 10, images=200, seed=123)[0]
