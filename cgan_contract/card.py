@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -155,6 +156,11 @@ class ModelCard(BaseModel):
     codes: list[StyleCode] = Field(default_factory=list)
     #: The judge shipped beside the generator, if any (``judge.onnx``).
     judge: JudgeSection | None = None
+    #: Arithmetic of the graph's body: ``int8`` for a QDQ-quantized twin of an ``fp32`` export (inputs,
+    #: output and pixel rule unchanged). Came later, so optional: older cards are ``fp32``.
+    precision: Literal["fp32", "int8"] = "fp32"
+    #: For an ``int8`` version: the FP32 version it was quantized from (its twin, evaluated alongside).
+    quantized_from: int | None = Field(default=None, ge=1)
 
     @model_validator(mode="after")
     def _codes_match_inputs(self) -> ModelCard:

@@ -243,3 +243,89 @@ def write_version(
     if atomic:
         os.rename(target, final)
     return final
+
+
+def build_conv_generator(
+    latent_dim: int = LATENT_DIM, num_classes: int = 10, *, weights_seed: int = 0
+) -> bytes:
+    """A tiny DCGAN-shaped contract generator, laid out as tf2onnx writes the trainer's conv generator:
+    dense -> 7x7 -> two stride-2 ConvTransposes, each with inference BatchNorm (per-channel Mul/Add), a
+    conditional gain/bias by label in NHWC between Transposes, LeakyReLU -> 3x3 Conv -> tanh -> pixel tail
+    with Min/Max. What :mod:`trainer.onnx_rewrite` and :mod:`trainer.quantize` are tested on."""
+    rng = np.random.default_rng(weights_seed)
+    widths = (8, 6, 4)
+
+    def normal(*shape: int, scale: float = 1.0) -> np.ndarray:
+        return (scale * rng.standard_normal(shape)).astype(np.float32)
+
+    inits = {
+        "W0": normal(latent_dim, widths[0] * 49, scale=1 / np.sqrt(latent_dim)),
+        "T1": normal(widths[0], widths[1], 4, 4, scale=0.3),
+        "T2": normal(widths[1], widths[2], 4, 4, scale=0.3),
+        "K3": normal(1, widths[2], 3, 3, scale=0.3),
+        "b3": normal(1, scale=0.1),
+        "shape0": np.array([-1, widths[0], 7, 7], np.int64),
+        "one": np.array(1.0, np.float32),
+        "half_range": np.array(127.5, np.float32),
+        "lo": np.array(0.0, np.float32),
+        "hi": np.array(255.0, np.float32),
+        "to_nhwc": np.array([-1, 28, 28, 1], np.int64),
+    }
+    nodes = [
+        helper.make_node("MatMul", [contract.INPUT_NOISE, "W0"], ["d0"]),
+        helper.make_node("Reshape", ["d0", "shape0"], ["x0"]),
+    ]
+    x = "x0"
+    for i, channels in ((1, widths[1]), (2, widths[2])):
+        inits[f"scale{i}"] = (0.5 + rng.random((1, channels, 1, 1))).astype(np.float32)
+        inits[f"shift{i}"] = normal(1, channels, 1, 1, scale=0.1)
+        inits[f"G{i}"] = (0.5 + rng.random((num_classes, channels))).astype(np.float32)
+        inits[f"B{i}"] = normal(num_classes, channels, scale=0.1)
+        inits[f"cshape{i}"] = np.array([-1, 1, 1, channels], np.int64)
+        nodes += [
+            helper.make_node(
+                "ConvTranspose",
+                [x, f"T{i}"],
+                [f"ct{i}"],
+                strides=[2, 2],
+                pads=[1, 1, 1, 1],
+                kernel_shape=[4, 4],
+            ),
+            helper.make_node("Mul", [f"ct{i}", f"scale{i}"], [f"bn{i}a"]),
+            helper.make_node("Add", [f"bn{i}a", f"shift{i}"], [f"bn{i}"]),
+            helper.make_node("Transpose", [f"bn{i}"], [f"nhwc{i}"], perm=[0, 2, 3, 1]),
+            helper.make_node("Gather", [f"G{i}", contract.INPUT_LABEL], [f"g{i}flat"], axis=0),
+            helper.make_node("Reshape", [f"g{i}flat", f"cshape{i}"], [f"g{i}"]),
+            helper.make_node("Gather", [f"B{i}", contract.INPUT_LABEL], [f"b{i}flat"], axis=0),
+            helper.make_node("Reshape", [f"b{i}flat", f"cshape{i}"], [f"b{i}"]),
+            helper.make_node("Mul", [f"nhwc{i}", f"g{i}"], [f"cg{i}"]),
+            helper.make_node("Add", [f"cg{i}", f"b{i}"], [f"cb{i}"]),
+            helper.make_node("LeakyRelu", [f"cb{i}"], [f"act{i}"], alpha=0.2),
+            helper.make_node("Transpose", [f"act{i}"], [f"nchw{i}"], perm=[0, 3, 1, 2]),
+        ]
+        x = f"nchw{i}"
+    nodes += [
+        helper.make_node("Conv", [x, "K3", "b3"], ["c3"], pads=[1, 1, 1, 1], kernel_shape=[3, 3]),
+        helper.make_node("Tanh", ["c3"], ["t"]),
+        helper.make_node("Add", ["t", "one"], ["t1"]),
+        helper.make_node("Mul", ["t1", "half_range"], ["scaled"]),
+        helper.make_node("Reshape", ["scaled", "to_nhwc"], ["nhwc"]),
+        helper.make_node("Round", ["nhwc"], ["rounded"]),
+        helper.make_node("Min", ["rounded", "hi"], ["below"]),
+        helper.make_node("Max", ["below", "lo"], ["clipped"]),
+        helper.make_node("Cast", ["clipped"], [contract.OUTPUT_IMAGE], to=TensorProto.UINT8),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "tiny_conv_generator",
+        [
+            helper.make_tensor_value_info(contract.INPUT_NOISE, TensorProto.FLOAT, ["N", latent_dim]),
+            helper.make_tensor_value_info(contract.INPUT_LABEL, TensorProto.INT64, ["N"]),
+        ],
+        [helper.make_tensor_value_info(contract.OUTPUT_IMAGE, TensorProto.UINT8, ["N", 28, 28, 1])],
+        [numpy_helper.from_array(v, k) for k, v in inits.items()],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tests")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    return model.SerializeToString()

@@ -19,6 +19,7 @@ from trainer.config import ARCHS, ConfigError, TrainConfig
 from trainer.data import LOADERS, DataError, load_dataset
 from trainer.evaluation import EvalOptions, evaluate, export_judge_only
 from trainer.export import ExportError
+from trainer.int8 import QualityGate, publish_int8
 from trainer.train import RUN_FILE, RunResult, export_run, load_run, train
 
 
@@ -86,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--no-export", action="store_true", help="train only; export later with 'export'")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _int8_flags(train)
 
     export = commands.add_parser("export", help="export a run's newest checkpoint into --out")
     export.add_argument("run_dir", type=Path, help="the run directory (e.g. runs/mnist-5k-cgan-conv)")
@@ -95,6 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=Path(os.environ.get("MODELS_DIR", "models")),
         help="models directory (default $MODELS_DIR or ./models)",
     )
+    _int8_flags(export)
 
     evaluate = commands.add_parser("evaluate", help="measure an exported model's quality; fills its card")
     evaluate.add_argument("model_dir", type=Path, help="a version directory: MODELS_DIR/<name>/<version>")
@@ -128,6 +131,35 @@ def build_parser() -> argparse.ArgumentParser:
     judge.add_argument("model_dir", type=Path, help="a version directory: MODELS_DIR/<name>/<version>")
     judge.add_argument("--data-dir", type=Path, help="data directory, for datasets that need one")
     return parser
+
+
+def _int8_flags(command: argparse.ArgumentParser) -> None:
+    gate = QualityGate()
+    command.add_argument(
+        "--int8",
+        action="store_true",
+        help="also publish an INT8 (static QDQ) twin as the next version, if it passes the quality gate "
+        "against the FP32 export measured by 'evaluate': label accuracy "
+        f"-{100 * gate.label_accuracy_drop:g} point, FID ratio +{100 * gate.fid_ratio_increase:g}%%, "
+        f"GAN-train -{100 * gate.gan_train_drop:g} point at most; else exit 2 with the figures "
+        "(the FP32 version stays published)",
+    )
+    command.add_argument(
+        "--gate-samples-per-class",
+        type=_positive,
+        default=EvalOptions().samples_per_class,
+        help="images per class of the two gate evaluations (default: evaluate's)",
+    )
+
+
+def _publish_int8(model_dir: Path, args, data_dir: Path | None) -> None:
+    result = publish_int8(model_dir, samples_per_class=args.gate_samples_per_class, data_dir=data_dir)
+    f, q = result.fp32, result.int8
+    print(
+        f"exported int8 {result.version_dir}: label accuracy {100 * q.label_accuracy:.1f}% "
+        f"(fp32 {100 * f.label_accuracy:.1f}%), FID ratio {q.fid_ratio:.2f} ({f.fid_ratio:.2f}), "
+        f"GAN-train {100 * q.gan_train_accuracy:.1f}% ({100 * f.gan_train_accuracy:.1f}%)"
+    )
 
 
 def make_config(args) -> TrainConfig:
@@ -176,6 +208,8 @@ def cmd_train(args) -> int:
     )
     if result.model_dir:
         print(f"exported {result.model_dir}")
+        if args.int8:
+            _publish_int8(result.model_dir, args, config.data_dir)
     return 0
 
 
@@ -191,7 +225,10 @@ def cmd_export(args) -> int:
         steps_per_second=steps / wall if wall else 0.0,
         history=[],
     )
-    print(f"exported {export_run(gan, config, dataset, result)}")
+    model_dir = export_run(gan, config, dataset, result)
+    print(f"exported {model_dir}")
+    if args.int8:
+        _publish_int8(model_dir, args, config.data_dir)
     return 0
 
 
