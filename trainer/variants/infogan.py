@@ -75,7 +75,7 @@ class InfoGAN(ConditionalGAN):
         return keras.Model([z, label, codes], image, name="generator")
 
     def build_discriminator(self, spec: Spec, recipe: Recipe) -> keras.Model:
-        """Outputs ``[logit, code estimates]``; with a class head ``[logit, class logits, code estimates]``."""
+        """``[logit, code estimates]``; with a class head ``[logit, class logits, code estimates]``."""
         image = keras.Input(spec.image_shape, name="image")
         label = keras.Input((), dtype="int32", name="label")
         if spec.arch == "dense":
