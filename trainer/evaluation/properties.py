@@ -10,7 +10,8 @@ Coordinates are pixels, x to the right and y *down* (row index), as in the image
 * ``width``: stroke width, ink area over the length of the ink's skeleton (Zhang-Suen thinning of the
   ink mask; length = 1 per orthogonal and sqrt 2 per diagonal link between skeleton pixels, plus 1 per
   piece), corrected for the w/2 that thinning eats at each stroke end (:func:`stroke_width`). A stroke
-  of width w and length L has area ~ w L and a skeleton ~ L long, whatever its direction.
+  of width w and length L has area ~ w L and a skeleton ~ L long, whatever its direction (exact for
+  axis-aligned strokes, within ~20% for oblique ones, whose 8-connected skeleton runs a little long).
 * ``centre_x``, ``centre_y``: intensity-weighted centre of mass.
 """
 
