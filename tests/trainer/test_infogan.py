@@ -221,3 +221,31 @@ def test_codes_are_named_after_what_they_track_each_property_once():
         figures(2, ink=0.79, width=0.2),  # below the threshold
     ]
     assert name_codes(found) == ["slant", "width", "c2"]
+
+
+def test_evaluate_fills_the_codes_on_the_card_and_draws_traversals(exported_infogan_dir, tmp_path):
+    import shutil
+
+    from trainer.evaluation import evaluate
+    from trainer.evaluation.judge import CNNConfig
+
+    tiny = CNNConfig(filters=(8,), dense=16, dropout=0.0, epochs=1, min_steps=0, max_shift=0, max_train=300)
+    version = tmp_path / "tiny-info" / "1"
+    shutil.copytree(exported_infogan_dir / "tiny-info" / "1", version)
+    before = contract.read_card(version)
+    quality, report = evaluate(
+        version, samples_per_class=4, cache_dir=tmp_path / "cache", judge_config=tiny, probe_config=tiny,
+        probe_runs=1, code_sweeps=20, code_steps=5,
+    )  # fmt: skip
+    card = contract.read_card(version)
+    assert card.quality == quality
+    assert len(card.codes) == 2 and all(c.spearman for c in card.codes)
+    assert [c.recovery_error for c in card.codes] == [c.recovery_error for c in before.codes]
+    assert "## Style codes" in report and "## Style codes" in (version / "quality.md").read_text()
+    from PIL import Image
+
+    for j in range(2):
+        grid = Image.open(version / f"traversal-c{j}.png")
+        assert grid.size == (2 * 5 * 28, 2 * 10 * 28)  # columns = steps, rows = classes, drawn at 2x
+    with pytest.raises(Exception, match="code-steps"):
+        evaluate(version, code_steps=2)
