@@ -10,7 +10,8 @@ QUALITY.md support: hinge loss, spectral norm in D (the reparametrised form,
 :class:`trainer.nets.blocks.SpectralNorm`), EMA generator, TTUR; for ``cgan`` also class-conditional
 BatchNorm in G and a projection D with a real-only class head and a 0.3-weighted class term for G.
 Translation DiffAugment stays on for the 4,500-digit mnist-5k and is off for the 60,000 Fashion images,
-where it cost label accuracy and GAN-train.
+where it cost label accuracy and GAN-train. ``infogan`` takes ``cgan``'s recipe for its arch plus
+``num_codes`` style codes and Q's weight ``q_weight``.
 """
 
 from __future__ import annotations
