@@ -249,3 +249,13 @@ def test_evaluate_fills_the_codes_on_the_card_and_draws_traversals(exported_info
         assert grid.size == (2 * 5 * 28, 2 * 10 * 28)  # columns = steps, rows = classes, drawn at 2x
     with pytest.raises(Exception, match="code-steps"):
         evaluate(version, code_steps=2)
+
+
+def test_cli_offers_infogan_and_rejects_too_few_code_steps_in_one_line(tmp_path, capsys):
+    from trainer.cli import build_parser, main
+
+    args = build_parser().parse_args(["train", "--model", "infogan", "--arch", "dense"])
+    assert args.model == "infogan"
+    assert main(["evaluate", str(tmp_path), "--code-steps", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "--code-steps must be at least 3" in err
