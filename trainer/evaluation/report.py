@@ -93,9 +93,9 @@ def render_report(card: ModelCard, q: Quality) -> str:
     return "\n".join(lines) + "\n"
 
 
-def render_codes(codes: list[StyleCode], figures, sweeps: int, steps: int) -> str:
+def render_codes(codes: list[StyleCode], figures, sweeps: int, steps: int, named: bool = True) -> str:
     """The style-code section of ``quality.md``: per code and property, median Spearman over the sweeps."""
-    from trainer.evaluation.codes import NAME_THRESHOLD
+    from trainer.evaluation.codes import NAME_MIN_LABEL_ACCURACY, NAME_THRESHOLD
     from trainer.evaluation.properties import PROPERTIES
 
     lines = [
@@ -105,8 +105,10 @@ def render_codes(codes: list[StyleCode], figures, sweeps: int, steps: int) -> st
         f"Each code swept over its range in {steps} steps with everything else fixed, {sweeps} sweeps "
         "((seed, label) pairs). Cells: median over sweeps of the Spearman correlation between the code "
         "and a property measured on the pixels (median of |Spearman| in brackets). A code is named after a "
-        f"property when |median| >= {NAME_THRESHOLD}. Q error: Q's mean absolute error in code units, "
-        "measured at export.",
+        f"property when |median| >= {NAME_THRESHOLD} and the label accuracy is at least "
+        f"{_pct(NAME_MIN_LABEL_ACCURACY)} (noise moves pixel statistics monotonically too)"
+        + ("" if named else "; it is not here, so the codes keep their generic names")
+        + ". Q error: Q's mean absolute error in code units, measured at export.",
         "",
         "| code | name | " + " | ".join(PROPERTIES) + " | Q error | figure |",
         "|---" * (len(PROPERTIES) + 4) + "|",

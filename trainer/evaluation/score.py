@@ -32,7 +32,7 @@ from cgan_contract import (
 )
 from trainer.artifacts import write_png
 from trainer.data import LOADERS, DataError, Dataset, load_dataset
-from trainer.evaluation.codes import evaluated_codes, traversal_grid
+from trainer.evaluation.codes import NAME_MIN_LABEL_ACCURACY, evaluated_codes, traversal_grid
 from trainer.evaluation.judge import (
     JUDGE_CONFIG,
     PROBE_CONFIG,
@@ -205,11 +205,14 @@ def evaluate(
     quality = measure(judge, dataset, images, labels, opts)
     codes, figures = None, []
     if card.codes:
-        codes, figures = evaluated_codes(session, card, opts.code_sweeps, opts.code_steps, opts.seed)
+        named = quality.label_accuracy >= NAME_MIN_LABEL_ACCURACY
+        codes, figures = evaluated_codes(
+            session, card, opts.code_sweeps, opts.code_steps, opts.seed, name=named
+        )
     quality = quality.model_copy(update={"evaluation_seconds": round(time.perf_counter() - started, 1)})
     report = render_report(card, quality)
     if codes is not None:
-        report += render_codes(codes, figures, opts.code_sweeps, opts.code_steps)
+        report += render_codes(codes, figures, opts.code_sweeps, opts.code_steps, named)
     if write:
         write_quality(version_dir, quality, codes)
         write_report(version_dir, report)
