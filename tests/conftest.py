@@ -36,3 +36,32 @@ def exported_model_dir(tmp_path_factory):
     result = train(config)
     assert result.model_dir == root / "models" / "tiny" / "1"
     return root / "models"
+
+
+@pytest.fixture(scope="session")
+def exported_infogan_dir(tmp_path_factory):
+    """A MODELS_DIR holding ``tiny-info``: an InfoGAN (dense, two style codes) trained a few steps and
+    exported, so tests can serve and evaluate a real generator with a ``codes`` input."""
+    import dataclasses
+
+    from trainer.config import TrainConfig, recipe_for
+    from trainer.train import train
+
+    root = tmp_path_factory.mktemp("exported-infogan")
+    config = TrainConfig(
+        variant="infogan",
+        arch="dense",
+        dataset="mnist-5k",
+        steps=3,
+        batch_size=16,
+        latent_dim=16,
+        recipe=dataclasses.replace(recipe_for("infogan", "dense"), num_codes=2),
+        name="tiny-info",
+        out=root / "models",
+        work_dir=root / "runs",
+        jit_compile=False,
+        progress=False,
+    )
+    result = train(config)
+    assert result.model_dir == root / "models" / "tiny-info" / "1"
+    return root / "models"

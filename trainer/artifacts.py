@@ -13,12 +13,24 @@ from trainer.files import atomic_path
 SAMPLE_COLUMNS = 10
 
 
-def sample_grid(generator, num_classes: int, latent_dim: int, seed: int, columns: int = SAMPLE_COLUMNS):
-    """uint8 ``[rows*H, cols*W]``: row r is class r, column c uses the noise of seed + c in every row."""
+def sample_grid(
+    generator,
+    num_classes: int,
+    latent_dim: int,
+    seed: int,
+    columns: int = SAMPLE_COLUMNS,
+    code_ranges: list[tuple[float, float]] | None = None,
+):
+    """uint8 ``[rows*H, cols*W]``: row r is class r, column c uses the noise of seed + c in every row
+    (and, for a generator with style codes, ``code_ranges`` given, that seed's codes too)."""
     z = contract.noise(seed, columns, latent_dim)
     z = np.tile(z, (num_classes, 1))
     labels = np.repeat(np.arange(num_classes, dtype=np.int32), columns)
-    images = contract.to_uint8(np.asarray(generator([z, labels], training=False)))[..., 0]
+    inputs = [z, labels]
+    if code_ranges:  # the seed rule's codes, so a column matches /generate with that seed
+        codes = contract.codes_for_seeds(contract.request_seeds(seed, columns), latent_dim, code_ranges)
+        inputs.append(np.tile(codes, (num_classes, 1)))
+    images = contract.to_uint8(np.asarray(generator(inputs, training=False)))[..., 0]
     h, w = images.shape[1:3]
     return (
         images.reshape(num_classes, columns, h, w).transpose(0, 2, 1, 3).reshape(num_classes * h, columns * w)

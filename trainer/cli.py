@@ -119,6 +119,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="GAN-train and real-train are each the mean of this many probe trainings",
     )
     evaluate.add_argument(
+        "--code-sweeps",
+        type=_positive,
+        default=defaults.code_sweeps,
+        help="models with style codes: sweeps ((seed, label) pairs) per code",
+    )
+    evaluate.add_argument(
+        "--code-steps",
+        type=_positive,
+        default=defaults.code_steps,
+        help="models with style codes: steps per sweep over a code's range (at least 3)",
+    )
+    evaluate.add_argument(
         "--no-write", action="store_true", help="print the report without updating the card"
     )
 
@@ -240,6 +252,8 @@ def cmd_evaluate(args) -> int:
         seed=args.seed,
         write=not args.no_write,
         probe_runs=args.probe_runs,
+        code_sweeps=args.code_sweeps,
+        code_steps=args.code_steps,
     )
     print(report)
     return 0

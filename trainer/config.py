@@ -10,7 +10,8 @@ QUALITY.md support: hinge loss, spectral norm in D (the reparametrised form,
 :class:`trainer.nets.blocks.SpectralNorm`), EMA generator, TTUR; for ``cgan`` also class-conditional
 BatchNorm in G and a projection D with a real-only class head and a 0.3-weighted class term for G.
 Translation DiffAugment stays on for the 4,500-digit mnist-5k and is off for the 60,000 Fashion images,
-where it cost label accuracy and GAN-train.
+where it cost label accuracy and GAN-train. ``infogan`` takes ``cgan``'s recipe for its arch plus
+``num_codes`` style codes and Q's weight ``q_weight``.
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ class Recipe:
     cond_bn: bool = False  # conv arch: class-conditional BatchNorm in the generator
     g_width: int = 64  # conv arch: channels of the generator's middle layer (7x7 has 2x, 28x28 has 1/2x)
     d_width: int = 64  # conv arch: channels of the discriminator's last conv
+    num_codes: int = 0  # InfoGAN: continuous style codes fed to G, uniform in [-1, 1], recovered by Q
+    q_weight: float = 1.0  # InfoGAN: weight of Q's code-recovery MSE in both D's and G's objective
 
 
 ARTICLE = Recipe()
@@ -78,8 +81,16 @@ MODERN = Recipe(
 MODERN_CGAN = replace(MODERN, cond_bn=True, aux_classifier=True, g_class_weight=0.3)
 
 
+#: InfoGAN's number of style codes unless a recipe says otherwise.
+INFOGAN_CODES = 2
+
+
 def recipe_for(variant: str, arch: str, augment_shift: int = 2) -> Recipe:
     """The recipe of a variant and arch; ``augment_shift`` is the conv recipe's DiffAugment translation."""
+    if variant == "infogan":
+        # InfoGAN is CGAN's recipe (projection D, real-only class head, conditional BN for conv) plus codes.
+        base = ARTICLE if arch == "dense" else replace(MODERN_CGAN, augment_shift=augment_shift)
+        return replace(base, num_codes=INFOGAN_CODES)
     if arch == "dense":
         return ARTICLE
     base = MODERN_CGAN if variant == "cgan" else MODERN

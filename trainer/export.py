@@ -38,9 +38,12 @@ def trainer_version() -> str:
         return "0+unknown"
 
 
-def to_onnx(generator, latent_dim: int):
+def to_onnx(generator, latent_dim: int, num_codes: int = 0):
     """Convert with an explicit signature, then rewrite exactly (:mod:`trainer.onnx_rewrite`); the uint8
-    pixel rule of the contract is part of the graph."""
+    pixel rule of the contract is part of the graph.
+
+    ``num_codes`` > 0: the generator also takes style codes, the graph's third input ``codes``.
+    """
     import tensorflow as tf
     import tf2onnx
 
@@ -50,12 +53,24 @@ def to_onnx(generator, latent_dim: int):
         tf.TensorSpec([None, latent_dim], tf.float32, name=contract.INPUT_NOISE),
         tf.TensorSpec([None], tf.int64, name=contract.INPUT_LABEL),
     )
+    if num_codes:
+        signature += (tf.TensorSpec([None, num_codes], tf.float32, name=contract.INPUT_CODES),)
 
-    @tf.function(input_signature=signature)
-    def serve(z, label):
-        images = generator([z, tf.cast(label, tf.int32)], training=False)
+    def pixels_of(images):
         pixels = tf.clip_by_value(tf.round((images + 1.0) * 127.5), 0.0, 255.0)
         return {contract.OUTPUT_IMAGE: tf.cast(pixels, tf.uint8)}
+
+    if num_codes:
+
+        @tf.function(input_signature=signature)
+        def serve(z, label, codes):
+            return pixels_of(generator([z, tf.cast(label, tf.int32), codes], training=False))
+
+    else:
+
+        @tf.function(input_signature=signature)
+        def serve(z, label):
+            return pixels_of(generator([z, tf.cast(label, tf.int32)], training=False))
 
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=OPSET)
     _rename_io(proto)
@@ -70,6 +85,7 @@ def _rename_io(proto) -> None:
     wanted = {
         contract.INPUT_NOISE: contract.INPUT_NOISE,
         contract.INPUT_LABEL: contract.INPUT_LABEL,
+        contract.INPUT_CODES: contract.INPUT_CODES,
         contract.OUTPUT_IMAGE: contract.OUTPUT_IMAGE,
     }
     renames = {}
@@ -87,21 +103,35 @@ def _rename_io(proto) -> None:
         node.output[:] = [renames.get(n, n) for n in node.output]
 
 
-def parity(generator, session, latent_dim: int, num_classes: int, n: int = 64) -> int:
-    """Max absolute pixel difference between Keras and onnxruntime on fixed noise and labels."""
+def parity(
+    generator,
+    session,
+    latent_dim: int,
+    num_classes: int,
+    n: int = 64,
+    code_ranges: list[tuple[float, float]] | None = None,
+) -> int:
+    """Max absolute pixel difference between Keras and onnxruntime on fixed noise, labels and codes."""
     seeds = contract.request_seeds(12345, n)
     labels = np.arange(n, dtype=np.int64) % num_classes
-    z = contract.noise_for_seeds(seeds, latent_dim)
-    expected = contract.to_uint8(np.asarray(generator([z, labels.astype(np.int32)], training=False)))
-    got = runner.generate(session, labels, seeds, latent_dim)
+    inputs = [contract.noise_for_seeds(seeds, latent_dim), labels.astype(np.int32)]
+    if code_ranges:
+        inputs.append(contract.codes_for_seeds(seeds, latent_dim, code_ranges))
+    expected = contract.to_uint8(np.asarray(generator(inputs, training=False)))
+    got = runner.generate(session, labels, seeds, latent_dim, code_ranges=code_ranges)
     if got.shape != expected.shape or got.dtype != np.uint8:
         raise ExportError(f"onnx output is {got.dtype} {got.shape}, expected uint8 {expected.shape}")
     return int(np.abs(got.astype(np.int16) - expected.astype(np.int16)).max())
 
 
-def check_signature(session, latent_dim: int, image_shape) -> None:
-    inputs, outputs = contract.signature(latent_dim, image_shape)
-    for want, got in zip([*inputs, *outputs], [*session.get_inputs(), *session.get_outputs()], strict=True):
+def check_signature(session, latent_dim: int, image_shape, num_codes: int = 0) -> None:
+    inputs, outputs = contract.signature(latent_dim, image_shape, num_codes)
+    got_all = [*session.get_inputs(), *session.get_outputs()]
+    if len(got_all) != len(inputs) + len(outputs):
+        raise ExportError(
+            f"onnx has {len(got_all)} inputs and outputs, the contract {len(inputs) + len(outputs)}"
+        )
+    for want, got in zip([*inputs, *outputs], got_all, strict=True):
         got_shape = [d if isinstance(d, int) else None for d in got.shape]
         if got.name != want.name or got.type != runner.ORT_TYPES[want.dtype] or got_shape != want.shape:
             raise ExportError(
@@ -156,12 +186,16 @@ def export(
     image_shape: tuple[int, int, int],
     training: contract.Training | None = None,
     extra_files: dict[str, Path] | None = None,
+    codes: list[contract.StyleCode] | None = None,
 ) -> Path:
     """Export ``generator`` to ``models_dir/<name>/<version>/``; return the version directory.
 
     The keyword arguments are the card's facts about the model; the export adds the signature, digest,
-    version and dates. ``extra_files`` (name -> source) are copied in beside it when they exist.
+    version and dates. ``extra_files`` (name -> source) are copied in beside it when they exist. ``codes``:
+    the generator's style codes in input order (it then takes ``[z, label, codes]``), listed on the card.
     """
+    codes = list(codes or [])
+    code_ranges = [code.range for code in codes]
     if not contract.valid_model_name(name):
         raise ExportError(f"model name {name!r} must match {contract.MODEL_NAME_PATTERN}")
     model_root = Path(models_dir) / name
@@ -172,11 +206,11 @@ def export(
     if not os.access(model_root, os.W_OK):
         raise ExportError(f"{model_root} is not writable")
 
-    proto = to_onnx(generator, latent_dim)
+    proto = to_onnx(generator, latent_dim, len(codes))
     onnx_bytes = proto.SerializeToString()
     session = runner.open_session(onnx_bytes)
-    check_signature(session, latent_dim, image_shape)
-    diff = parity(generator, session, latent_dim, len(class_names))
+    check_signature(session, latent_dim, image_shape, len(codes))
+    diff = parity(generator, session, latent_dim, len(class_names), code_ranges=code_ranges)
     if diff > PARITY_TOLERANCE:
         raise ExportError(
             f"onnx output differs from keras by {diff} grey levels (allowed {PARITY_TOLERANCE})"
@@ -188,7 +222,7 @@ def export(
         for extra, source in (extra_files or {}).items():
             if Path(source).is_file():
                 shutil.copyfile(source, staging / extra)
-        inputs, outputs = contract.signature(latent_dim, image_shape)
+        inputs, outputs = contract.signature(latent_dim, image_shape, len(codes))
         card = contract.ModelCard(
             name=name,
             version=1,
@@ -205,6 +239,7 @@ def export(
             created_at=datetime.now(UTC),
             trainer_version=trainer_version(),
             training=training,
+            codes=codes,
         )
         for path in staging.iterdir():
             fsync_file(path)

@@ -125,7 +125,11 @@ def _fit(gan, config: TrainConfig, dataset, start_step: int, history: list[dict]
             progbar.update(step, [(k, v) for k, v in row.items() if k != "step"])
         if step % config.sample_every == 0 or step == config.steps:
             grid = artifacts.sample_grid(
-                gan.export_generator, gan.spec.num_classes, gan.spec.latent_dim, config.seed
+                gan.export_generator,
+                gan.spec.num_classes,
+                gan.spec.latent_dim,
+                config.seed,
+                code_ranges=getattr(gan, "code_ranges", None),
             )
             artifacts.write_png(run_dir / "samples" / f"step-{step:08d}.png", grid)
             artifacts.write_png(run_dir / "samples.png", grid)
@@ -224,7 +228,22 @@ def export_run(gan, config: TrainConfig, dataset, result: RunResult) -> Path:
         image_shape=dataset.image_shape,
         training=training,
         extra_files={name: run_dir / name for name in ("samples.png", "curves.png", "history.csv")},
+        codes=style_codes(gan),
     )
+
+
+def style_codes(gan) -> list[contract.StyleCode]:
+    """The card's codes of a generator with style codes (none for other variants), named generically
+    until ``cgan-train evaluate`` measures what each controls. Q is in the Keras model only (not in the
+    ONNX), so its recovery error is measured here, where Q still exists."""
+    ranges = getattr(gan, "code_ranges", None)
+    if not ranges:
+        return []
+    errors = gan.code_recovery_error()
+    return [
+        contract.StyleCode(name=f"c{j}", low=low, high=high, recovery_error=round(error, 4))
+        for j, ((low, high), error) in enumerate(zip(ranges, errors, strict=True))
+    ]
 
 
 def load_run(run_dir: Path):

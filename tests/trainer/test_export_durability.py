@@ -19,7 +19,7 @@ from trainer.export import export
 def no_tensorflow(monkeypatch):
     """Stand-ins for the conversion and checks, so the test only exercises the write path."""
     proto = types.SimpleNamespace(SerializeToString=lambda: b"onnx bytes")
-    monkeypatch.setattr(export_mod, "to_onnx", lambda generator, latent_dim: proto)
+    monkeypatch.setattr(export_mod, "to_onnx", lambda generator, latent_dim, num_codes=0: proto)
     monkeypatch.setattr(export_mod.runner, "open_session", lambda *a, **k: None)
     monkeypatch.setattr(export_mod, "check_signature", lambda *a, **k: None)
     monkeypatch.setattr(export_mod, "parity", lambda *a, **k: 0)

@@ -23,6 +23,12 @@ contract's rule) and a judge CNN trained on the dataset's real training split (:
   that class. ``diversity_ratio`` is the minimum over classes; ``mode_collapse`` is set when it falls below
   ``collapse_threshold`` (default :data:`.metrics.COLLAPSE_THRESHOLD`). The pixel-space ratio is recorded too.
 
+* **style codes** (a generator with a ``codes`` input, InfoGAN): each code swept over its range with all else
+  fixed, the Spearman correlation with shape properties measured on the pixels (:mod:`.properties`:
+  slant, ink area, stroke width, centre of mass), median over the sweeps; written onto the card's
+  ``codes`` (a code that tracks one property strongly is named after it) with a traversal figure each
+  (:mod:`.codes`).
+
 Modules: :mod:`.score` runs the steps, :mod:`.metrics` holds the pure metric functions, :mod:`.judge` the
 classifiers, :mod:`.report` writes the card's ``quality`` section and ``quality.md``, :mod:`.judge_export`
 puts the judge beside the generator (``judge.onnx``) for the service's ``min_confidence``.

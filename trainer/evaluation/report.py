@@ -7,19 +7,27 @@ from pathlib import Path
 
 import numpy as np
 
-from cgan_contract import CARD_FILE, MODEL_FILE, ModelCard, Quality
+from cgan_contract import CARD_FILE, MODEL_FILE, ModelCard, Quality, StyleCode
 from trainer.evaluation.metrics import COLLAPSE_THRESHOLD
 from trainer.files import atomic_write
 
 QUALITY_REPORT = "quality.md"
 
 
-def write_quality(version_dir: Path, quality: Quality) -> None:
-    """Set the card's ``quality`` section, leaving every other field as it was on disk."""
+def traversal_file(code: int) -> str:
+    """The traversal figure of code ``code`` (by input position: names change when evaluation names them)."""
+    return f"traversal-c{code}.png"
+
+
+def write_quality(version_dir: Path, quality: Quality, codes: list[StyleCode] | None = None) -> None:
+    """Set the card's ``quality`` section (and its ``codes``, when given: figures and names from the code
+    sweeps), leaving every other field as it was on disk."""
     card_path = version_dir / CARD_FILE
     original = card_path.read_text()
     raw = json.loads(original)
     raw["quality"] = quality.model_dump(mode="json")
+    if codes is not None:
+        raw["codes"] = [code.model_dump(mode="json") for code in codes]
     text = json.dumps(raw, indent=2, ensure_ascii=False) + ("\n" if original.endswith("\n") else "")
     ModelCard.model_validate_json(text)  # never leave a card the server would reject
     atomic_write(card_path, text, durable=True)
@@ -82,4 +90,35 @@ def render_report(card: ModelCard, q: Quality) -> str:
     ]
     for name, acc, div in zip(card.class_names, q.per_class_accuracy, per_div, strict=False):
         lines.append(f"| {name} | {_pct(acc)} | {_num(div)} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_codes(codes: list[StyleCode], figures, sweeps: int, steps: int, named: bool = True) -> str:
+    """The style-code section of ``quality.md``: per code and property, median Spearman over the sweeps."""
+    from trainer.evaluation.codes import NAME_MIN_LABEL_ACCURACY, NAME_THRESHOLD
+    from trainer.evaluation.properties import PROPERTIES
+
+    lines = [
+        "",
+        "## Style codes",
+        "",
+        f"Each code swept over its range in {steps} steps with everything else fixed, {sweeps} sweeps "
+        "((seed, label) pairs). Cells: median over sweeps of the Spearman correlation between the code "
+        "and a property measured on the pixels (median of |Spearman| in brackets). A code is named after a "
+        f"property when |median| >= {NAME_THRESHOLD} and the label accuracy is at least "
+        f"{_pct(NAME_MIN_LABEL_ACCURACY)} (noise moves pixel statistics monotonically too)"
+        + ("" if named else "; it is not here, so the codes keep their generic names")
+        + ". Q error: Q's mean absolute error in code units, measured at export.",
+        "",
+        "| code | name | " + " | ".join(PROPERTIES) + " | Q error | figure |",
+        "|---" * (len(PROPERTIES) + 4) + "|",
+    ]
+    for code, f in zip(codes, figures, strict=True):
+        cells = [
+            f"{f.median[p]:+.2f} ({f.median_abs[p]:.2f})" if p in f.median else "n/a" for p in PROPERTIES
+        ]
+        error = "?" if code.recovery_error is None else f"{code.recovery_error:.3f}"
+        lines.append(
+            f"| c{f.index} | {code.name} | " + " | ".join(cells) + f" | {error} | {traversal_file(f.index)} |"
+        )
     return "\n".join(lines) + "\n"

@@ -31,7 +31,9 @@ from cgan_contract import (
     runner,
     version_dirs,
 )
+from trainer.artifacts import write_png
 from trainer.data import LOADERS, DataError, Dataset, load_dataset
+from trainer.evaluation.codes import NAME_MIN_LABEL_ACCURACY, evaluated_codes, traversal_grid
 from trainer.evaluation.judge import (
     JUDGE_CONFIG,
     PROBE_CONFIG,
@@ -52,7 +54,13 @@ from trainer.evaluation.metrics import (
     per_class_accuracy,
     take_per_class,
 )
-from trainer.evaluation.report import render_report, write_quality, write_report
+from trainer.evaluation.report import (
+    render_codes,
+    render_report,
+    traversal_file,
+    write_quality,
+    write_report,
+)
 from trainer.files import sha256_file
 
 log = logging.getLogger(__name__)
@@ -76,12 +84,19 @@ class EvalOptions:
     probe_config: CNNConfig = PROBE_CONFIG
     probe_runs: int = 3
     collapse_threshold: float = COLLAPSE_THRESHOLD
+    #: For a generator with style codes: sweeps per code ((seed, label) pairs) and steps per sweep.
+    code_sweeps: int = 1000
+    code_steps: int = 9
 
     def __post_init__(self) -> None:
         if self.samples_per_class < 2:
             raise EvaluateError("--samples-per-class must be at least 2 (diversity needs pairs)")
         if self.probe_runs < 1:
             raise EvaluateError("--probe-runs must be at least 1")
+        if self.code_sweeps < 1:
+            raise EvaluateError("--code-sweeps must be at least 1")
+        if self.code_steps < 3:
+            raise EvaluateError("--code-steps must be at least 3 (a rank correlation needs them)")
 
 
 # --- the exported generator -----------------------------------------------------------------------------
@@ -94,8 +109,10 @@ def sample(
     latent_dim: int | None = None,
     batch_size: int = 1000,
     session=None,
+    code_ranges: list[tuple[float, float]] | None = None,
 ) -> np.ndarray:
-    """Generate one uint8 image ``[N, H, W, C]`` per label; image i uses the noise of seed ``seed + i``."""
+    """Generate one uint8 image ``[N, H, W, C]`` per label; image i uses the noise of seed ``seed + i``
+    (and, for a generator with style codes, ``code_ranges`` given, that seed's codes)."""
     sess = session or runner.open_session(Path(model_path))
     if latent_dim is None:
         shape = {i.name: i.shape for i in sess.get_inputs()}.get(INPUT_NOISE)
@@ -107,7 +124,7 @@ def sample(
         out = sess.get_outputs()[0].shape
         return np.zeros((0, *[d if isinstance(d, int) else 0 for d in out[1:]]), np.uint8)
     seeds = np.arange(seed, seed + len(labels), dtype=np.uint64)
-    images = runner.generate(sess, labels, seeds, latent_dim, batch_size=batch_size)
+    images = runner.generate(sess, labels, seeds, latent_dim, batch_size=batch_size, code_ranges=code_ranges)
     if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
         raise EvaluateError(
             f"{model_path}: output {OUTPUT_IMAGE!r} must be uint8 [N, H, W, C], got {images.dtype} "
@@ -180,18 +197,32 @@ def evaluate(
         "judge %s (test accuracy %.4f)", "loaded" if judge.from_cache else "trained", judge.test_accuracy
     )
     labels = np.repeat(np.arange(dataset.num_classes, dtype=np.int64), opts.samples_per_class)
-    images = sample(model_path, labels, opts.seed, latent_dim=card.latent_dim)[..., 0]
+    session = runner.open_session(model_path)
+    ranges = card.code_ranges
+    images = sample(model_path, labels, opts.seed, card.latent_dim, session=session, code_ranges=ranges)
+    images = images[..., 0]
     if images.shape[1:] != dataset.train.images.shape[1:]:
         raise EvaluateError(f"generator makes {list(images.shape[1:])} images, data is 28x28")
 
     quality = measure(judge, dataset, images, labels, opts)
+    codes, figures = None, []
+    if card.codes:
+        named = quality.label_accuracy >= NAME_MIN_LABEL_ACCURACY
+        codes, figures = evaluated_codes(
+            session, card, opts.code_sweeps, opts.code_steps, opts.seed, name=named
+        )
     quality = quality.model_copy(update={"evaluation_seconds": round(time.perf_counter() - started, 1)})
     report = render_report(card, quality)
+    if codes is not None:
+        report += render_codes(codes, figures, opts.code_sweeps, opts.code_steps, named)
     if write:
         # The judge these figures come from goes beside the generator, for the service's min_confidence.
         export_judge(judge, version_dir, card, images[:: max(1, len(images) // 256)])
-        write_quality(version_dir, quality)
+        write_quality(version_dir, quality, codes)
         write_report(version_dir, report)
+        for j in range(len(card.codes)):
+            grid = traversal_grid(session, card, j, opts.code_steps, opts.seed)
+            write_png(version_dir / traversal_file(j), grid)
     return quality, report
 
 
