@@ -20,6 +20,8 @@ takes image i's codes from the same seed (:func:`~cgan_contract.noise.codes_for_
 
 from cgan_contract.card import (
     CONTRACT_VERSION,
+    PRDC,
+    AugmentationArm,
     ModelCard,
     Provenance,
     Quality,
@@ -66,6 +68,8 @@ __all__ = [
     "MODEL_NAME_PATTERN",
     "NOISE_DTYPE",
     "OUTPUT_IMAGE",
+    "PRDC",
+    "AugmentationArm",
     "ModelCard",
     "Provenance",
     "Quality",

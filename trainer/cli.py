@@ -116,6 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="GAN-train and real-train are each the mean of this many probe trainings",
     )
     evaluate.add_argument(
+        "--no-augmentation",
+        action="store_true",
+        help="skip the augmentation value (real alone vs real + 1x/2x generated): "
+        "it trains 3 probes per --probe-runs seed, on up to 3x the real training split",
+    )
+    evaluate.add_argument(
         "--no-write", action="store_true", help="print the report without updating the card"
     )
     return parser
@@ -194,6 +200,7 @@ def cmd_evaluate(args) -> int:
         seed=args.seed,
         write=not args.no_write,
         probe_runs=args.probe_runs,
+        augmentation=not args.no_augmentation,
     )
     print(report)
     return 0

@@ -2,8 +2,9 @@
 
 The steps, each its own function: open the version directory (card, digest, onnxruntime session), load the
 dataset the card names, get the judge, generate ``samples_per_class`` images per class through
-:func:`cgan_contract.runner.generate` (what the service serves), then measure (:mod:`.metrics`) and
-write (:mod:`.report`).
+:func:`cgan_contract.runner.generate` (what the service serves), then measure (:mod:`.metrics`), measure
+the augmentation value (:mod:`.augmentation`, skippable: it costs the most probe trainings) and write
+(:mod:`.report`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from cgan_contract import (
     INPUT_NOISE,
     MODEL_FILE,
     OUTPUT_IMAGE,
+    PRDC,
     ModelCard,
     Quality,
     read_card,
@@ -31,6 +33,7 @@ from cgan_contract import (
     version_dirs,
 )
 from trainer.data import LOADERS, DataError, Dataset, load_dataset
+from trainer.evaluation.augmentation import AUGMENTATION_MULTIPLES, augmentation_value, synthetic_counts
 from trainer.evaluation.judge import (
     JUDGE_CONFIG,
     PROBE_CONFIG,
@@ -42,12 +45,15 @@ from trainer.evaluation.judge import (
 )
 from trainer.evaluation.metrics import (
     COLLAPSE_THRESHOLD,
+    PRDC_K,
     diversity,
     frechet_distance,
     label_accuracy,
     matched_counts,
     mode_collapse,
     per_class_accuracy,
+    prdc,
+    prdc_per_class,
     take_per_class,
 )
 from trainer.evaluation.report import render_report, write_quality, write_report
@@ -74,12 +80,20 @@ class EvalOptions:
     probe_config: CNNConfig = PROBE_CONFIG
     probe_runs: int = 3
     collapse_threshold: float = COLLAPSE_THRESHOLD
+    prdc_k: int = PRDC_K
+    #: Measure the augmentation value (real alone vs real + generated); ``--no-augmentation`` skips it.
+    augmentation: bool = True
+    augmentation_multiples: tuple[float, ...] = AUGMENTATION_MULTIPLES
 
     def __post_init__(self) -> None:
         if self.samples_per_class < 2:
             raise EvaluateError("--samples-per-class must be at least 2 (diversity needs pairs)")
         if self.probe_runs < 1:
             raise EvaluateError("--probe-runs must be at least 1")
+        if self.prdc_k < 1:
+            raise EvaluateError("prdc_k must be at least 1")
+        if any(not m > 0 for m in self.augmentation_multiples):
+            raise EvaluateError("augmentation multiples must be positive")
 
 
 # --- the exported generator -----------------------------------------------------------------------------
@@ -183,12 +197,56 @@ def evaluate(
         raise EvaluateError(f"generator makes {list(images.shape[1:])} images, data is 28x28")
 
     quality = measure(judge, dataset, images, labels, opts)
+    if opts.augmentation:
+        aug_started = time.perf_counter()
+        pool_images, pool_labels = synthetic_pool(model_path, card, dataset, images, labels, opts)
+        arms = augmentation_value(
+            dataset.train.images,
+            dataset.train.labels,
+            pool_images,
+            pool_labels,
+            dataset.num_classes,
+            lambda x, y, run: probe_accuracy(dataset, x, y, opts, run),
+            opts.probe_config,
+            opts.augmentation_multiples,
+            opts.probe_runs,
+        )
+        seconds = round(time.perf_counter() - aug_started, 1)
+        quality = quality.model_copy(update={"augmentation": arms, "augmentation_seconds": seconds})
     quality = quality.model_copy(update={"evaluation_seconds": round(time.perf_counter() - started, 1)})
     report = render_report(card, quality)
     if write:
         write_quality(version_dir, quality)
         write_report(version_dir, report)
     return quality, report
+
+
+def synthetic_pool(
+    model_path: Path,
+    card: ModelCard,
+    dataset: Dataset,
+    images: np.ndarray,
+    labels: np.ndarray,
+    opts: EvalOptions,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The generated images the augmentation arms draw from: the evaluated set, plus more of each class
+    where the largest multiple of the real training split needs more (their seeds continue after it)."""
+    need = synthetic_counts(dataset.train.labels, max(opts.augmentation_multiples), dataset.num_classes)
+    extra = np.maximum(need - opts.samples_per_class, 0)
+    if not extra.any():
+        return images, labels
+    extra_labels = np.repeat(np.arange(dataset.num_classes, dtype=np.int64), extra)
+    more = sample(model_path, extra_labels, opts.seed + len(labels), latent_dim=card.latent_dim)[..., 0]
+    return np.concatenate([images, more]), np.concatenate([labels, extra_labels])
+
+
+def probe_accuracy(
+    dataset: Dataset, train_images: np.ndarray, train_labels: np.ndarray, opts: EvalOptions, run: int
+) -> float:
+    """Accuracy on the real test split of a fresh probe (seed ``opts.seed + run``) trained on the images."""
+    probe = dataclasses.replace(opts.probe_config, seed=opts.seed + run)
+    model = fit_cnn(train_images, train_labels, dataset.num_classes, probe)
+    return label_accuracy(predict_labels(model, dataset.test.images), dataset.test.labels)
 
 
 def measure(
@@ -208,14 +266,17 @@ def measure(
     fid = frechet_distance(gen_feat[gen_idx], test_feat)
     floor = frechet_distance(real_feat, test_feat)
 
-    def probe_accuracy(train_images: np.ndarray, train_labels: np.ndarray, run: int) -> float:
-        probe = dataclasses.replace(opts.probe_config, seed=opts.seed + run)
-        model = fit_cnn(train_images, train_labels, num_classes, probe)
-        return label_accuracy(predict_labels(model, test.images), test.labels)
+    # Precision/recall/density/coverage on the same matched sets: equal sizes on both sides, as k-NN
+    # radii depend on the sample count (the test split is too small for it: 50 per class in mnist-5k).
+    gen_matched_feat, gen_matched_labels = gen_feat[gen_idx], labels[gen_idx]
+    overall = prdc(real_feat, gen_matched_feat, opts.prdc_k)
+    per_class = prdc_per_class(
+        real_feat, real_labels, gen_matched_feat, gen_matched_labels, num_classes, opts.prdc_k
+    )
 
     runs = range(opts.probe_runs)
-    gan_runs = [probe_accuracy(images[gen_idx], labels[gen_idx], r) for r in runs]
-    real_runs = [probe_accuracy(real_images, real_labels, r) for r in runs]
+    gan_runs = [probe_accuracy(dataset, images[gen_idx], labels[gen_idx], opts, r) for r in runs]
+    real_runs = [probe_accuracy(dataset, real_images, real_labels, opts, r) for r in runs]
 
     ratios = diversity(gen_feat, labels, test_feat, test.labels, num_classes)
     flat = test.images.reshape(len(test), -1) / 255.0
@@ -248,4 +309,7 @@ def measure(
         collapse_threshold=opts.collapse_threshold,
         feature_space=f"judge penultimate layer ({opts.judge_config.dense} units)",
         judge_file=judge.path.name if judge.path else None,
+        prdc=PRDC(**overall._asdict()),
+        per_class_prdc=[None if score is None else PRDC(**score._asdict()) for score in per_class],
+        prdc_k=opts.prdc_k,
     )
