@@ -275,22 +275,27 @@ def test_augmentation_value_trains_each_arm_on_real_plus_its_share_of_generated(
     pool_images = np.arange(40, dtype=np.uint8)[:, None, None] * np.ones((1, 2, 2), np.uint8)
     calls = []
 
-    def probe(images, labels, run):
-        calls.append((images, labels, run))
+    def probe(images, labels, config, run):
+        calls.append((images, labels, run, config))
         return len(images) / 100 + run / 1000  # distinct per arm and per seed
 
-    arms = augmentation_value(real_images, real_labels, pool_images, pool_labels, 2, probe, TINY, runs=3)
+    config = CNNConfig(epochs=2, min_steps=0, batch_size=4)
+    arms = augmentation_value(real_images, real_labels, pool_images, pool_labels, 2, probe, config, runs=3)
 
     assert [a.synthetic_multiple for a in arms] == [0.0, 1.0, 2.0]
     assert [a.real_samples for a in arms] == [10, 10, 10]
     assert [a.synthetic_samples for a in arms] == [0, 10, 20]
-    assert [run for *_, run in calls] == [0, 1, 2] * 3
+    assert [run for _, _, run, _ in calls] == [0, 1, 2] * 3
+    # Every arm gets at least the largest arm's steps (30 images: 2 epochs of 8 batches), not its own
+    # epochs' worth: more data must not mean more training.
+    assert {c.min_steps for *_, c in calls} == {16}
     for arm, total in zip(arms, (10, 20, 30), strict=True):
         assert arm.runs == pytest.approx([total / 100, total / 100 + 0.001, total / 100 + 0.002])
         assert arm.accuracy == pytest.approx(np.mean(arm.runs))
-        assert arm.steps == probe_steps(TINY, total)
+        assert arm.steps == probe_steps(calls[0][3], total)
+    assert [a.steps for a in arms] == [6 * 3, 4 * 5, 2 * 8]  # whole epochs: 16 steps rounded up
     generated = []
-    for images, labels, _ in calls[::3]:
+    for images, labels, *_ in calls[::3]:
         is_real = images[:, 0, 0] == 255
         assert is_real.sum() == 10 and np.array_equal(np.bincount(labels[is_real]), [6, 4])
         generated.append(images[~is_real, 0, 0])
@@ -301,7 +306,7 @@ def test_augmentation_value_trains_each_arm_on_real_plus_its_share_of_generated(
     assert set(generated[1]) < set(generated[2])  # the 1x images are among the 2x ones
 
     with pytest.raises(ValueError, match="class 0 has 20 items, 30 requested"):
-        augmentation_value(real_images, real_labels, pool_images, pool_labels, 2, probe, TINY, (5.0,))
+        augmentation_value(real_images, real_labels, pool_images, pool_labels, 2, probe, config, (5.0,))
 
 
 # --- sample selection -----------------------------------------------------------------------------------

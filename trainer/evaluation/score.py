@@ -206,7 +206,7 @@ def evaluate(
             pool_images,
             pool_labels,
             dataset.num_classes,
-            lambda x, y, run: probe_accuracy(dataset, x, y, opts, run),
+            lambda x, y, config, run: probe_accuracy(dataset, x, y, config, opts.seed + run),
             opts.probe_config,
             opts.augmentation_multiples,
             opts.probe_runs,
@@ -241,11 +241,10 @@ def synthetic_pool(
 
 
 def probe_accuracy(
-    dataset: Dataset, train_images: np.ndarray, train_labels: np.ndarray, opts: EvalOptions, run: int
+    dataset: Dataset, train_images: np.ndarray, train_labels: np.ndarray, config: CNNConfig, seed: int
 ) -> float:
-    """Accuracy on the real test split of a fresh probe (seed ``opts.seed + run``) trained on the images."""
-    probe = dataclasses.replace(opts.probe_config, seed=opts.seed + run)
-    model = fit_cnn(train_images, train_labels, dataset.num_classes, probe)
+    """Accuracy on the real test split of a fresh probe (``config`` with ``seed``) trained on the images."""
+    model = fit_cnn(train_images, train_labels, dataset.num_classes, dataclasses.replace(config, seed=seed))
     return label_accuracy(predict_labels(model, dataset.test.images), dataset.test.labels)
 
 
@@ -275,8 +274,9 @@ def measure(
     )
 
     runs = range(opts.probe_runs)
-    gan_runs = [probe_accuracy(dataset, images[gen_idx], labels[gen_idx], opts, r) for r in runs]
-    real_runs = [probe_accuracy(dataset, real_images, real_labels, opts, r) for r in runs]
+    probe, seed = opts.probe_config, opts.seed
+    gan_runs = [probe_accuracy(dataset, images[gen_idx], labels[gen_idx], probe, seed + r) for r in runs]
+    real_runs = [probe_accuracy(dataset, real_images, real_labels, probe, seed + r) for r in runs]
 
     ratios = diversity(gen_feat, labels, test_feat, test.labels, num_classes)
     flat = test.images.reshape(len(test), -1) / 255.0
