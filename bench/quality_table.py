@@ -25,10 +25,29 @@ def rows(models_dirs: list[Path]):
                 yield card
 
 
+def _prdc(q: contract.Quality) -> str:
+    if q.prdc is None:
+        return "– | –"  # evaluated before PRDC existed
+    p = q.prdc
+    return f"{p.precision:.2f} / {p.recall:.2f} | {p.density:.2f} / {p.coverage:.2f}"
+
+
+def _augmentation(q: contract.Quality) -> str:
+    if not q.augmentation:
+        return "–"  # skipped (--no-augmentation) or evaluated before it existed
+    return " / ".join(
+        f"{arm.accuracy:.1%}"
+        if arm.synthetic_samples == 0
+        else f"+{arm.synthetic_multiple:g}x {arm.accuracy:.1%}"
+        for arm in q.augmentation
+    )
+
+
 def table(cards) -> str:
     head = (
         "| model | variant | arch | dataset | steps x batch | train min | label acc | FID / floor (ratio) "
-        "| GAN-train / real-train | diversity | collapse |\n|" + "---|" * 11
+        "| GAN-train / real-train | diversity | collapse | precision / recall | density / coverage "
+        "| real alone / + generated |\n|" + "---|" * 14
     )
     lines = [head]
     for card in cards:
@@ -42,7 +61,7 @@ def table(cards) -> str:
             f"{t.steps} x {t.batch_size} | {t.wall_seconds / 60:.1f} | {q.label_accuracy:.1%} | "
             f"{q.fid:.2f} / {q.fid_floor:.2f} ({q.fid_ratio:.2f}x) | "
             f"{q.gan_train_accuracy:.1%} / {q.real_train_accuracy:.1%} | {q.diversity_ratio:.2f} | "
-            f"{'yes' if q.mode_collapse else 'no'} |"
+            f"{'yes' if q.mode_collapse else 'no'} | {_prdc(q)} | {_augmentation(q)} |"
         )
     return "\n".join(lines)
 

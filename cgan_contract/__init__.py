@@ -23,6 +23,8 @@ takes image i's codes from the same seed (:func:`~cgan_contract.noise.codes_for_
 
 from cgan_contract.card import (
     CONTRACT_VERSION,
+    PRDC,
+    AugmentationArm,
     JudgeSection,
     ModelCard,
     Provenance,
@@ -89,6 +91,8 @@ __all__ = [
     "NOISE_DTYPE",
     "OUTPUT_IMAGE",
     "JudgeSection",
+    "PRDC",
+    "AugmentationArm",
     "ModelCard",
     "Provenance",
     "Quality",

@@ -30,6 +30,33 @@ class Training(BaseModel):
     recipe: dict[str, object] = Field(default_factory=dict)
 
 
+class PRDC(BaseModel):
+    """k-NN precision, recall, density and coverage of generated vs real judge features (see
+    ``trainer.evaluation.metrics.prdc``): precision and density measure fidelity, recall and coverage
+    diversity."""
+
+    precision: float
+    recall: float
+    density: float
+    coverage: float
+
+
+class AugmentationArm(BaseModel):
+    """One training set of the augmentation-value measurement: the real training split plus
+    ``synthetic_samples`` generated images (0 for real alone), the probe's accuracy on the real test split."""
+
+    #: Generated images per real image (0, 1, 2); per class, so the class mix stays the real one.
+    synthetic_multiple: float
+    real_samples: int
+    synthetic_samples: int
+    #: Mean of ``runs``, one probe training per seed.
+    accuracy: float
+    runs: list[float]
+    #: Optimizer steps of each probe training: the probe trains a fixed number of epochs, so a larger set
+    #: also means more steps.
+    steps: int
+
+
 class Quality(BaseModel):
     """Filled in by ``cgan-train evaluate``; ``None`` on the card until then.
 
@@ -68,6 +95,14 @@ class Quality(BaseModel):
     feature_space: str | None = None
     judge_file: str | None = None
     evaluation_seconds: float | None = None
+    #: Precision/recall/density/coverage of the matched generated set vs the matched real training set,
+    #: overall and per class (``None`` for a class too small for ``prdc_k`` neighbours).
+    prdc: PRDC | None = None
+    per_class_prdc: list[PRDC | None] | None = None
+    prdc_k: int | None = None
+    #: Real training split alone, then with generated images added; ``None`` when skipped.
+    augmentation: list[AugmentationArm] | None = None
+    augmentation_seconds: float | None = None
 
 
 class Provenance(BaseModel):

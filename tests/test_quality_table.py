@@ -1,4 +1,5 @@
-"""bench/quality_table.py: one row per evaluated model (newest version), recipe tags, unevaluated skipped."""
+"""bench/quality_table.py: one row per evaluated model (newest version), recipe tags, unevaluated skipped,
+PRDC and augmentation columns (a dash for cards evaluated before they existed)."""
 
 from __future__ import annotations
 
@@ -51,3 +52,28 @@ def test_table_has_one_row_per_evaluated_model(tmp_path):
     row = "| alpha | cgan +head +cBN | tiny-test | synthetic | 16000 x 64 | 12.0 | 99.0% |"
     assert lines[2].startswith(row)
     assert "6.00 / 4.00 (1.50x) | 95.0% / 96.0% | 0.90 | no |" in lines[2]
+
+
+def test_table_shows_prdc_and_augmentation_when_the_card_has_them(tmp_path):
+    arms = [
+        contract.AugmentationArm(
+            synthetic_multiple=m, real_samples=4500, synthetic_samples=int(4500 * m), accuracy=acc,
+            runs=[acc] * 3, steps=360,
+        )
+        for m, acc in ((0.0, 0.961), (1.0, 0.968), (2.0, 0.972))
+    ]  # fmt: skip
+    measured = quality(0.99).model_copy(
+        update={
+            "prdc": contract.PRDC(precision=0.81, recall=0.74, density=0.95, coverage=0.9),
+            "augmentation": arms,
+        }
+    )
+    write_version(tmp_path, "new", 1, quality=measured, training=training())
+    write_version(tmp_path, "old", 1, quality=quality(0.98), training=training())
+
+    lines = table(rows([tmp_path])).splitlines()
+    assert lines[0].count("|") == lines[1].count("|") == 15  # 14 columns
+    new, old = lines[2], lines[3]
+    assert new.endswith("| no | 0.81 / 0.74 | 0.95 / 0.90 | 96.1% / +1x 96.8% / +2x 97.2% |")
+    assert old.endswith("| no | – | – | – |")
+    assert all(line.count("|") == 15 for line in lines)

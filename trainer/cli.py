@@ -131,6 +131,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="models with style codes: steps per sweep over a code's range (at least 3)",
     )
     evaluate.add_argument(
+        "--no-augmentation",
+        action="store_true",
+        help="skip the augmentation value (real alone vs real + 1x/2x generated): "
+        "it trains 3 probes per --probe-runs seed, on up to 3x the real training split",
+    )
+    evaluate.add_argument(
         "--no-write", action="store_true", help="print the report without updating the card"
     )
 
@@ -254,6 +260,7 @@ def cmd_evaluate(args) -> int:
         probe_runs=args.probe_runs,
         code_sweeps=args.code_sweeps,
         code_steps=args.code_steps,
+        augmentation=not args.no_augmentation,
     )
     print(report)
     return 0

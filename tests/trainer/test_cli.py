@@ -219,3 +219,18 @@ def test_xla_path_trains_a_step_count_that_is_not_a_multiple_of_the_block(tmp_pa
     assert f"trained xla: {steps} steps" in result.stdout
     rows = (tmp_path / "runs" / "xla" / "history.csv").read_text().splitlines()[1:]
     assert [int(float(r.split(",")[0])) for r in rows] == list(range(1, steps + 1))
+
+
+@pytest.mark.parametrize("flags,augmentation", [([], True), (["--no-augmentation"], False)])
+def test_evaluate_flags_reach_the_evaluation(monkeypatch, tmp_path, capsys, flags, augmentation):
+    seen = {}
+
+    def fake_evaluate(model_dir, **options):
+        seen.update(options, model_dir=model_dir)
+        return None, "the report"
+
+    monkeypatch.setattr("trainer.cli.evaluate", fake_evaluate)
+    assert main(["evaluate", str(tmp_path), "--probe-runs", "2", *flags]) == 0
+    assert seen["augmentation"] is augmentation and seen["probe_runs"] == 2
+    assert seen["model_dir"] == tmp_path
+    assert "the report" in capsys.readouterr().out

@@ -35,10 +35,15 @@ from trainer.evaluation import (
     mean_pairwise_distance,
     mode_collapse,
     per_class_accuracy,
+    prdc,
+    prdc_per_class,
+    render_report,
     sample,
     take_per_class,
 )
+from trainer.evaluation.augmentation import augmentation_value, probe_steps, synthetic_counts
 from trainer.evaluation.judge import (
+    PROBE_CONFIG,
     CNNConfig,
     balanced_subset,
     default_cache_dir,
@@ -46,6 +51,7 @@ from trainer.evaluation.judge import (
     predict_labels,
     shift_images,
 )
+from trainer.evaluation.metrics import knn_radii_squared
 from trainer.files import sha256_file
 
 TINY = CNNConfig(filters=(8,), dense=16, dropout=0.0, epochs=2, min_steps=0, max_shift=0, max_train=600)
@@ -149,6 +155,161 @@ def test_collapsed_class_is_flagged_and_matching_spread_is_not():
 def test_mode_collapse_ignores_undefined_classes():
     assert not mode_collapse([float("nan"), 0.9])
     assert mode_collapse([float("nan"), 0.1])
+
+
+# --- precision, recall, density, coverage ---------------------------------------------------------------
+
+
+def _prdc_by_definition(real, fake, k):
+    """The papers' formulas over full distance matrices, written independently of the chunked code."""
+    d_rr = np.linalg.norm(real[:, None] - real[None], axis=2)
+    d_ff = np.linalg.norm(fake[:, None] - fake[None], axis=2)
+    d_rf = np.linalg.norm(real[:, None] - fake[None], axis=2)  # [N, M]
+    r_real, r_fake = np.sort(d_rr, axis=1)[:, k], np.sort(d_ff, axis=1)[:, k]
+    in_real = d_rf < r_real[:, None]
+    return (
+        in_real.any(axis=0).mean(),
+        (d_rf < r_fake[None, :]).any(axis=1).mean(),
+        in_real.sum() / (k * len(fake)),
+        (d_rf.min(axis=1) < r_real).mean(),
+    )
+
+
+def test_knn_radii_known_values():
+    x = np.array([[0.0], [1.0], [3.0], [7.0]])
+    assert knn_radii_squared(x, k=1).tolist() == [1, 1, 4, 16]
+    assert knn_radii_squared(x, k=2).tolist() == [9, 4, 9, 36]
+    with pytest.raises(ValueError, match="at least 4 rows"):
+        knn_radii_squared(x[:3], k=3)
+
+
+def test_prdc_of_a_set_with_itself_is_one():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 8))
+    for other in (x, x[rng.permutation(len(x))]):
+        score = prdc(x, other)
+        assert (score.precision, score.recall, score.coverage) == (1.0, 1.0, 1.0)
+        # Open balls hold their centre and k-1 neighbours; round-off may count a k-th on the boundary.
+        assert score.density == pytest.approx(1.0, abs=0.01)
+
+
+def test_prdc_of_far_apart_sets_is_zero():
+    rng = np.random.default_rng(0)
+    real = rng.normal(size=(300, 8))
+    assert prdc(real, rng.normal(size=(250, 8)) + 100.0) == (0.0, 0.0, 0.0, 0.0)
+
+
+def test_prdc_of_two_draws_of_one_distribution():
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(2000, 2)), rng.normal(size=(2000, 2))
+    score = prdc(real, fake)
+    assert score.precision > 0.9 and score.recall > 0.9
+    assert score.density == pytest.approx(1.0, abs=0.1)  # its expectation for matching distributions
+    assert score.coverage == pytest.approx(1 - 0.5**5, abs=0.02)  # Naeem et al., Lemma 2, for M = N
+    shrunk = prdc(real, 0.3 * fake)  # faithful but narrow: fidelity stays, diversity drops
+    assert shrunk.precision > 0.99 and shrunk.density > 0.9
+    assert shrunk.recall < 0.6 and shrunk.coverage < 0.6
+
+
+def test_prdc_of_a_subset_has_full_precision_and_partial_recall():
+    rng = np.random.default_rng(0)
+    cluster_a, cluster_b = rng.normal(size=(200, 4)), rng.normal(size=(200, 4)) + 50.0
+    real = np.concatenate([cluster_a, cluster_b])
+    score = prdc(real, cluster_a)  # the generator reproduces only one of the two modes
+    assert score.precision == 1.0 and score.density == pytest.approx(1.0, abs=0.01)
+    assert score.recall == 0.5 and score.coverage == 0.5
+
+
+def test_prdc_matches_the_definition_and_does_not_depend_on_chunking():
+    rng = np.random.default_rng(1)
+    real, fake = rng.normal(size=(150, 6)), rng.normal(size=(120, 6)) * 1.3 + 0.4
+    for k in (1, 3, 5):
+        whole = prdc(real, fake, k)
+        assert whole == pytest.approx(_prdc_by_definition(real, fake, k))
+        # Bands of one and of seven rows: the same figures.
+        assert prdc(real, fake, k, chunk_bytes=1) == pytest.approx(whole)
+        assert prdc(real, fake, k, chunk_bytes=7 * 8 * 150) == pytest.approx(whole)
+
+
+def test_prdc_rejects_mismatched_or_too_small_sets():
+    with pytest.raises(ValueError, match="equal D"):
+        prdc(np.zeros((10, 3)), np.zeros((10, 4)))
+    with pytest.raises(ValueError, match="at least 6 rows"):
+        prdc(np.random.default_rng(0).normal(size=(5, 3)), np.zeros((10, 3)))
+
+
+def test_prdc_per_class_scores_each_class_on_its_own():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(4), 60)
+    real = rng.normal(size=(240, 8)) + labels[:, None] * 3.0
+    fake = real.copy()
+    fake[labels == 1] += 100.0  # class 1 generated far from its real images
+    fake_labels = labels.copy()
+    fake_labels[labels == 3] = 2  # no generated image of class 3; class 2 gets both halves
+    scores = prdc_per_class(real, labels, fake, fake_labels, 5)
+    assert scores[0][:2] == (1.0, 1.0) and scores[0].coverage == 1.0
+    assert scores[0].density == pytest.approx(1.0, abs=0.02)
+    assert scores[1] == (0.0, 0.0, 0.0, 0.0)
+    assert scores[2] == prdc(real[labels == 2], fake[fake_labels == 2])
+    assert scores[2].recall == 1.0 and scores[2].precision < 1.0
+    assert scores[3] is None and scores[4] is None  # too few samples for k=5 neighbours
+
+
+# --- augmentation value ---------------------------------------------------------------------------------
+
+
+def test_synthetic_counts_follow_the_real_class_mix():
+    real_labels = np.array([0] * 5 + [1] * 2 + [2] * 8)
+    assert synthetic_counts(real_labels, 1.0, 4).tolist() == [5, 2, 8, 0]
+    assert synthetic_counts(real_labels, 2.0, 4).tolist() == [10, 4, 16, 0]
+    assert synthetic_counts(real_labels, 0.5, 4).tolist() == [2, 1, 4, 0]  # rounded half to even
+
+
+def test_probe_steps_follow_the_training_loop():
+    assert probe_steps(PROBE_CONFIG, 4500) == 10 * 36
+    assert probe_steps(PROBE_CONFIG, 13500) == 10 * 106
+    assert probe_steps(TINY, 13500) == 2 * 5  # capped at max_train=600
+
+
+def test_augmentation_value_trains_each_arm_on_real_plus_its_share_of_generated():
+    real_labels = np.array([0] * 6 + [1] * 4)
+    real_images = np.full((10, 2, 2), 255, np.uint8)  # real images are all ink, generated ones numbered
+    pool_labels = np.repeat([0, 1], 20)
+    pool_images = np.arange(40, dtype=np.uint8)[:, None, None] * np.ones((1, 2, 2), np.uint8)
+    calls = []
+
+    def probe(images, labels, config, run):
+        calls.append((images, labels, run, config))
+        return len(images) / 100 + run / 1000  # distinct per arm and per seed
+
+    config = CNNConfig(epochs=2, min_steps=0, batch_size=4)
+    arms = augmentation_value(real_images, real_labels, pool_images, pool_labels, 2, probe, config, runs=3)
+
+    assert [a.synthetic_multiple for a in arms] == [0.0, 1.0, 2.0]
+    assert [a.real_samples for a in arms] == [10, 10, 10]
+    assert [a.synthetic_samples for a in arms] == [0, 10, 20]
+    assert [run for _, _, run, _ in calls] == [0, 1, 2] * 3
+    # Every arm gets at least the largest arm's steps (30 images: 2 epochs of 8 batches), not its own
+    # epochs' worth: more data must not mean more training.
+    assert {c.min_steps for *_, c in calls} == {16}
+    for arm, total in zip(arms, (10, 20, 30), strict=True):
+        assert arm.runs == pytest.approx([total / 100, total / 100 + 0.001, total / 100 + 0.002])
+        assert arm.accuracy == pytest.approx(np.mean(arm.runs))
+        assert arm.steps == probe_steps(calls[0][3], total)
+    assert [a.steps for a in arms] == [6 * 3, 4 * 5, 2 * 8]  # whole epochs: 16 steps rounded up
+    generated = []
+    for images, labels, *_ in calls[::3]:
+        is_real = images[:, 0, 0] == 255
+        assert is_real.sum() == 10 and np.array_equal(np.bincount(labels[is_real]), [6, 4])
+        generated.append(images[~is_real, 0, 0])
+        # Each generated image keeps its own label, and the class mix is the real one.
+        assert np.array_equal(labels[~is_real], pool_labels[generated[-1]])
+    assert np.bincount(pool_labels[generated[1]]).tolist() == [6, 4]
+    assert np.bincount(pool_labels[generated[2]]).tolist() == [12, 8]
+    assert set(generated[1]) < set(generated[2])  # the 1x images are among the 2x ones
+
+    with pytest.raises(ValueError, match="class 0 has 20 items, 30 requested"):
+        augmentation_value(real_images, real_labels, pool_images, pool_labels, 2, probe, config, (5.0,))
 
 
 # --- sample selection -----------------------------------------------------------------------------------
@@ -327,8 +488,9 @@ def test_evaluate_writes_quality_and_flags_a_collapsed_generator(models):
     assert before["quality"] is None
 
     quality, report = evaluate(
-        version_dir, samples_per_class=12, cache_dir=models["cache"], judge_config=TINY, probe_config=TINY
-    )
+        version_dir, samples_per_class=12, cache_dir=models["cache"], judge_config=TINY, probe_config=TINY,
+        augmentation_multiples=(1.0,),
+    )  # fmt: skip
 
     after = json.loads((version_dir / CARD_FILE).read_text())
     written = Quality.model_validate(after.pop("quality"))
@@ -355,6 +517,22 @@ def test_evaluate_writes_quality_and_flags_a_collapsed_generator(models):
     assert quality.real_train_accuracy == pytest.approx(np.mean(quality.real_train_runs))
     assert "mean of 3 probe seeds" in report
     assert "mode collapse | **YES**" in report and "| 7 |" in report
+    # Ten distinct images, each repeated: every generated ball has radius 0, so no real image is inside one.
+    assert quality.prdc_k == 5 and quality.prdc.recall == 0.0
+    assert 0 <= quality.prdc.precision <= 1 and 0 <= quality.prdc.coverage <= 1 and quality.prdc.density >= 0
+    assert len(quality.per_class_prdc) == 10 and all(p.recall == 0.0 for p in quality.per_class_prdc)
+    assert "| precision / recall |" in report and "| 7 | " in report
+    # Augmentation value: all 4,500 real training digits, then + as many generated ones, those beyond the
+    # 12 per class evaluated drawn with further seeds. (One multiple here: each arm costs 3 trainings.)
+    arms = quality.augmentation
+    assert [(a.synthetic_multiple, a.real_samples, a.synthetic_samples) for a in arms] == [
+        (0.0, 4500, 0), (1.0, 4500, 4500)
+    ]  # fmt: skip
+    for arm in arms:
+        assert len(arm.runs) == 3 and arm.accuracy == pytest.approx(np.mean(arm.runs))
+        assert all(0 <= run <= 1 for run in arm.runs)
+    assert 0 < quality.augmentation_seconds < quality.evaluation_seconds
+    assert "| real alone |" in report and "| real + 1x generated |" in report
     assert (version_dir / QUALITY_REPORT).read_text() == report
     assert not list(version_dir.glob(".*"))  # no temp files left behind
 
@@ -366,13 +544,26 @@ def test_evaluate_without_write_leaves_the_directory_alone(models):
 
     quality, _ = evaluate(
         version_dir, samples_per_class=12, cache_dir=models["cache"], judge_config=TINY, probe_config=TINY,
-        write=False,
+        write=False, augmentation=False,
     )  # fmt: skip
 
     assert (version_dir / CARD_FILE).read_bytes() == card_before
     assert not (version_dir / QUALITY_REPORT).exists()
     assert quality.diversity_ratio > 0.1 > collapsed.diversity_ratio
     assert quality.pixel_diversity_ratio > 0.1
+    assert quality.augmentation is None and quality.augmentation_seconds is None  # skipped
+
+
+def test_report_of_a_card_evaluated_before_prdc_and_augmentation(models):
+    card = ModelCard.model_validate_json((models["diverse"] / CARD_FILE).read_text())
+    old = Quality(
+        samples_per_class=10, label_accuracy=0.9, per_class_accuracy=[0.9] * 10, judge_test_accuracy=0.98,
+        fid=5.0, fid_floor=4.0, fid_ratio=1.25, gan_train_accuracy=0.9, real_train_accuracy=0.95,
+        diversity_ratio=0.9, mode_collapse=False, evaluated_at=datetime.now(UTC),
+    )  # fmt: skip
+    report = render_report(card, old)
+    assert "precision" not in report and "real alone" not in report
+    assert "| class | label accuracy | diversity |\n|---|---|---|\n| 0 | 90.0% | n/a |" in report
 
 
 def test_evaluate_refuses_a_model_that_does_not_match_its_card(models, tmp_path):
@@ -388,6 +579,10 @@ def test_evaluate_refuses_a_model_that_does_not_match_its_card(models, tmp_path)
         evaluate(version_dir, samples_per_class=1, cache_dir=models["cache"])
     with pytest.raises(EvaluateError, match="probe-runs"):
         evaluate(version_dir, probe_runs=0, cache_dir=models["cache"])
+    with pytest.raises(EvaluateError, match="multiples must be positive"):
+        evaluate(version_dir, augmentation_multiples=(1.0, 0.0), cache_dir=models["cache"])
+    with pytest.raises(EvaluateError, match="prdc_k"):
+        evaluate(version_dir, prdc_k=0, cache_dir=models["cache"])
     with pytest.raises(EvaluateError, match="no model.json"):
         evaluate(tmp_path / "nothing", cache_dir=models["cache"])
 

@@ -22,6 +22,14 @@ contract's rule) and a judge CNN trained on the dataset's real training split (:
   (at most :data:`.metrics.DIVERSITY_MAX_PER_CLASS` of them) divided by the same for the real test images of
   that class. ``diversity_ratio`` is the minimum over classes; ``mode_collapse`` is set when it falls below
   ``collapse_threshold`` (default :data:`.metrics.COLLAPSE_THRESHOLD`). The pixel-space ratio is recorded too.
+* **precision, recall, density, coverage** (Kynkäänniemi et al. 2019; Naeem et al. 2020): k-NN balls
+  (k = :data:`.metrics.PRDC_K`) around judge features of the matched generated and matched real training
+  sets, overall and per class. Precision/density say whether generated images look real (fidelity),
+  recall/coverage whether they span the real variety (diversity): which of the two a FID gap is.
+* **augmentation value** (:mod:`.augmentation`): the probe trained on the whole real training split alone,
+  and on it plus 1x and 2x as many generated images (per class), tested on the real test split, mean of
+  ``probe_runs`` seeds each. It costs 3 x ``probe_runs`` probe trainings on up to 3x the real data, so
+  ``augmentation=False`` (``--no-augmentation``) skips it; its seconds are recorded apart.
 
 * **style codes** (a generator with a ``codes`` input, InfoGAN): each code swept over its range with all else
   fixed, the Spearman correlation with shape properties measured on the pixels (:mod:`.properties`:
@@ -30,13 +38,17 @@ contract's rule) and a judge CNN trained on the dataset's real training split (:
   (:mod:`.codes`).
 
 Modules: :mod:`.score` runs the steps, :mod:`.metrics` holds the pure metric functions, :mod:`.judge` the
-classifiers, :mod:`.report` writes the card's ``quality`` section and ``quality.md``, :mod:`.judge_export`
-puts the judge beside the generator (``judge.onnx``) for the service's ``min_confidence``.
+classifiers, :mod:`.augmentation` the augmentation-value bookkeeping, :mod:`.report` writes the card's
+``quality`` section and ``quality.md``, :mod:`.judge_export` puts the judge beside the generator
+(``judge.onnx``) for the service's ``min_confidence``.
 """
 
+from trainer.evaluation.augmentation import AUGMENTATION_MULTIPLES, augmentation_value, synthetic_counts
 from trainer.evaluation.metrics import (
     COLLAPSE_THRESHOLD,
     DIVERSITY_MAX_PER_CLASS,
+    PRDC_K,
+    PRDCScore,
     diversity,
     frechet_distance,
     frechet_distance_from_stats,
@@ -46,17 +58,23 @@ from trainer.evaluation.metrics import (
     mean_pairwise_distance,
     mode_collapse,
     per_class_accuracy,
+    prdc,
+    prdc_per_class,
     take_per_class,
 )
 from trainer.evaluation.report import QUALITY_REPORT, render_report, write_quality
 from trainer.evaluation.score import EvalOptions, EvaluateError, evaluate, export_judge_only, sample
 
 __all__ = [
+    "AUGMENTATION_MULTIPLES",
     "COLLAPSE_THRESHOLD",
     "DIVERSITY_MAX_PER_CLASS",
+    "PRDC_K",
     "QUALITY_REPORT",
     "EvalOptions",
     "EvaluateError",
+    "PRDCScore",
+    "augmentation_value",
     "diversity",
     "evaluate",
     "export_judge_only",
@@ -68,8 +86,11 @@ __all__ = [
     "mean_pairwise_distance",
     "mode_collapse",
     "per_class_accuracy",
+    "prdc",
+    "prdc_per_class",
     "render_report",
     "sample",
+    "synthetic_counts",
     "take_per_class",
     "write_quality",
 ]

@@ -57,6 +57,52 @@ def _runs(runs) -> str:
     return f"; mean of {len(runs)} probe seeds" if runs and len(runs) > 1 else ""
 
 
+def _prdc_cells(score) -> str:
+    if score is None:
+        return "n/a | n/a | n/a | n/a"
+    return f"{score.precision:.3f} | {score.recall:.3f} | {score.density:.3f} | {score.coverage:.3f}"
+
+
+def _prdc_rows(q: Quality, m: object) -> list[str]:
+    if q.prdc is None:
+        return []
+    p, k = q.prdc, _known(q.prdc_k)
+    return [
+        f"| precision / recall | {p.precision:.3f} / {p.recall:.3f} | k-NN manifolds (k={k}) of {m} "
+        f"generated and {m} real train: generated inside the real one (fidelity) / real inside the "
+        "generated one (diversity) |",
+        f"| density / coverage | {p.density:.3f} / {p.coverage:.3f} | real balls per generated image / k "
+        "(1 = as dense as real) / share of real images with a generated one in their ball |",
+    ]
+
+
+def _augmentation_rows(q: Quality) -> list[str]:
+    if not q.augmentation:
+        return []
+    base = q.augmentation[0].accuracy
+    rows = []
+    for arm in q.augmentation:
+        if arm.synthetic_samples == 0:
+            name, gain = "real alone", ""
+            trained = f"CNN trained on the {arm.real_samples} real training images"
+        else:
+            name = f"real + {arm.synthetic_multiple:g}x generated"
+            gain = f" ({100 * (arm.accuracy - base):+.1f} points)"
+            trained = f"same CNN on those + {arm.synthetic_samples} generated"
+        rows.append(
+            f"| {name} | {_pct(arm.accuracy)}{_spread(arm.runs)}{gain} | {trained} ({arm.steps} steps), "
+            f"tested on real test{_runs(arm.runs)} |"
+        )
+    return rows
+
+
+def _seconds(q: Quality) -> str:
+    if q.evaluation_seconds is None:
+        return ""
+    aug = f", augmentation value {q.augmentation_seconds:.0f} s of it" if q.augmentation_seconds else ""
+    return f" Took {q.evaluation_seconds:.0f} s{aug}."
+
+
 def render_report(card: ModelCard, q: Quality) -> str:
     per_div = [float("nan") if d is None else d for d in q.per_class_diversity or []]
     per_div += [float("nan")] * (card.num_classes - len(per_div))
@@ -66,7 +112,7 @@ def render_report(card: ModelCard, q: Quality) -> str:
         f"# Quality: {card.name} v{card.version} ({card.dataset})",
         "",
         f"{q.samples_per_class} generated images per class from `{MODEL_FILE}` (onnxruntime, noise seed "
-        f"{_known(q.seed)}); evaluated {q.evaluated_at:%Y-%m-%d %H:%M} UTC.",
+        f"{_known(q.seed)}); evaluated {q.evaluated_at:%Y-%m-%d %H:%M} UTC.{_seconds(q)}",
         "",
         "| metric | value | what is compared |",
         "|---|---|---|",
@@ -84,12 +130,19 @@ def render_report(card: ModelCard, q: Quality) -> str:
         + " | within-class mean pairwise judge-feature distance, generated / real test (min over classes) |",
         f"| mode collapse | {'**YES**' if q.mode_collapse else 'no'} | any class ratio < "
         f"{q.collapse_threshold if q.collapse_threshold is not None else COLLAPSE_THRESHOLD} |",
+        *_prdc_rows(q, m),
+        *_augmentation_rows(q),
         "",
-        "| class | label accuracy | diversity |",
-        "|---|---|---|",
     ]
-    for name, acc, div in zip(card.class_names, q.per_class_accuracy, per_div, strict=False):
-        lines.append(f"| {name} | {_pct(acc)} | {_num(div)} |")
+    # Cards evaluated before PRDC existed keep their three-column class table.
+    with_prdc = q.per_class_prdc is not None
+    per_prdc = list(q.per_class_prdc or []) + [None] * card.num_classes
+    lines += [
+        "| class | label accuracy | diversity |" + (" precision | recall | density | coverage |" * with_prdc),
+        "|---|---|---|" + "---|---|---|---|" * with_prdc,
+    ]
+    for name, acc, div, score in zip(card.class_names, q.per_class_accuracy, per_div, per_prdc, strict=False):
+        lines.append(f"| {name} | {_pct(acc)} | {_num(div)} |" + f" {_prdc_cells(score)} |" * with_prdc)
     return "\n".join(lines) + "\n"
 
 

@@ -2,8 +2,9 @@
 
 The steps, each its own function: open the version directory (card, digest, onnxruntime session), load the
 dataset the card names, get the judge, generate ``samples_per_class`` images per class through
-:func:`cgan_contract.runner.generate` (what the service serves), then measure (:mod:`.metrics`) and
-write (:mod:`.report`).
+:func:`cgan_contract.runner.generate` (what the service serves), then measure (:mod:`.metrics`), measure
+the augmentation value (:mod:`.augmentation`, skippable: it costs the most probe trainings) and write
+(:mod:`.report`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from cgan_contract import (
     JUDGE_FILE,
     MODEL_FILE,
     OUTPUT_IMAGE,
+    PRDC,
     ModelCard,
     Quality,
     read_card,
@@ -33,6 +35,7 @@ from cgan_contract import (
 )
 from trainer.artifacts import write_png
 from trainer.data import LOADERS, DataError, Dataset, load_dataset
+from trainer.evaluation.augmentation import AUGMENTATION_MULTIPLES, augmentation_value, synthetic_counts
 from trainer.evaluation.codes import NAME_MIN_LABEL_ACCURACY, evaluated_codes, traversal_grid
 from trainer.evaluation.judge import (
     JUDGE_CONFIG,
@@ -46,12 +49,15 @@ from trainer.evaluation.judge import (
 from trainer.evaluation.judge_export import export_judge
 from trainer.evaluation.metrics import (
     COLLAPSE_THRESHOLD,
+    PRDC_K,
     diversity,
     frechet_distance,
     label_accuracy,
     matched_counts,
     mode_collapse,
     per_class_accuracy,
+    prdc,
+    prdc_per_class,
     take_per_class,
 )
 from trainer.evaluation.report import (
@@ -87,6 +93,10 @@ class EvalOptions:
     #: For a generator with style codes: sweeps per code ((seed, label) pairs) and steps per sweep.
     code_sweeps: int = 1000
     code_steps: int = 9
+    prdc_k: int = PRDC_K
+    #: Measure the augmentation value (real alone vs real + generated); ``--no-augmentation`` skips it.
+    augmentation: bool = True
+    augmentation_multiples: tuple[float, ...] = AUGMENTATION_MULTIPLES
 
     def __post_init__(self) -> None:
         if self.samples_per_class < 2:
@@ -97,6 +107,10 @@ class EvalOptions:
             raise EvaluateError("--code-sweeps must be at least 1")
         if self.code_steps < 3:
             raise EvaluateError("--code-steps must be at least 3 (a rank correlation needs them)")
+        if self.prdc_k < 1:
+            raise EvaluateError("prdc_k must be at least 1")
+        if any(not m > 0 for m in self.augmentation_multiples):
+            raise EvaluateError("augmentation multiples must be positive")
 
 
 # --- the exported generator -----------------------------------------------------------------------------
@@ -205,6 +219,22 @@ def evaluate(
         raise EvaluateError(f"generator makes {list(images.shape[1:])} images, data is 28x28")
 
     quality = measure(judge, dataset, images, labels, opts)
+    if opts.augmentation:
+        aug_started = time.perf_counter()
+        pool_images, pool_labels = synthetic_pool(model_path, card, dataset, images, labels, opts)
+        arms = augmentation_value(
+            dataset.train.images,
+            dataset.train.labels,
+            pool_images,
+            pool_labels,
+            dataset.num_classes,
+            lambda x, y, config, run: probe_accuracy(dataset, x, y, config, opts.seed + run),
+            opts.probe_config,
+            opts.augmentation_multiples,
+            opts.probe_runs,
+        )
+        seconds = round(time.perf_counter() - aug_started, 1)
+        quality = quality.model_copy(update={"augmentation": arms, "augmentation_seconds": seconds})
     codes, figures = None, []
     if card.codes:
         named = quality.label_accuracy >= NAME_MIN_LABEL_ACCURACY
@@ -233,8 +263,38 @@ def export_judge_only(model_dir: Path, options: EvalOptions | None = None, **ove
     version_dir, card, model_path = open_version(model_dir)
     judge = load_or_train_judge(dataset_for(card, opts.data_dir), opts.cache_dir, opts.judge_config)
     labels = np.repeat(np.arange(card.num_classes, dtype=np.int64), 16)
-    export_judge(judge, version_dir, card, sample(model_path, labels, opts.seed, latent_dim=card.latent_dim))
+    images = sample(model_path, labels, opts.seed, latent_dim=card.latent_dim, code_ranges=card.code_ranges)
+    export_judge(judge, version_dir, card, images)
     return version_dir / JUDGE_FILE
+
+
+def synthetic_pool(
+    model_path: Path,
+    card: ModelCard,
+    dataset: Dataset,
+    images: np.ndarray,
+    labels: np.ndarray,
+    opts: EvalOptions,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The generated images the augmentation arms draw from: the evaluated set, plus more of each class
+    where the largest multiple of the real training split needs more (their seeds continue after it)."""
+    need = synthetic_counts(dataset.train.labels, max(opts.augmentation_multiples), dataset.num_classes)
+    extra = np.maximum(need - opts.samples_per_class, 0)
+    if not extra.any():
+        return images, labels
+    extra_labels = np.repeat(np.arange(dataset.num_classes, dtype=np.int64), extra)
+    first = opts.seed + len(labels)
+    more = sample(model_path, extra_labels, first, latent_dim=card.latent_dim, code_ranges=card.code_ranges)
+    more = more[..., 0]
+    return np.concatenate([images, more]), np.concatenate([labels, extra_labels])
+
+
+def probe_accuracy(
+    dataset: Dataset, train_images: np.ndarray, train_labels: np.ndarray, config: CNNConfig, seed: int
+) -> float:
+    """Accuracy on the real test split of a fresh probe (``config`` with ``seed``) trained on the images."""
+    model = fit_cnn(train_images, train_labels, dataset.num_classes, dataclasses.replace(config, seed=seed))
+    return label_accuracy(predict_labels(model, dataset.test.images), dataset.test.labels)
 
 
 def measure(
@@ -254,14 +314,18 @@ def measure(
     fid = frechet_distance(gen_feat[gen_idx], test_feat)
     floor = frechet_distance(real_feat, test_feat)
 
-    def probe_accuracy(train_images: np.ndarray, train_labels: np.ndarray, run: int) -> float:
-        probe = dataclasses.replace(opts.probe_config, seed=opts.seed + run)
-        model = fit_cnn(train_images, train_labels, num_classes, probe)
-        return label_accuracy(predict_labels(model, test.images), test.labels)
+    # Precision/recall/density/coverage on the same matched sets: equal sizes on both sides, as k-NN
+    # radii depend on the sample count (the test split is too small for it: 50 per class in mnist-5k).
+    gen_matched_feat, gen_matched_labels = gen_feat[gen_idx], labels[gen_idx]
+    overall = prdc(real_feat, gen_matched_feat, opts.prdc_k)
+    per_class = prdc_per_class(
+        real_feat, real_labels, gen_matched_feat, gen_matched_labels, num_classes, opts.prdc_k
+    )
 
     runs = range(opts.probe_runs)
-    gan_runs = [probe_accuracy(images[gen_idx], labels[gen_idx], r) for r in runs]
-    real_runs = [probe_accuracy(real_images, real_labels, r) for r in runs]
+    probe, seed = opts.probe_config, opts.seed
+    gan_runs = [probe_accuracy(dataset, images[gen_idx], labels[gen_idx], probe, seed + r) for r in runs]
+    real_runs = [probe_accuracy(dataset, real_images, real_labels, probe, seed + r) for r in runs]
 
     ratios = diversity(gen_feat, labels, test_feat, test.labels, num_classes)
     flat = test.images.reshape(len(test), -1) / 255.0
@@ -294,4 +358,7 @@ def measure(
         collapse_threshold=opts.collapse_threshold,
         feature_space=f"judge penultimate layer ({opts.judge_config.dense} units)",
         judge_file=judge.path.name if judge.path else None,
+        prdc=PRDC(**overall._asdict()),
+        per_class_prdc=[None if score is None else PRDC(**score._asdict()) for score in per_class],
+        prdc_k=opts.prdc_k,
     )
