@@ -60,6 +60,10 @@ class Recipe:
     cond_bn: bool = False  # conv arch: class-conditional BatchNorm in the generator
     g_width: int = 64  # conv arch: channels of the generator's middle layer (7x7 has 2x, 28x28 has 1/2x)
     d_width: int = 64  # conv arch: channels of the discriminator's last conv
+    margin: float = 1.0  # EBGAN: D pushes fake energies (per-image MSE, in [0, 4]) up to this
+    pt_weight: float = 0.1  # EBGAN: weight of the pulling-away term in G's objective (the paper's 0.1)
+    ae_condition: str = "code"  # EBGAN: the label enters D's autoencoder at the "code" or the "input"
+    ae_code_dim: int = 64  # EBGAN: width of the autoencoder's code
 
 
 ARTICLE = Recipe()
@@ -77,9 +81,14 @@ MODERN = Recipe(
 
 MODERN_CGAN = replace(MODERN, cond_bn=True, aux_classifier=True, g_class_weight=0.3)
 
+EBGAN_DENSE = replace(ARTICLE, loss="ebgan")
+EBGAN_CONV = replace(MODERN, loss="ebgan", spectral_norm=False, cond_bn=True)
+
 
 def recipe_for(variant: str, arch: str, augment_shift: int = 2) -> Recipe:
     """The recipe of a variant and arch; ``augment_shift`` is the conv recipe's DiffAugment translation."""
+    if variant == "ebgan":
+        return EBGAN_DENSE if arch == "dense" else replace(EBGAN_CONV, augment_shift=augment_shift)
     if arch == "dense":
         return ARTICLE
     base = MODERN_CGAN if variant == "cgan" else MODERN

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 VARIANTS: dict[str, tuple[str, str]] = {
     "cgan": ("trainer.variants.cgan", "CGAN"),
     "acgan": ("trainer.variants.acgan", "ACGAN"),
+    "ebgan": ("trainer.variants.ebgan", "EBGAN"),
 }
 
 
