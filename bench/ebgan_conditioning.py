@@ -49,13 +49,17 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--margin", type=float, help="override the recipe's margin")
+    parser.add_argument("--code-dim", type=int, help="override the recipe's ae_code_dim")
+    parser.add_argument("--mismatch-weight", type=float, help="override the recipe's mismatch_weight")
+    parser.add_argument("--work-dir", type=Path, help="keep the runs (sample grids, history) here")
     parser.add_argument("--conditions", nargs="+", choices=CONDITIONS, default=list(CONDITIONS))
     args = parser.parse_args()
 
     dataset = load_dataset("mnist-5k")
     judge = load_or_train_judge(dataset)
     rows = []
-    with tempfile.TemporaryDirectory() as work:
+    with tempfile.TemporaryDirectory() as scratch:
+        work = args.work_dir or Path(scratch)
         for condition in args.conditions:
             config = TrainConfig.for_dataset(
                 "mnist-5k",
@@ -63,7 +67,7 @@ def main() -> None:
                 arch=args.arch,
                 steps=args.steps,
                 batch_size=args.batch_size,
-                work_dir=Path(work),
+                work_dir=work,
                 name=f"ebgan-{condition}",
                 export=False,
                 progress=False,
@@ -71,6 +75,10 @@ def main() -> None:
             recipe = dataclasses.replace(config.recipe, ae_condition=condition)
             if args.margin is not None:
                 recipe = dataclasses.replace(recipe, margin=args.margin)
+            if args.mismatch_weight is not None:
+                recipe = dataclasses.replace(recipe, mismatch_weight=args.mismatch_weight)
+            if args.code_dim is not None:
+                recipe = dataclasses.replace(recipe, ae_code_dim=args.code_dim)
             began = time.perf_counter()
             result = train(dataclasses.replace(config, recipe=recipe))
             seconds = time.perf_counter() - began
@@ -80,7 +88,8 @@ def main() -> None:
 
     print(
         f"\nebgan {args.arch}, mnist-5k, {args.steps} x {args.batch_size}, margin "
-        f"{recipe.margin}, {args.per_class} per class, judge test accuracy {judge.test_accuracy:.3f}\n"
+        f"{recipe.margin}, code {recipe.ae_code_dim}, mismatch weight {recipe.mismatch_weight}, "
+        f"{args.per_class} per class, judge test accuracy {judge.test_accuracy:.3f}\n"
     )
     print("| ae_condition | label acc | min diversity | collapse | E(real) | E(fake) | train s |")
     print("|---|---|---|---|---|---|---|")

@@ -64,6 +64,7 @@ class Recipe:
     pt_weight: float = 0.1  # EBGAN: weight of the pulling-away term in G's objective (the paper's 0.1)
     ae_condition: str = "code"  # EBGAN: the label enters D's autoencoder at the "code" or the "input"
     ae_code_dim: int = 64  # EBGAN: width of the autoencoder's code
+    mismatch_weight: float = 0.0  # EBGAN: margin term on real images under a wrong label (0 = the paper)
 
 
 ARTICLE = Recipe()

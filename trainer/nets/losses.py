@@ -50,7 +50,12 @@ def ebgan_discriminator_loss(real_energy, fake_energy, margin: float):
     A fake whose energy is already at least ``margin`` costs D nothing, so D spends no capacity pushing
     fakes further up.
     """
-    return ops.mean(real_energy) + ops.mean(ops.relu(margin - fake_energy))
+    return ops.mean(real_energy) + ebgan_margin_loss(fake_energy, margin)
+
+
+def ebgan_margin_loss(energy, margin: float):
+    """``max(0, margin - E)`` averaged: what D pays for a negative it reconstructs too well."""
+    return ops.mean(ops.relu(margin - energy))
 
 
 def ebgan_generator_loss(fake_energy):

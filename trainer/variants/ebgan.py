@@ -1,4 +1,4 @@
-"""Conditional EBGAN (Zhao, Mathieu & LeCun 2016): D is an autoencoder whose reconstruction error is an energy.
+"""Conditional EBGAN (Zhao, Mathieu & LeCun 2016): D is an autoencoder, its reconstruction error an energy.
 
 D learns to reconstruct real images (low energy) and to push fakes up to a margin ``m``
 (:func:`~trainer.nets.losses.ebgan_discriminator_loss`); G lowers the energy of its images, plus a
@@ -90,10 +90,18 @@ class EBGAN(ConditionalGAN):
         fake_images = self.generator([z, fake_labels], training=True)
         images = self.augment(ops.concatenate([real_images, fake_images], axis=0))
         labels = ops.concatenate([real_labels, fake_labels], axis=0)
+        if recipe.mismatch_weight:
+            # Real images under a wrong label are negatives too: the one signal that teaches D the label.
+            shift = keras.random.randint((batch,), 1, self.spec.num_classes, seed=self.seed_generator)
+            images = ops.concatenate([images, images[:batch]], axis=0)
+            labels = ops.concatenate([labels, (real_labels + shift) % self.spec.num_classes], axis=0)
         with tf.GradientTape() as tape:
             energy, _ = self._energy(images, labels)
-            real_energy, fake_energy = energy[:batch], energy[batch:]
+            real_energy, fake_energy = energy[:batch], energy[batch : 2 * batch]
             d_loss = losses.ebgan_discriminator_loss(real_energy, fake_energy, recipe.margin)
+            if recipe.mismatch_weight:
+                mismatch = losses.ebgan_margin_loss(energy[2 * batch :], recipe.margin)
+                d_loss += recipe.mismatch_weight * mismatch
         self.apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
 
         # Train the generator: low energy, and codes that pull away from each other.
