@@ -60,9 +60,9 @@ class Recipe:
     cond_bn: bool = False  # conv arch: class-conditional BatchNorm in the generator
     g_width: int = 64  # conv arch: channels of the generator's middle layer (7x7 has 2x, 28x28 has 1/2x)
     d_width: int = 64  # conv arch: channels of the discriminator's last conv
-    margin: float = 1.0  # EBGAN: D pushes fake energies (per-image MSE, in [0, 4]) up to this
+    margin: float = 0.3  # EBGAN: D pushes fake energies (per-image MSE, in [0, 4]) up to this
     pt_weight: float = 0.1  # EBGAN: weight of the pulling-away term in G's objective (the paper's 0.1)
-    ae_condition: str = "code"  # EBGAN: the label enters D's autoencoder at the "code" or the "input"
+    ae_condition: str = "input"  # EBGAN: the label enters D's autoencoder at the "input" or the "code"
     ae_code_dim: int = 64  # EBGAN: width of the autoencoder's code
     mismatch_weight: float = 0.0  # EBGAN: margin term on real images under a wrong label (0 = the paper)
 
@@ -82,8 +82,19 @@ MODERN = Recipe(
 
 MODERN_CGAN = replace(MODERN, cond_bn=True, aux_classifier=True, g_class_weight=0.3)
 
-EBGAN_DENSE = replace(ARTICLE, loss="ebgan")
-EBGAN_CONV = replace(MODERN, loss="ebgan", spectral_norm=False, cond_bn=True)
+# EBGAN: margin, conditioning and mismatch negatives from bench/ebgan_conditioning.py (QUALITY.md); the
+# conv one is MODERN's optimiser, EMA and DiffAugment with CGAN's class-conditional BatchNorm in G, and no
+# spectral norm (the autoencoder must reconstruct, not only score).
+EBGAN_DENSE = replace(ARTICLE, loss="ebgan", margin=0.3, ae_condition="input", mismatch_weight=1.0)
+EBGAN_CONV = replace(
+    MODERN,
+    loss="ebgan",
+    spectral_norm=False,
+    cond_bn=True,
+    margin=0.3,
+    ae_condition="input",
+    mismatch_weight=1.0,
+)
 
 
 def recipe_for(variant: str, arch: str, augment_shift: int = 2) -> Recipe:

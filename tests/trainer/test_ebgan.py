@@ -123,6 +123,20 @@ def test_the_generator_is_cgans_for_each_arch():
         assert [i.name for i in ebgan.generator.inputs] == ["z", "label"]
 
 
+def test_mismatch_negatives_add_their_margin_term_to_d_loss():
+    """Same weights, seed and batch: the logged D loss (computed before the update) grows by the margin
+    term of real images under wrong labels, which a fresh autoencoder reconstructs under the margin."""
+    reference = gan_for("dense", seed=9, mismatch_weight=0.0)
+    gan = gan_for("dense", seed=9, mismatch_weight=0.5)
+    for network in ("generator", "discriminator"):
+        getattr(gan, network).set_weights(getattr(reference, network).get_weights())
+    plain = reference.train_step(batch(seed=4))
+    with_mismatch = gan.train_step(batch(seed=4))
+    extra = float(with_mismatch["d_loss"]) - float(plain["d_loss"])
+    assert 0 < extra <= 0.5 * gan.recipe.margin
+    assert float(with_mismatch["real_energy"]) == pytest.approx(float(plain["real_energy"]), rel=1e-5)
+
+
 def test_unknown_conditioning_is_refused():
     with pytest.raises(ValueError, match="ae_condition 'label'"):
         gan_for("dense", ae_condition="label")
@@ -141,6 +155,7 @@ def test_ebgan_recipes_are_what_the_command_line_trains():
     assert dense.recipe == EBGAN_DENSE and dense.jit_compile
     for recipe in (EBGAN_DENSE, EBGAN_CONV):
         assert recipe.loss == "ebgan" and recipe.pt_weight == pytest.approx(0.1) and recipe.margin > 0
+        assert recipe.ae_condition == "input" and recipe.mismatch_weight > 0  # as measured
     # run.json round trip keeps the EBGAN knobs (resume and export rebuild the model from it).
     changed = dataclasses.replace(config, recipe=dataclasses.replace(config.recipe, margin=0.7, pt_weight=0))
     assert TrainConfig.from_json(changed.to_json()) == changed
