@@ -125,9 +125,10 @@ def test_the_generator_is_cgans_for_each_arch():
 
 def test_mismatch_negatives_add_their_margin_term_to_d_loss():
     """Same weights, seed and batch: the logged D loss (computed before the update) grows by the margin
-    term of real images under wrong labels, which a fresh autoencoder reconstructs under the margin."""
-    reference = gan_for("dense", seed=9, mismatch_weight=0.0)
-    gan = gan_for("dense", seed=9, mismatch_weight=0.5)
+    term of real images under wrong labels, which a fresh autoencoder reconstructs under a margin of 1
+    (its energies start near 0.35)."""
+    reference = gan_for("dense", seed=9, margin=1.0, mismatch_weight=0.0)
+    gan = gan_for("dense", seed=9, margin=1.0, mismatch_weight=0.5)
     for network in ("generator", "discriminator"):
         getattr(gan, network).set_weights(getattr(reference, network).get_weights())
     plain = reference.train_step(batch(seed=4))
