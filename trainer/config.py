@@ -63,6 +63,11 @@ class Recipe:
     d_width: int = 64  # conv arch: channels of the discriminator's last conv
     num_codes: int = 0  # InfoGAN: continuous style codes fed to G, uniform in [-1, 1], recovered by Q
     q_weight: float = 1.0  # InfoGAN: weight of Q's code-recovery MSE in both D's and G's objective
+    margin: float = 0.3  # EBGAN: D pushes fake energies (per-image MSE, in [0, 4]) up to this
+    pt_weight: float = 0.1  # EBGAN: weight of the pulling-away term in G's objective (the paper's 0.1)
+    ae_condition: str = "input"  # EBGAN: the label enters D's autoencoder at the "input" or the "code"
+    ae_code_dim: int = 64  # EBGAN: width of the autoencoder's code
+    mismatch_weight: float = 0.0  # EBGAN: margin term on real images under a wrong label (0 = the paper)
 
 
 ARTICLE = Recipe()
@@ -80,6 +85,20 @@ MODERN = Recipe(
 
 MODERN_CGAN = replace(MODERN, cond_bn=True, aux_classifier=True, g_class_weight=0.3)
 
+# EBGAN: margin, conditioning and mismatch negatives from bench/ebgan_conditioning.py (QUALITY.md); the
+# conv one is MODERN's optimiser, EMA and DiffAugment with CGAN's class-conditional BatchNorm in G, and no
+# spectral norm (the autoencoder must reconstruct, not only score).
+EBGAN_DENSE = replace(ARTICLE, loss="ebgan", margin=0.3, ae_condition="input", mismatch_weight=1.0)
+EBGAN_CONV = replace(
+    MODERN,
+    loss="ebgan",
+    spectral_norm=False,
+    cond_bn=True,
+    margin=0.3,
+    ae_condition="input",
+    mismatch_weight=1.0,
+)
+
 
 #: InfoGAN's number of style codes unless a recipe says otherwise.
 INFOGAN_CODES = 2
@@ -91,6 +110,8 @@ def recipe_for(variant: str, arch: str, augment_shift: int = 2) -> Recipe:
         # InfoGAN is CGAN's recipe (projection D, real-only class head, conditional BN for conv) plus codes.
         base = ARTICLE if arch == "dense" else replace(MODERN_CGAN, augment_shift=augment_shift)
         return replace(base, num_codes=INFOGAN_CODES)
+    if variant == "ebgan":
+        return EBGAN_DENSE if arch == "dense" else replace(EBGAN_CONV, augment_shift=augment_shift)
     if arch == "dense":
         return ARTICLE
     base = MODERN_CGAN if variant == "cgan" else MODERN

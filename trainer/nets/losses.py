@@ -1,6 +1,7 @@
-"""Pure GAN loss functions on logits, named ``<kind>_generator_loss`` / ``<kind>_discriminator_loss``.
+"""Pure GAN loss functions, named ``<kind>_generator_loss`` / ``<kind>_discriminator_loss``.
 
-Discriminators here output unbounded logits; ``sigmoid(logit)`` is the probability that an image is real.
+Classifier discriminators output unbounded logits; ``sigmoid(logit)`` is the probability that an image is
+real. EBGAN's discriminator is an autoencoder and its losses take energies (per-image reconstruction error).
 """
 
 from __future__ import annotations
@@ -38,5 +39,52 @@ def auxiliary_class_loss(labels, class_logits):
     return ops.mean(ops.sparse_categorical_crossentropy(labels, class_logits, from_logits=True))
 
 
-DISCRIMINATOR_LOSSES = {"bce": minimax_discriminator_loss, "hinge": hinge_discriminator_loss}
-GENERATOR_LOSSES = {"bce": non_saturating_generator_loss, "hinge": hinge_generator_loss}
+def ebgan_energy(images, reconstructions):
+    """Per-image mean squared reconstruction error ``[N]``; images in [-1, 1], so each energy is in [0, 4]."""
+    return ops.mean(ops.reshape(ops.square(images - reconstructions), (ops.shape(images)[0], -1)), axis=-1)
+
+
+def ebgan_discriminator_loss(real_energy, fake_energy, margin: float):
+    """Zhao et al. 2016: ``E(real) + max(0, margin - E(fake))``, per image, averaged.
+
+    A fake whose energy is already at least ``margin`` costs D nothing, so D spends no capacity pushing
+    fakes further up.
+    """
+    return ops.mean(real_energy) + ebgan_margin_loss(fake_energy, margin)
+
+
+def ebgan_margin_loss(energy, margin: float):
+    """``max(0, margin - E)`` averaged: what D pays for a negative it reconstructs too well."""
+    return ops.mean(ops.relu(margin - energy))
+
+
+def ebgan_generator_loss(fake_energy):
+    """G wants its images reconstructed well, i.e. low energy."""
+    return ops.mean(fake_energy)
+
+
+def ebgan_pulling_away_term(codes):
+    """Zhao et al. 2016's PT: mean squared cosine similarity over the distinct pairs of a batch's codes.
+
+    In [0, 1]: 0 when the codes are mutually orthogonal, 1 when they are all parallel (a collapsed batch).
+    A zero code counts as orthogonal to everything; a batch of one has no pairs and gives 0.
+    """
+    codes = ops.reshape(codes, (ops.shape(codes)[0], -1))
+    norms = ops.sqrt(ops.sum(ops.square(codes), axis=-1, keepdims=True))
+    unit = codes / ops.maximum(norms, 1e-12)
+    squared = ops.square(ops.matmul(unit, ops.transpose(unit)))
+    n = ops.cast(ops.shape(codes)[0], squared.dtype)
+    off_diagonal = ops.sum(squared) - ops.sum(ops.diagonal(squared))
+    return off_diagonal / ops.maximum(n * (n - 1.0), 1.0)
+
+
+DISCRIMINATOR_LOSSES = {
+    "bce": minimax_discriminator_loss,
+    "hinge": hinge_discriminator_loss,
+    "ebgan": ebgan_discriminator_loss,
+}
+GENERATOR_LOSSES = {
+    "bce": non_saturating_generator_loss,
+    "hinge": hinge_generator_loss,
+    "ebgan": ebgan_generator_loss,
+}

@@ -20,6 +20,7 @@ VARIANTS: dict[str, tuple[str, str]] = {
     "cgan": ("trainer.variants.cgan", "CGAN"),
     "acgan": ("trainer.variants.acgan", "ACGAN"),
     "infogan": ("trainer.variants.infogan", "InfoGAN"),
+    "ebgan": ("trainer.variants.ebgan", "EBGAN"),
 }
 
 
