@@ -214,16 +214,18 @@ def prepare(runtime: Runtime, request: ImageRequest) -> Job:
     return Job(model, label, request.n, seed, encoder, IMAGE_MEDIA_TYPES[request.format])
 
 
-def run_jobs(jobs: Sequence[Job]) -> list[bytes | BaseException]:
+def run_jobs(jobs: Sequence[Job], lane: bool = False) -> list[bytes | BaseException]:
     """One generator run per model for all ``jobs``, then each job's encoding; errors stay per job.
 
-    Blocking. The batcher calls it with whatever requests arrived together, :func:`images_now` with one.
+    Blocking. The batcher's lanes call it with whatever requests arrived together (``lane=True``: on the
+    session the lanes share), :func:`images_now` with one.
     """
     outcomes: list[bytes | BaseException] = [b""] * len(jobs)
     by_model: dict[LoadedModel, list[int]] = {}
     for i, job in enumerate(jobs):
         by_model.setdefault(job.model, []).append(i)
-    for model, members in by_model.items():
+    for served, members in by_model.items():
+        model = served.on_lanes if lane else served
         group = [jobs[i] for i in members]
         try:
             if all(j.z is None and j.labels is None for j in group):
