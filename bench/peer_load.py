@@ -168,9 +168,8 @@ class GroupSampler:
         stats: dict[int, list[str]] = {}
         for entry in os.listdir("/proc"):
             if entry.isdigit():
-                with contextlib.suppress(OSError):
-                    with open(f"/proc/{entry}/stat") as f:
-                        stats[int(entry)] = f.read().rpartition(")")[2].split()
+                with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as f:
+                    stats[int(entry)] = f.read().rpartition(")")[2].split()
         tree, grew = {self.pid}, True
         while grew:  # field 4 of stat(5) is the parent pid
             below = {pid for pid, fields in stats.items() if int(fields[1]) in tree}
