@@ -42,13 +42,22 @@ def export(run_dir: Path, out: Path) -> None:
     tmp.replace(out)
 
 
-def build_app():
+def load_generator(path: str | Path):
+    """The ``.keras`` generator, with our custom layers registered first: a conv generator's file names
+    ``ConditionalBatchNorm``, which Keras can only rebuild once ``trainer.nets.blocks`` has been imported."""
     import keras
+
+    import trainer.nets.blocks  # noqa: F401  (registers the layers with keras.saving)
+
+    return keras.models.load_model(path, compile=False)
+
+
+def build_app():
     import numpy as np
     from fastapi import FastAPI, Response
     from PIL import Image
 
-    model = keras.models.load_model(os.environ["NAIVE_MODEL"], compile=False)
+    model = load_generator(os.environ["NAIVE_MODEL"])
     latent_dim = int(model.inputs[0].shape[-1])
     model.predict([np.zeros((1, latent_dim), np.float32), np.zeros(1, np.int32)], verbose=0)  # warm
 

@@ -6,6 +6,10 @@ requests arrive meanwhile are taken together next: one hop, one noise call and o
 model for all of them, then each request's own encoding. An idle service runs a lone request at once,
 so batching adds no latency, and under load it turns N hops and N runs into one.
 
+With ``lanes`` > 1, that many batches run at once, each on its own thread: while one lane encodes its PNGs
+(Python, mostly holding the GIL) another runs the model (onnxruntime, without it), so a single-threaded
+model run per lane keeps every core busy without onnxruntime's per-run thread hand-offs.
+
 Results do not depend on the company a request keeps: image i's noise depends on its seed only, and
 the contract requires a generator's rows to be independent of the batch around them.
 
@@ -33,13 +37,16 @@ RunJobs = Callable[[Sequence], Sequence[bytes | BaseException]]
 
 
 class Batcher:
-    def __init__(self, run: RunJobs, max_images: int) -> None:
+    def __init__(self, run: RunJobs, max_images: int, lanes: int = 1) -> None:
+        if lanes < 1:
+            raise ValueError(f"lanes must be at least 1, got {lanes}")
         self.run = run
         #: One batch never exceeds this many images (unless a single request does), bounding its latency.
         self.max_images = max_images
+        self.lanes = lanes
         self._queue: list[tuple[Sized, asyncio.Future[bytes]]] = []
-        self._running = False
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="generate-batch")
+        self._idle = lanes
+        self._thread = ThreadPoolExecutor(lanes, thread_name_prefix="generate-batch")
 
     @property
     def waiting(self) -> int:
@@ -50,26 +57,27 @@ class Batcher:
         loop = asyncio.get_running_loop()
         future: asyncio.Future[bytes] = loop.create_future()
         self._queue.append((job, future))
-        if not self._running:
-            self._start(loop)
+        self._start(loop)
         return await future
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
 
     def _start(self, loop: asyncio.AbstractEventLoop) -> None:
-        # Clients that gave up while queued are dropped here, before any work is spent on them.
-        queue = [entry for entry in self._queue if not entry[1].done()]
-        take, images = 0, 0
-        while take < len(queue) and (take == 0 or images + queue[take][0].n <= self.max_images):
-            images += queue[take][0].n
-            take += 1
-        batch, self._queue = queue[:take], queue[take:]
-        if not batch:
-            return
-        self._running = True
-        done = self._thread.submit(self.run, [job for job, _ in batch])
-        done.add_done_callback(functools.partial(self._wake, loop, batch))
+        """Hand queued jobs to idle lanes, one batch per lane, until either runs out."""
+        while self._idle and self._queue:
+            # Clients that gave up while queued are dropped here, before any work is spent on them.
+            queue = [entry for entry in self._queue if not entry[1].done()]
+            take, images = 0, 0
+            while take < len(queue) and (take == 0 or images + queue[take][0].n <= self.max_images):
+                images += queue[take][0].n
+                take += 1
+            batch, self._queue = queue[:take], queue[take:]
+            if not batch:
+                return
+            self._idle -= 1
+            done = self._thread.submit(self.run, [job for job, _ in batch])
+            done.add_done_callback(functools.partial(self._wake, loop, batch))
 
     def _wake(self, loop: asyncio.AbstractEventLoop, batch: list, done: Future) -> None:
         # Runs on the batch thread; a loop already closed at process exit has nobody left to tell.
@@ -77,7 +85,7 @@ class Batcher:
             loop.call_soon_threadsafe(self._finish, loop, batch, done)
 
     def _finish(self, loop: asyncio.AbstractEventLoop, batch: list, done: Future) -> None:
-        self._running = False
+        self._idle += 1
         try:
             outcomes = done.result()
         except BaseException as e:  # the whole batch failed (or was cancelled at shutdown)
@@ -89,5 +97,4 @@ class Batcher:
                 future.set_exception(outcome)
             else:
                 future.set_result(outcome)
-        if self._queue:
-            self._start(loop)
+        self._start(loop)

@@ -74,7 +74,11 @@ class Settings(BaseSettings):
     max_model_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     model_read_timeout_seconds: float = Field(30.0, gt=0)
 
-    #: onnxruntime intra-op threads per session; 0 means one per available core.
+    #: Batches of /generate requests run at once, each on its own thread (see service.batching);
+    #: 0 means one per available core.
+    model_lanes: int = Field(0, ge=0)
+    #: onnxruntime intra-op threads per session; 0 means one per available core for a lone run (/dataset
+    #: streams) and the cores shared out over the lanes for /generate (one each with the default lanes).
     ort_intra_op_threads: int = Field(0, ge=0)
     #: Spinning ORT threads burn the cores the event loop and PNG encoder need on small batches.
     ort_allow_spinning: bool = False
@@ -131,5 +135,15 @@ class Settings(BaseSettings):
         return roots
 
     @property
+    def lanes(self) -> int:
+        return self.model_lanes or available_cores()
+
+    @property
     def intra_op_threads(self) -> int:
+        """Threads of the session a lone caller runs on (archive streams, bulk jobs, the warm-up)."""
         return self.ort_intra_op_threads or available_cores()
+
+    @property
+    def lane_threads(self) -> int:
+        """Threads of the session the /generate lanes share (onnxruntime sessions are thread-safe)."""
+        return self.ort_intra_op_threads or max(1, available_cores() // self.lanes)

@@ -338,19 +338,21 @@ def _style(
         raise RequestError(str(e), e.field) from None
 
 
-def run_jobs(jobs: Sequence[Job]) -> list[bytes | BaseException]:
+def run_jobs(jobs: Sequence[Job], lane: bool = False) -> list[bytes | BaseException]:
     """One generator run per model for all ``jobs``, then each job's encoding; errors stay per job.
 
-    Blocking. The batcher calls it with whatever requests arrived together, :func:`images_now` with one.
+    Blocking. The batcher's lanes call it with whatever requests arrived together (``lane=True``: on the
+    session the lanes share), :func:`images_now` with one.
     """
     outcomes: list[bytes | BaseException] = [b""] * len(jobs)
     by_model: dict[tuple[LoadedModel, float | None], list[int]] = {}
     for i, job in enumerate(jobs):
         if job.min_confidence is not None:
-            outcomes[i] = _run_filtered(job)
+            outcomes[i] = _run_filtered(job, lane)
             continue
         by_model.setdefault((job.model, job.truncation), []).append(i)
-    for (model, truncation), members in by_model.items():
+    for (served, truncation), members in by_model.items():
+        model = served.on_lanes if lane else served
         group = [jobs[i] for i in members]
         try:
             if all(j.z is None and j.labels is None for j in group):
@@ -384,12 +386,12 @@ def run_jobs(jobs: Sequence[Job]) -> list[bytes | BaseException]:
     return outcomes
 
 
-def _run_filtered(job: Job) -> bytes | BaseException:
+def _run_filtered(job: Job, lane: bool) -> bytes | BaseException:
     """A min_confidence job: its seeds picked by the judge, then encoded; errors become its outcome."""
     assert job.min_confidence is not None
     try:
         job.selection = filtering.select(
-            job.model,
+            job.model.on_lanes if lane else job.model,
             job.label,
             filtering.generate_candidates(job.seed, job.n),
             job.n,

@@ -74,6 +74,8 @@ class LoadedModel:
     metrics: Metrics = field(repr=False)
     #: Which root it came from: "models_dir" or "bundled" (see ``Settings.model_roots``).
     source: str = "models_dir"
+    #: The session the /generate lanes share (``Settings.lane_threads`` each); None: they use ``session``.
+    lane_session: Any = field(default=None, repr=False)
     #: The judge's onnxruntime session when the card declares one (``judge.onnx``), else None.
     judge: Any = field(default=None, repr=False)
 
@@ -81,6 +83,10 @@ class LoadedModel:
         # Resolved once: a labelled child costs a dict lookup and a lock per request otherwise.
         object.__setattr__(self, "_latency", self.metrics.inference_seconds.labels(self.name))
         object.__setattr__(self, "_images", self.metrics.images.labels(self.name))
+        twin = self
+        if self.lane_session is not None:
+            twin = dataclasses.replace(self, session=self.lane_session, lane_session=None)
+        object.__setattr__(self, "_on_lanes", twin)
 
     def generate(
         self,
@@ -127,6 +133,11 @@ class LoadedModel:
         if self.judge is None:
             raise ValueError(f"model {self.name} v{self.version} has no judge")
         return runner.classify(self.judge, images)
+
+    @property
+    def on_lanes(self) -> LoadedModel:
+        """This model on the session the /generate lanes share (itself when it has no lane session)."""
+        return self._on_lanes  # type: ignore[attr-defined]
 
 
 def _fingerprint(version_dir: Path) -> tuple:
@@ -387,17 +398,25 @@ class ModelRegistry:
             raise ModelRefused(
                 "sha256", f"sha256 of {contract.MODEL_FILE} is {digest}, the card says {card.sha256}"
             )
+        settings = self.settings
         try:
             session = runner.open_session(
-                data, threads=self.settings.intra_op_threads, spinning=self.settings.ort_allow_spinning
+                data, threads=settings.intra_op_threads, spinning=settings.ort_allow_spinning
             )
+            # One single-threaded run per lane keeps every core busy without onnxruntime's per-run thread
+            # hand-offs (BENCHMARKS.md, "Both cores"); a lone stream keeps the session with every core.
+            lane_session = None
+            if settings.lane_threads != settings.intra_op_threads:
+                lane_session = runner.open_session(
+                    data, threads=settings.lane_threads, spinning=settings.ort_allow_spinning
+                )
         except Exception as e:  # onnxruntime's exception classes are not part of its public API
             raise ModelRefused(
                 "onnx", f"onnxruntime cannot load {contract.MODEL_FILE}: {str(e).splitlines()[0]}"
             ) from None
         _check_session(session, card)
         model = LoadedModel(
-            name, version, version_dir, card, session, datetime.now(UTC), self.metrics, source
+            name, version, version_dir, card, session, datetime.now(UTC), self.metrics, source, lane_session
         )
         _warm_up(model)
         if card.judge is not None:

@@ -43,7 +43,9 @@ class Runtime:
         self.shutting_down = False
         # Archive streams: one thread per admitted request, so the admission limit, not this pool, queues.
         self._streams = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="stream")
-        self.batcher = Batcher(run_jobs, self.settings.batch_max_images)
+        self.batcher = Batcher(
+            functools.partial(run_jobs, lane=True), self.settings.batch_max_images, self.settings.lanes
+        )
         await self.rescan()
         ready, reason = self.readiness()
         if ready:

@@ -33,6 +33,9 @@ def make_settings(models_dir: Path, **overrides: object) -> Settings:
         "max_concurrency": 4,
         "max_queue": 8,
         "ort_intra_op_threads": 1,
+        # One batch at a time, so tests that hold a generate call know every later request queues behind
+        # it; tests/service/test_batching.py runs two lanes, the real-server tests the default.
+        "model_lanes": 1,
         "dataset_batch": 256,
     }
     values.update(overrides)

@@ -31,7 +31,8 @@ def root(models_dir: Path, publish, build_onnx, fashion_classes) -> Path:
 def test_waiting_requests_share_one_run_and_get_their_own_bytes(
     root: Path, open_client, runtime, metric, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with open_client(root, default_model="digits", max_concurrency=16) as client:
+    # One lane: the held run occupies it, so everything below must wait for the next batch.
+    with open_client(root, default_model="digits", max_concurrency=16, model_lanes=1) as client:
         alone = [client.post("/generate", json=body).content for body in REQUESTS]
 
         # Hold the first run so every request below queues behind it, then let them all go at once.
@@ -92,3 +93,56 @@ def test_one_failing_job_does_not_fail_its_batch(root: Path, open_client, runtim
         labels, seeds = np.array([3], dtype=np.int64), np.array([7], dtype=np.uint64)
         assert outcomes[2] == model.generate(labels, seeds).tobytes()
         assert len(outcomes[0]) == 2 * 28 * 28
+
+
+def test_two_lanes_run_two_batches_at_once_on_the_lane_session(
+    root: Path, open_client, runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # ORT_INTRA_OP_THREADS unset: a lone caller's session has every core, the lanes share a one-thread one.
+    cores = {"ort_intra_op_threads": 0, "model_lanes": 2, "max_concurrency": 16}
+    monkeypatch.setattr("service.config.available_cores", lambda *a: 2)
+    with open_client(root, default_model="digits", **cores) as client:
+        model = runtime(client).registry.models["digits"]
+        assert model.lane_session is not None and model.on_lanes.session is model.lane_session
+        assert model.lane_session.get_session_options().intra_op_num_threads == 1
+        assert model.session.get_session_options().intra_op_num_threads == 2
+        alone = [client.post("/generate", json=body).content for body in REQUESTS]
+
+        # Both lanes held at once: each run waits until the other has started, so one lane would deadlock.
+        barrier = threading.Barrier(2, timeout=10)
+        sessions: list[object] = []
+        original = LoadedModel.generate
+
+        def paired(self: LoadedModel, labels: np.ndarray, seeds: np.ndarray, *rest, **options) -> np.ndarray:
+            sessions.append(self.session)
+            if len(sessions) <= 2:
+                barrier.wait()
+            return original(self, labels, seeds, *rest, **options)
+
+        monkeypatch.setattr(LoadedModel, "generate", paired)
+        results: dict[int, bytes] = {}
+        threads = [
+            threading.Thread(
+                target=lambda i=i: results.__setitem__(i, client.post("/generate", json=REQUESTS[i]).content)
+            )
+            for i in range(len(REQUESTS))
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(20)
+        assert not barrier.broken
+        assert [results.get(i) for i in range(len(REQUESTS))] == alone
+        lane_sessions = {runtime(client).registry.models[m].lane_session for m in ("digits", "fashion")}
+        assert set(sessions) <= lane_sessions
+
+
+def test_lanes_setting_and_threads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.config import Settings
+
+    monkeypatch.setattr("service.config.available_cores", lambda *a: 4)
+    assert (Settings().lanes, Settings().lane_threads, Settings().intra_op_threads) == (4, 1, 4)
+    assert (Settings(model_lanes=2).lanes, Settings(model_lanes=2).lane_threads) == (2, 2)
+    assert Settings(model_lanes=1).lane_threads == Settings(model_lanes=1).intra_op_threads == 4
+    assert Settings(model_lanes=8).lane_threads == 1
+    assert Settings(model_lanes=2, ort_intra_op_threads=3).lane_threads == 3
