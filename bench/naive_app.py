@@ -52,6 +52,17 @@ def load_generator(path: str | Path):
     return keras.models.load_model(path, compile=False)
 
 
+def feeds(model, z, labels, rng=None) -> list:
+    """The generator's inputs: noise and labels, plus uniform style codes for an InfoGAN's third input."""
+    import numpy as np
+
+    if len(model.inputs) < 3:
+        return [z, labels]
+    k = int(model.inputs[2].shape[-1])
+    rng = rng or np.random.default_rng(0)
+    return [z, labels, rng.uniform(-1.0, 1.0, (len(z), k)).astype(np.float32)]
+
+
 def build_app():
     import numpy as np
     from fastapi import FastAPI, Response
@@ -59,7 +70,7 @@ def build_app():
 
     model = load_generator(os.environ["NAIVE_MODEL"])
     latent_dim = int(model.inputs[0].shape[-1])
-    model.predict([np.zeros((1, latent_dim), np.float32), np.zeros(1, np.int32)], verbose=0)  # warm
+    model.predict(feeds(model, np.zeros((1, latent_dim), np.float32), np.zeros(1, np.int32)), verbose=0)
 
     app = FastAPI()
 
@@ -68,7 +79,7 @@ def build_app():
         rng = np.random.default_rng(body.seed)
         z = rng.standard_normal((body.n, latent_dim)).astype(np.float32)
         labels = np.full(body.n, body.label, dtype=np.int32)
-        images = model.predict([z, labels], verbose=0)
+        images = model.predict(feeds(model, z, labels, rng), verbose=0)
         pixels = np.clip((images[..., 0] + 1.0) * 127.5, 0, 255).astype(np.uint8)
         if body.format == "npy":
             buffer = io.BytesIO()

@@ -40,11 +40,12 @@ def test_peer_load_quick_runs_ours_and_skips_absent_peers(tmp_path: Path) -> Non
 def test_naive_peer_loads_every_variant_and_arch(tmp_path: Path) -> None:
     pytest.importorskip("tensorflow")
     from trainer import variants
-    from trainer.config import ARTICLE, MODERN
+    from trainer.config import recipe_for
 
     files = []
     for variant in sorted(variants.VARIANTS):
-        for arch, recipe in (("dense", ARTICLE), ("conv", MODERN)):
+        for arch in ("dense", "conv"):
+            recipe = recipe_for(variant, arch)
             spec = variants.Spec(latent_dim=8, num_classes=3, image_shape=(28, 28, 1), arch=arch)
             gan = variants.build(variant, spec, recipe, seed=1)
             path = tmp_path / f"{variant}-{arch}.keras"
@@ -53,9 +54,10 @@ def test_naive_peer_loads_every_variant_and_arch(tmp_path: Path) -> None:
     # A fresh process, as the peer app runs: only what bench.naive_app imports is registered.
     script = (
         "import sys, numpy as np\n"
-        "from bench.naive_app import load_generator\n"
+        "from bench.naive_app import feeds, load_generator\n"
         "for path in sys.argv[1:]:\n"
-        "    out = load_generator(path).predict([np.zeros((2, 8), 'float32'), np.array([0, 2])], verbose=0)\n"
+        "    model = load_generator(path)\n"
+        "    out = model.predict(feeds(model, np.zeros((2, 8), 'float32'), np.array([0, 2])), verbose=0)\n"
         "    print(path.rsplit('/', 1)[1], out.shape)\n"
     )
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
