@@ -45,11 +45,14 @@ CHROMIUM_ARGS = [
 TOKEN = "playground-test-token"
 FASHION_NAMES = ["Top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Boot"]
 # The grid counts once its blob: URL has decoded; an error box ends the wait too, so failures name the error.
-GRID_OR_ERROR_JS = """() => {
+GRID_OR_ERROR_JS = """(previous) => {
   const g = document.getElementById("grid");
-  return (!g.hidden && g.complete && g.naturalWidth > 0 && g.src.startsWith("blob:"))
+  return (!g.hidden && g.complete && g.naturalWidth > 0 && g.src.startsWith("blob:") && g.src !== previous)
     || !document.getElementById("error").hidden;
 }"""
+#: The grid each page showed last: a wait after a click must see a new grid, not the one still on screen
+#: while the request is in flight (every grid is a fresh blob: URL).
+_SHOWN: dict[int, str] = {}
 
 
 def find_chromium() -> str | None:
@@ -214,9 +217,10 @@ def served_card(base: str, name: str) -> contract.ModelCard:
 
 
 def wait_for_grid(page: Page) -> None:
-    page.wait_for_function(GRID_OR_ERROR_JS)
+    page.wait_for_function(GRID_OR_ERROR_JS, arg=_SHOWN.get(id(page), ""))
     error = page.locator("#error")
     assert error.is_hidden(), f"the page shows an error instead of the grid: {error.inner_text()}"
+    _SHOWN[id(page)] = page.eval_on_selector("#grid", "g => g.src")
 
 
 def grid_size(page: Page) -> tuple[int, int]:

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
+import keras  # noqa: E402
 from keras import layers  # noqa: E402
 
 from trainer.nets.blocks import SpectralNorm  # noqa: E402
@@ -24,13 +25,16 @@ def top_singular_value(kernel) -> float:
     ],
 )
 def test_spectral_norm_divides_by_sigma_and_leaves_the_kernel_alone(inner, shape):
+    # Seeded: power iteration converges at (sigma_2 / sigma_1) ** steps, so an unlucky random kernel with
+    # close top singular values could miss the tolerance (seen once in CI: 1.0042).
+    keras.utils.set_random_seed(0)
     layer = inner()
     sn = SpectralNorm(layer)
     x = tf.constant(np.random.default_rng(0).standard_normal(shape), "float32")
     sn(x, training=True)
     layer.kernel.assign(layer.kernel.numpy() * 3.0)  # sigma well away from 1
     stored = layer.kernel.numpy().copy()
-    for _ in range(100):  # power iteration, one step per training call
+    for _ in range(300):  # power iteration, one step per training call
         out = sn(x, training=True)
 
     assert np.array_equal(layer.kernel.numpy(), stored), "the stored kernel must not be rewritten"
