@@ -9,33 +9,39 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
-@pytest.fixture(scope="session")
-def exported_model_dir(tmp_path_factory):
-    """A MODELS_DIR holding a real model, ``tiny``, trained for a few steps by the trainer and exported.
-
-    The service tests use it to prove they serve what the trainer writes, not only hand-built graphs.
-    """
-    from trainer.config import Recipe, TrainConfig
+def _train_tiny(root, name: str, variant: str, recipe):
+    """Train ``name`` (dense, 3 steps of 16) into ``root/models`` and return that MODELS_DIR."""
+    from trainer.config import TrainConfig
     from trainer.train import train
 
-    root = tmp_path_factory.mktemp("exported")
     config = TrainConfig(
-        variant="cgan",
+        variant=variant,
         arch="dense",
         dataset="mnist-5k",
         steps=3,
         batch_size=16,
         latent_dim=16,
-        recipe=Recipe(),
-        name="tiny",
+        recipe=recipe,
+        name=name,
         out=root / "models",
         work_dir=root / "runs",
         jit_compile=False,
         progress=False,
     )
     result = train(config)
-    assert result.model_dir == root / "models" / "tiny" / "1"
+    assert result.model_dir == root / "models" / name / "1"
     return root / "models"
+
+
+@pytest.fixture(scope="session")
+def exported_model_dir(tmp_path_factory):
+    """A MODELS_DIR holding a real model, ``tiny``, trained for a few steps by the trainer and exported.
+
+    The service tests use it to prove they serve what the trainer writes, not only hand-built graphs.
+    """
+    from trainer.config import Recipe
+
+    return _train_tiny(tmp_path_factory.mktemp("exported"), "tiny", "cgan", Recipe())
 
 
 @pytest.fixture(scope="session")
@@ -44,24 +50,7 @@ def exported_infogan_dir(tmp_path_factory):
     exported, so tests can serve and evaluate a real generator with a ``codes`` input."""
     import dataclasses
 
-    from trainer.config import TrainConfig, recipe_for
-    from trainer.train import train
+    from trainer.config import recipe_for
 
-    root = tmp_path_factory.mktemp("exported-infogan")
-    config = TrainConfig(
-        variant="infogan",
-        arch="dense",
-        dataset="mnist-5k",
-        steps=3,
-        batch_size=16,
-        latent_dim=16,
-        recipe=dataclasses.replace(recipe_for("infogan", "dense"), num_codes=2),
-        name="tiny-info",
-        out=root / "models",
-        work_dir=root / "runs",
-        jit_compile=False,
-        progress=False,
-    )
-    result = train(config)
-    assert result.model_dir == root / "models" / "tiny-info" / "1"
-    return root / "models"
+    recipe = dataclasses.replace(recipe_for("infogan", "dense"), num_codes=2)
+    return _train_tiny(tmp_path_factory.mktemp("exported-infogan"), "tiny-info", "infogan", recipe)
