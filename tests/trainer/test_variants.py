@@ -19,7 +19,12 @@ def test_cli_lists_exactly_the_registered_variants():
     registered = {name: variants.variant_class(name) for name in variants.VARIANTS}
     from trainer.variants.base import ConditionalGAN
 
-    defined = {cls.variant for cls in ConditionalGAN.__subclasses__()}
+    def descendants(cls):
+        for sub in cls.__subclasses__():
+            yield sub
+            yield from descendants(sub)
+
+    defined = {cls.variant for cls in descendants(ConditionalGAN)}
     assert all(cls.variant == name for name, cls in registered.items())
     assert set(model_flag.choices) == set(registered) == defined
 

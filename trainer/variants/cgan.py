@@ -40,25 +40,26 @@ class CGAN(ConditionalGAN):
             image = blocks.dcgan_upsampler(layers.Concatenate()([z, embedded]), label, spec, recipe)
         return keras.Model([z, label], image, name="generator")
 
-    def build_discriminator(self, spec: Spec, recipe: Recipe) -> keras.Model:
-        image = keras.Input(spec.image_shape, name="image")
-        label = keras.Input((), dtype="int32", name="label")
+    def discriminator_body(self, image, label, spec: Spec, recipe: Recipe):
+        """(features, logit) of D before any head: the article's MLP for dense, the projection D for conv."""
         if spec.arch == "dense":
             embedded = layers.Embedding(spec.num_classes, math.prod(spec.image_shape))(label)
             joined = layers.Multiply()([layers.Flatten()(image), embedded])
             features = blocks.article_disc_mlp(joined, recipe.spectral_norm)
-            logit = blocks.maybe_sn(layers.Dense(1), recipe.spectral_norm)(features)
-        else:
-            features = blocks.conv_trunk(image, recipe.spectral_norm, recipe.d_width)
-            unconditional = blocks.maybe_sn(layers.Dense(1), recipe.spectral_norm)(features)
-            class_vector = layers.Embedding(spec.num_classes, features.shape[-1])(label)
-            projection = ops.sum(features * class_vector, axis=-1, keepdims=True)
-            logit = layers.Add()([unconditional, projection])
-            if recipe.aux_classifier:
-                class_logits = layers.Dense(spec.num_classes)(features)
-                return keras.Model(
-                    [image, label], [layers.Flatten()(logit), class_logits], name="discriminator"
-                )
+            return features, blocks.maybe_sn(layers.Dense(1), recipe.spectral_norm)(features)
+        features = blocks.conv_trunk(image, recipe.spectral_norm, recipe.d_width)
+        unconditional = blocks.maybe_sn(layers.Dense(1), recipe.spectral_norm)(features)
+        class_vector = layers.Embedding(spec.num_classes, features.shape[-1])(label)
+        projection = ops.sum(features * class_vector, axis=-1, keepdims=True)
+        return features, layers.Add()([unconditional, projection])
+
+    def build_discriminator(self, spec: Spec, recipe: Recipe) -> keras.Model:
+        image = keras.Input(spec.image_shape, name="image")
+        label = keras.Input((), dtype="int32", name="label")
+        features, logit = self.discriminator_body(image, label, spec, recipe)
+        if spec.arch == "conv" and recipe.aux_classifier:
+            class_logits = layers.Dense(spec.num_classes)(features)
+            return keras.Model([image, label], [layers.Flatten()(logit), class_logits], name="discriminator")
         return keras.Model([image, label], layers.Flatten()(logit), name="discriminator")
 
     def metric_names(self) -> tuple[str, ...]:
@@ -113,6 +114,13 @@ class CGAN(ConditionalGAN):
             d_fake_acc=accuracy_fake(fake_logits),
         )
         if class_logits is not None:
-            values["class_acc_real"] = class_accuracy(real_labels, real_class_logits)
-            values["class_acc_fake"] = class_accuracy(fake_labels, g_class_logits)
+            values.update(class_metrics(real_labels, real_class_logits, fake_labels, g_class_logits))
         return self.record(**values)
+
+
+def class_metrics(real_labels, real_class_logits, fake_labels, fake_class_logits) -> dict:
+    """The class head's accuracy on the real half of D's batch and on G's images, for the history."""
+    return dict(
+        class_acc_real=class_accuracy(real_labels, real_class_logits),
+        class_acc_fake=class_accuracy(fake_labels, fake_class_logits),
+    )

@@ -1,11 +1,11 @@
 """Class-conditional InfoGAN (Chen et al. 2016): G also takes ``k`` continuous style codes, and a head Q on
 D's body must recover them from the image, so the codes learn, without labels, what varies inside a class.
 
-The class is the supervised categorical code: D is CGAN's (an embedding multiplied into the flattened image
-for dense, a projection D with an optional real-only class head for conv; see :mod:`.cgan`), so the
-label terms are exactly CGAN's recipe. G maps ``[z, label, codes]`` to an image; the codes are drawn
-uniform in :data:`CODE_RANGE`, which is what the contract's seed rule
-(:func:`cgan_contract.codes_for_seeds`) draws at serve time.
+The class is the supervised categorical code: InfoGAN is a :class:`~.cgan.CGAN` whose D has CGAN's body
+(an embedding multiplied into the flattened image for dense, a projection D for conv) and optional
+real-only class head, so the label terms are exactly CGAN's recipe; Q is one more head on that body.
+G maps ``[z, label, codes]`` to an image; the codes are drawn uniform in :data:`CODE_RANGE`, which is
+what the contract's seed rule (:func:`cgan_contract.codes_for_seeds`) draws at serve time.
 
 Q's loss is the mean squared error between the codes and Q's estimate, weighted by ``recipe.q_weight`` in
 both D's and G's objective. MSE is the Gaussian negative log-likelihood with a fixed variance (the InfoGAN
@@ -16,8 +16,6 @@ Q trains on generated images only (real images have no codes), on the same augme
 
 from __future__ import annotations
 
-import math
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -25,21 +23,15 @@ from keras import layers, ops
 
 import cgan_contract as contract
 from trainer.nets import blocks, losses
-from trainer.variants.base import (
-    ConditionalGAN,
-    Recipe,
-    Spec,
-    accuracy_fake,
-    accuracy_real,
-    class_accuracy,
-)
+from trainer.variants.base import Recipe, Spec, accuracy_fake, accuracy_real
+from trainer.variants.cgan import CGAN, class_metrics
 
 #: Every code's range; training draws uniformly over it, as the seed rule does at serve time.
 CODE_RANGE = (-1.0, 1.0)
 Q_UNITS = 128
 
 
-class InfoGAN(ConditionalGAN):
+class InfoGAN(CGAN):
     variant = "infogan"
 
     def __init__(self, spec: Spec, recipe: Recipe, seed: int = 0, **kwargs):
@@ -56,8 +48,7 @@ class InfoGAN(ConditionalGAN):
         return [CODE_RANGE] * self.num_codes
 
     def metric_names(self) -> tuple[str, ...]:
-        extra = ("class_acc_real", "class_acc_fake") if self.recipe.aux_classifier else ()
-        return (*super().metric_names(), *extra, "q_loss")
+        return (*super().metric_names(), "q_loss")
 
     # --- networks ----------------------------------------------------------------------------------------
 
@@ -78,18 +69,7 @@ class InfoGAN(ConditionalGAN):
         """``[logit, code estimates]``; with a class head ``[logit, class logits, code estimates]``."""
         image = keras.Input(spec.image_shape, name="image")
         label = keras.Input((), dtype="int32", name="label")
-        if spec.arch == "dense":
-            embedded = layers.Embedding(spec.num_classes, math.prod(spec.image_shape))(label)
-            features = blocks.article_disc_mlp(
-                layers.Multiply()([layers.Flatten()(image), embedded]), recipe.spectral_norm
-            )
-            logit = blocks.maybe_sn(layers.Dense(1), recipe.spectral_norm)(features)
-        else:
-            features = blocks.conv_trunk(image, recipe.spectral_norm, recipe.d_width)
-            unconditional = blocks.maybe_sn(layers.Dense(1), recipe.spectral_norm)(features)
-            class_vector = layers.Embedding(spec.num_classes, features.shape[-1])(label)
-            projection = ops.sum(features * class_vector, axis=-1, keepdims=True)
-            logit = layers.Add()([unconditional, projection])
+        features, logit = self.discriminator_body(image, label, spec, recipe)
         # Q: one hidden layer on D's body (the paper's), no spectral norm: it is a regressor, like the
         # class head is a plain classifier.
         hidden = layers.LeakyReLU(0.2)(layers.Dense(Q_UNITS, name="q_hidden")(features))
@@ -156,8 +136,7 @@ class InfoGAN(ConditionalGAN):
             q_loss=q_loss,
         )
         if class_logits is not None:
-            values["class_acc_real"] = class_accuracy(real_labels, real_class_logits)
-            values["class_acc_fake"] = class_accuracy(fake_labels, g_class_logits)
+            values.update(class_metrics(real_labels, real_class_logits, fake_labels, g_class_logits))
         return self.record(**values)
 
     # --- after training ----------------------------------------------------------------------------------
