@@ -22,6 +22,19 @@ REQUESTS = [
 ]
 
 
+def post_each_request(client, results: dict[int, bytes]) -> list[threading.Thread]:
+    """Start one thread per entry of :data:`REQUESTS`, each storing its response body in ``results[i]``."""
+    threads = [
+        threading.Thread(
+            target=lambda i=i: results.__setitem__(i, client.post("/generate", json=REQUESTS[i]).content)
+        )
+        for i in range(len(REQUESTS))
+    ]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
 @pytest.fixture
 def root(models_dir: Path, publish, build_onnx, fashion_classes) -> Path:
     publish(models_dir, "fashion", 1, class_names=fashion_classes, onnx_bytes=build_onnx(weights_seed=4))
@@ -54,14 +67,7 @@ def test_waiting_requests_share_one_run_and_get_their_own_bytes(
         blocker = threading.Thread(target=lambda: client.post("/generate", json={"label": 0, "n": 1}))
         blocker.start()
         assert first.wait(10)
-        threads = [
-            threading.Thread(
-                target=lambda i=i: results.__setitem__(i, client.post("/generate", json=REQUESTS[i]).content)
-            )
-            for i in range(len(REQUESTS))
-        ]
-        for thread in threads:
-            thread.start()
+        threads = post_each_request(client, results)
         deadline = time.monotonic() + 10
         while runtime(client).batcher.waiting < len(REQUESTS):
             assert time.monotonic() < deadline
@@ -121,14 +127,7 @@ def test_two_lanes_run_two_batches_at_once_on_the_lane_session(
 
         monkeypatch.setattr(LoadedModel, "generate", paired)
         results: dict[int, bytes] = {}
-        threads = [
-            threading.Thread(
-                target=lambda i=i: results.__setitem__(i, client.post("/generate", json=REQUESTS[i]).content)
-            )
-            for i in range(len(REQUESTS))
-        ]
-        for thread in threads:
-            thread.start()
+        threads = post_each_request(client, results)
         for thread in threads:
             thread.join(20)
         assert not barrier.broken
