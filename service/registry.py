@@ -273,19 +273,25 @@ def _check_io(session: Any, inputs: list[contract.TensorSpec], outputs: list[con
 
 
 def _warm_up(model: LoadedModel) -> None:
-    """A real run over the first and last class: checks what static shapes cannot, pays first-run costs."""
+    """A real run over the first and last class: checks what static shapes cannot, pays first-run costs.
+
+    On every session the model serves from, so the first /generate on the lanes' session is not the one
+    that pays them."""
     labels = np.array([0, model.card.num_classes - 1], dtype=np.int64)
     seeds = np.array([0, 1], dtype=np.uint64)
-    try:
-        images = runner.generate(
-            model.session, labels, seeds, model.card.latent_dim, code_ranges=model.card.code_ranges
-        )
-    except Exception as e:  # onnxruntime raises its own exception types for every graph failure
-        raise ModelRefused("warmup", f"warm-up run failed: {str(e).splitlines()[0]}") from None
-    want = (2, *model.card.image_shape)
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape != want:
-        got = getattr(images, "shape", None), getattr(images, "dtype", None)
-        raise ModelRefused("warmup", f"warm-up output is {got}, the card says {want} uint8")
+    for session in (model.session, model.lane_session):
+        if session is None:
+            continue
+        try:
+            images = runner.generate(
+                session, labels, seeds, model.card.latent_dim, code_ranges=model.card.code_ranges
+            )
+        except Exception as e:  # onnxruntime raises its own exception types for every graph failure
+            raise ModelRefused("warmup", f"warm-up run failed: {str(e).splitlines()[0]}") from None
+        want = (2, *model.card.image_shape)
+        if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape != want:
+            got = getattr(images, "shape", None), getattr(images, "dtype", None)
+            raise ModelRefused("warmup", f"warm-up output is {got}, the card says {want} uint8")
 
 
 def _warm_up_judge(judge: Any, model: LoadedModel) -> None:

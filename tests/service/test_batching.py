@@ -136,6 +136,28 @@ def test_two_lanes_run_two_batches_at_once_on_the_lane_session(
         assert set(sessions) <= lane_sessions
 
 
+def test_warm_up_runs_on_the_lane_session_too(
+    root: Path, open_client, runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service import registry as registry_module
+
+    warmed: list[object] = []
+    original = registry_module.runner.generate
+
+    def recording(session, *args, **kwargs):
+        warmed.append(session)
+        return original(session, *args, **kwargs)
+
+    monkeypatch.setattr("service.config.available_cores", lambda *a: 2)
+    monkeypatch.setattr(registry_module.runner, "generate", recording)
+    with open_client(root, default_model="digits", ort_intra_op_threads=0, model_lanes=2) as client:
+        model = runtime(client).registry.models["digits"]
+        assert model.lane_session is not None
+        # Both sessions ran before the first request: the lanes' first /generate pays no first-run cost.
+        assert any(s is model.session for s in warmed)
+        assert any(s is model.lane_session for s in warmed)
+
+
 def test_lanes_setting_and_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     from service.config import Settings
 
