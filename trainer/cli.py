@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from trainer import variants
-from trainer.config import ARCHS, ConfigError, TrainConfig
+from trainer.config import ARCHS, ConfigError, TrainConfig, override_recipe
 from trainer.data import LOADERS, DataError, load_dataset
 from trainer.evaluation import EvalOptions, evaluate, export_judge_only
 from trainer.export import ExportError
@@ -72,6 +72,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=Path(os.environ.get("MODELS_DIR", "models")),
         help="models directory to export into (default $MODELS_DIR or ./models)",
+    )
+    train.add_argument(
+        "--recipe",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="change one knob of the recipe (trainer.config.Recipe), e.g. lecam_weight=0.3; repeatable",
     )
     train.add_argument("--name", help="model name (default <dataset>-<model>-<arch>)")
     train.add_argument(
@@ -200,6 +207,8 @@ def make_config(args) -> TrainConfig:
         export=not args.no_export,
         progress=not args.quiet,
     )
+    if args.recipe:
+        config = dataclasses.replace(config, recipe=override_recipe(config.recipe, args.recipe))
     if args.epochs:
         train_images = len(load_dataset(args.dataset, args.data_dir).train)
         config = dataclasses.replace(config, steps=max(1, args.epochs * train_images // config.batch_size))

@@ -68,6 +68,8 @@ class Recipe:
     ae_condition: str = "input"  # EBGAN: the label enters D's autoencoder at the "input" or the "code"
     ae_code_dim: int = 64  # EBGAN: width of the autoencoder's code
     mismatch_weight: float = 0.0  # EBGAN: margin term on real images under a wrong label (0 = the paper)
+    lecam_weight: float = 0.0  # LeCam regulariser on D's logits (Tseng et al. 2021); 0 = off
+    lecam_decay: float = 0.99  # LeCam: EMA decay of the real and fake logit anchors
 
 
 ARTICLE = Recipe()
@@ -98,6 +100,31 @@ EBGAN_CONV = replace(
     ae_condition="input",
     mismatch_weight=1.0,
 )
+
+
+_KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+
+
+def override_recipe(recipe: Recipe, pairs: list[str]) -> Recipe:
+    """``recipe`` with ``FIELD=VALUE`` pairs (``cgan-train train --recipe``) on top, typed like the field."""
+    fields = {f.name: f for f in dataclasses.fields(Recipe)}
+    changes: dict[str, object] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or name not in fields:
+            known = ", ".join(fields)
+            raise ConfigError(f"--recipe {pair!r}: expected FIELD=VALUE with FIELD one of {known}")
+        kind = type(getattr(recipe, name))
+        try:
+            if kind is bool:
+                if text.lower() not in ("true", "false", "1", "0"):
+                    raise ValueError
+                changes[name] = text.lower() in ("true", "1")
+            else:
+                changes[name] = kind(text)
+        except ValueError:
+            raise ConfigError(f"--recipe {pair!r}: {name} takes {_KINDS[kind]}") from None
+    return replace(recipe, **changes)
 
 
 #: InfoGAN's number of style codes unless a recipe says otherwise.
@@ -184,6 +211,11 @@ class TrainConfig:
                 raise ConfigError(f"--{flag.replace('_', '-')} must be positive, got {getattr(self, flag)}")
         if not contract.valid_model_name(self.name):
             raise ConfigError(f"--name {self.name!r} must match {contract.MODEL_NAME_PATTERN}")
+        r = self.recipe
+        if r.lecam_weight < 0 or not 0 <= r.lecam_decay < 1:
+            raise ConfigError("--recipe lecam_weight must be >= 0 and lecam_decay in [0, 1)")
+        if r.lecam_weight and r.loss == "ebgan":
+            raise ConfigError("--recipe lecam_weight needs a logit discriminator; EBGAN's scores energies")
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)

@@ -39,6 +39,17 @@ def auxiliary_class_loss(labels, class_logits):
     return ops.mean(ops.sparse_categorical_crossentropy(labels, class_logits, from_logits=True))
 
 
+def lecam_regulariser(real_logits, fake_logits, real_anchor, fake_anchor):
+    """LeCam (Tseng et al. 2021): ``mean(relu(D(x) - a_fake)^2) + mean(relu(a_real - D(G(z)))^2)``.
+
+    0 while every real logit is at most the fake anchor and every fake logit at least the real anchor;
+    otherwise it grows with the square of how far D has pushed them past those anchors.
+    """
+    return ops.mean(ops.square(ops.relu(real_logits - fake_anchor))) + ops.mean(
+        ops.square(ops.relu(real_anchor - fake_logits))
+    )
+
+
 def ebgan_energy(images, reconstructions):
     """Per-image mean squared reconstruction error ``[N]``; images in [-1, 1], so each energy is in [0, 4]."""
     return ops.mean(ops.reshape(ops.square(images - reconstructions), (ops.shape(images)[0], -1)), axis=-1)

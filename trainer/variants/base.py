@@ -38,6 +38,10 @@ class ConditionalGAN(keras.Model):
             self.ema_generator = self.build_generator(spec, recipe)
             self.ema_generator.set_weights(self.generator.get_weights())
         self.seed_generator = keras.random.SeedGenerator(seed)
+        # LeCam's anchors: running means of D's real and fake logits, checkpointed with the run.
+        self.lecam_anchors = None
+        if recipe.lecam_weight > 0:
+            self.lecam_anchors = keras.Variable([0.0, 0.0], trainable=False, name="lecam_anchors")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names()}
 
     # --- to be provided by a variant ---------------------------------------------------------------------
@@ -66,8 +70,23 @@ class ConditionalGAN(keras.Model):
 
     def d_adversarial_loss(self, real_logits, fake_logits):
         if self.recipe.loss == "bce":
-            return self.d_loss_fn(real_logits, fake_logits, self.recipe.real_target)
-        return self.d_loss_fn(real_logits, fake_logits)
+            loss = self.d_loss_fn(real_logits, fake_logits, self.recipe.real_target)
+        else:
+            loss = self.d_loss_fn(real_logits, fake_logits)
+        if self.lecam_anchors is not None:
+            loss += self.recipe.lecam_weight * self.lecam_term(real_logits, fake_logits)
+        return loss
+
+    def lecam_term(self, real_logits, fake_logits):
+        """Tseng et al. 2021: pull D's logits towards the other side's running mean, so that on a small
+        data set D cannot drive its real and fake scores apart without bound (it overfits the real set)."""
+        decay = self.recipe.lecam_decay
+        batch_means = ops.stop_gradient(ops.stack([ops.mean(real_logits), ops.mean(fake_logits)]))
+        self.lecam_anchors.assign(decay * self.lecam_anchors + (1.0 - decay) * batch_means)
+        # Bias-corrected like Adam's moments, so the first steps do not anchor on the zeros it starts from.
+        steps = ops.cast(self.d_optimizer.iterations + 1, "float32")
+        real_anchor, fake_anchor = ops.unstack(self.lecam_anchors / (1.0 - decay**steps))
+        return losses.lecam_regulariser(real_logits, fake_logits, real_anchor, fake_anchor)
 
     @property
     def metrics(self):
@@ -121,6 +140,7 @@ class ConditionalGAN(keras.Model):
             *self.d_optimizer.variables,
             *self.g_optimizer.variables,
             self.seed_generator.state,
+            *([self.lecam_anchors] if self.lecam_anchors is not None else []),
         ]
         return found
 
