@@ -54,6 +54,8 @@ def test_flag_errors_exit_2(args, message, capsys):
         (["--dataset", "idx", "--data-dir", "/nonexistent"], "does not exist"),
         (["--dataset", "idx"], "needs --data-dir"),
         (["--name", "../escape"], "--name"),
+        (["--recipe", "nope=1"], "--recipe 'nope=1': expected FIELD=VALUE"),
+        (["--model", "ebgan", "--recipe", "lecam_weight=0.3"], "EBGAN's scores energies"),
     ],
 )
 def test_data_and_name_errors_are_one_line(tmp_path, extra, message):
