@@ -70,6 +70,8 @@ class Recipe:
     mismatch_weight: float = 0.0  # EBGAN: margin term on real images under a wrong label (0 = the paper)
     lecam_weight: float = 0.0  # LeCam regulariser on D's logits (Tseng et al. 2021); 0 = off
     lecam_decay: float = 0.99  # LeCam: EMA decay of the real and fake logit anchors
+    jitter_degrees: float = 0.0  # real training images only: random rotation up to this many degrees
+    jitter_zoom: float = 0.0  # real training images only: random scale in 1 ± this
 
 
 ARTICLE = Recipe()
@@ -214,6 +216,8 @@ class TrainConfig:
         r = self.recipe
         if r.lecam_weight < 0 or not 0 <= r.lecam_decay < 1:
             raise ConfigError("--recipe lecam_weight must be >= 0 and lecam_decay in [0, 1)")
+        if r.jitter_degrees < 0 or not 0 <= r.jitter_zoom < 1:
+            raise ConfigError("--recipe jitter_degrees must be >= 0 and jitter_zoom in [0, 1)")
         if r.lecam_weight and r.loss == "ebgan":
             raise ConfigError("--recipe lecam_weight needs a logit discriminator; EBGAN's scores energies")
 

@@ -411,11 +411,23 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
     return LOADERS[name](Path(data_dir) if data_dir else None)
 
 
-def tf_dataset(split: Split, batch_size: int, seed: int):
-    """The training pipeline: images scaled to [-1, 1] once, then shuffle / repeat / batch / prefetch."""
+def tf_dataset(split: Split, batch_size: int, seed: int, transform=None):
+    """The training pipeline: images scaled to [-1, 1] once, then shuffle / repeat / batch / prefetch.
+
+    ``transform(images, seed_pair)``, when given, changes every batch of images; ``seed_pair`` is
+    ``[seed, batch index]``, so a run's transforms are the same every time it is trained.
+    """
     import tensorflow as tf
 
     images = from_uint8(split.images)[..., None]
     ds = tf.data.Dataset.from_tensor_slices((images, split.labels))
     ds = ds.shuffle(len(split), seed=seed, reshuffle_each_iteration=True).repeat()
-    return ds.batch(batch_size, drop_remainder=True).prefetch(tf.data.AUTOTUNE)
+    ds = ds.batch(batch_size, drop_remainder=True)
+    if transform is not None:
+
+        def transformed(index, batch):
+            images, labels = batch
+            return transform(images, tf.stack([tf.constant(seed, tf.int64), index])), labels
+
+        ds = ds.enumerate().map(transformed, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)

@@ -95,7 +95,7 @@ def _fit(gan, config: TrainConfig, dataset, start_step: int, history: list[dict]
     import tensorflow as tf
 
     run_dir = config.run_dir
-    batches = tf_dataset(dataset.train, config.batch_size, config.seed + start_step)
+    batches = tf_dataset(dataset.train, config.batch_size, config.seed + start_step, _jitter(config.recipe))
     iterator = iter(in_blocks(batches) if config.jit_compile else batches)
     runner = make_runner(gan, config.jit_compile)
     progbar = keras.utils.Progbar(config.steps, stateful_metrics=None) if config.progress else None
@@ -153,6 +153,15 @@ def _fit(gan, config: TrainConfig, dataset, start_step: int, history: list[dict]
         steps_per_second=trained / run_wall if run_wall else 0.0,
         history=history,
     )
+
+
+def _jitter(recipe):
+    """The recipe's affine jitter of real training images as a ``tf_dataset`` transform, or None."""
+    if not (recipe.jitter_degrees or recipe.jitter_zoom):
+        return None
+    from trainer.nets.augment import affine_jitter
+
+    return lambda images, seed: affine_jitter(images, recipe.jitter_degrees, recipe.jitter_zoom, seed)
 
 
 def in_blocks(dataset, block: int = BLOCK):

@@ -1,7 +1,10 @@
-"""Differentiable augmentation (Zhao et al., 2020) for the discriminator's inputs, real and fake alike.
+"""Augmentation. Images are NHWC in [-1, 1]; background is -1, so every transform fills with -1.
 
-Applied to both so D never sees un-augmented images and G is not pushed to produce the augmentations.
-Images are NHWC in [-1, 1]; background is -1, so translation pads with -1.
+Differentiable augmentation (Zhao et al., 2020; :func:`diff_augment`) goes on the discriminator's inputs,
+real and fake alike, so D never sees un-augmented images and G is not pushed to produce the augmentations.
+:func:`affine_jitter` is the opposite kind: it goes on the real training images only, so G *does* learn
+the jittered digits. It widens a small training set with the variation a classifier's augmentation would
+add (slant and size), and the generated set inherits it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,35 @@ def cutout(images, size: int, seed):
     cy, cx = centre[:, 0, None, None], centre[:, 1, None, None]
     inside = (tf.abs(ys - cy) * 2 < size) & (tf.abs(xs - cx) * 2 < size)
     return tf.where(inside[..., None], -tf.ones_like(images), images)
+
+
+def affine_jitter(images, max_degrees: float, max_zoom: float, seed):
+    """Rotate each image by up to ``max_degrees`` and scale it by up to ``1 ± max_zoom`` about its centre.
+
+    ``seed`` is a stateless seed pair (a ``[2]`` int tensor), so a batch's jitter depends only on it.
+    """
+    import math
+
+    batch = tf.shape(images)[0]
+    h, w = images.shape[1], images.shape[2]
+    draws = tf.random.stateless_uniform([batch, 2], seed, -1.0, 1.0)
+    angle = draws[:, 0] * (max_degrees * math.pi / 180.0)
+    scale = 1.0 + draws[:, 1] * max_zoom
+    # The transform maps output pixels to input pixels: the inverse of "scale, then rotate".
+    cos, sin = tf.cos(angle) / scale, tf.sin(angle) / scale
+    cx, cy = (w - 1) / 2.0, (h - 1) / 2.0
+    zeros = tf.zeros_like(cos)
+    transforms = tf.stack(
+        [cos, -sin, cx - cos * cx + sin * cy, sin, cos, cy - sin * cx - cos * cy, zeros, zeros], axis=1
+    )
+    return tf.raw_ops.ImageProjectiveTransformV3(
+        images=images,
+        transforms=transforms,
+        output_shape=tf.constant([h, w]),
+        fill_value=-1.0,
+        interpolation="BILINEAR",
+        fill_mode="CONSTANT",
+    )
 
 
 def diff_augment(images, seed, max_shift: int = 0, cutout_size: int = 0):
