@@ -223,8 +223,17 @@ def test_xla_path_trains_a_step_count_that_is_not_a_multiple_of_the_block(tmp_pa
     assert [int(float(r.split(",")[0])) for r in rows] == list(range(1, steps + 1))
 
 
-@pytest.mark.parametrize("flags,augmentation", [([], True), (["--no-augmentation"], False)])
-def test_evaluate_flags_reach_the_evaluation(monkeypatch, tmp_path, capsys, flags, augmentation):
+@pytest.mark.parametrize(
+    "flags,augmentation,real_per_class",
+    [
+        ([], True, None),
+        (["--no-augmentation"], False, None),
+        (["--augmentation-real-per-class", "1000"], True, 1000),
+    ],
+)
+def test_evaluate_flags_reach_the_evaluation(
+    monkeypatch, tmp_path, capsys, flags, augmentation, real_per_class
+):
     seen = {}
 
     def fake_evaluate(model_dir, **options):
@@ -234,5 +243,6 @@ def test_evaluate_flags_reach_the_evaluation(monkeypatch, tmp_path, capsys, flag
     monkeypatch.setattr("trainer.cli.evaluate", fake_evaluate)
     assert main(["evaluate", str(tmp_path), "--probe-runs", "2", *flags]) == 0
     assert seen["augmentation"] is augmentation and seen["probe_runs"] == 2
+    assert seen["augmentation_real_per_class"] == real_per_class
     assert seen["model_dir"] == tmp_path
     assert "the report" in capsys.readouterr().out

@@ -537,6 +537,21 @@ def test_evaluate_writes_quality_and_flags_a_collapsed_generator(models):
     assert not list(version_dir.glob(".*"))  # no temp files left behind
 
 
+def test_augmentation_value_on_a_per_class_share_of_the_real_split(models):
+    quality, report = evaluate(
+        models["diverse"], samples_per_class=12, cache_dir=models["cache"], judge_config=TINY,
+        probe_config=TINY, write=False, augmentation_multiples=(2.0,), augmentation_real_per_class=20,
+    )  # fmt: skip
+    # 20 real digits per class, then + 2x as many generated: 24 more of each class than the 12 evaluated.
+    arms = quality.augmentation
+    assert [(a.synthetic_multiple, a.real_samples, a.synthetic_samples) for a in arms] == [
+        (0.0, 200, 0), (2.0, 200, 400)
+    ]  # fmt: skip
+    assert "CNN trained on the 200 real training images" in report
+    with pytest.raises(EvaluateError, match="augmentation-real-per-class"):
+        evaluate(models["diverse"], write=False, augmentation_real_per_class=0, cache_dir=models["cache"])
+
+
 def test_evaluate_without_write_leaves_the_directory_alone(models):
     version_dir = models["diverse"]
     card_before = (version_dir / CARD_FILE).read_bytes()
