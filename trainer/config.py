@@ -129,6 +129,37 @@ def override_recipe(recipe: Recipe, pairs: list[str]) -> Recipe:
     return replace(recipe, **changes)
 
 
+LOSSES = ("bce", "hinge", "ebgan")
+_POSITIVE = ("g_lr", "d_lr", "g_width", "d_width", "ae_code_dim")
+_NON_NEGATIVE = (
+    "augment_shift", "augment_cutout", "class_weight", "g_class_weight", "num_codes", "q_weight", "margin",
+    "pt_weight", "mismatch_weight", "lecam_weight", "jitter_degrees",
+)  # fmt: skip
+_UNIT = ("beta_1", "beta_2", "ema_decay", "lecam_decay", "jitter_zoom")  # each in [0, 1)
+
+
+def recipe_problem(recipe: Recipe, variant: str) -> str | None:
+    """What makes ``recipe`` untrainable for ``variant`` (a ``--recipe`` value out of range), or None."""
+    for name in _POSITIVE:
+        if not getattr(recipe, name) > 0:
+            return f"{name} must be positive, got {getattr(recipe, name)}"
+    for name in _NON_NEGATIVE:
+        if getattr(recipe, name) < 0:
+            return f"{name} must be >= 0, got {getattr(recipe, name)}"
+    for name in _UNIT:
+        if not 0 <= getattr(recipe, name) < 1:
+            return f"{name} must be in [0, 1), got {getattr(recipe, name)}"
+    if not 0 < recipe.real_target <= 1:
+        return f"real_target must be in (0, 1], got {recipe.real_target}"
+    if recipe.loss not in LOSSES:
+        return f"loss must be one of {', '.join(LOSSES)}, got {recipe.loss!r}"
+    if (recipe.loss == "ebgan") != (variant == "ebgan"):
+        return "loss=ebgan goes with --model ebgan and only there: its D scores energies, the others' logits"
+    if recipe.lecam_weight and recipe.loss == "ebgan":
+        return "lecam_weight needs a logit discriminator; EBGAN's scores energies"
+    return None
+
+
 #: InfoGAN's number of style codes unless a recipe says otherwise.
 INFOGAN_CODES = 2
 
@@ -213,13 +244,9 @@ class TrainConfig:
                 raise ConfigError(f"--{flag.replace('_', '-')} must be positive, got {getattr(self, flag)}")
         if not contract.valid_model_name(self.name):
             raise ConfigError(f"--name {self.name!r} must match {contract.MODEL_NAME_PATTERN}")
-        r = self.recipe
-        if r.lecam_weight < 0 or not 0 <= r.lecam_decay < 1:
-            raise ConfigError("--recipe lecam_weight must be >= 0 and lecam_decay in [0, 1)")
-        if r.jitter_degrees < 0 or not 0 <= r.jitter_zoom < 1:
-            raise ConfigError("--recipe jitter_degrees must be >= 0 and jitter_zoom in [0, 1)")
-        if r.lecam_weight and r.loss == "ebgan":
-            raise ConfigError("--recipe lecam_weight needs a logit discriminator; EBGAN's scores energies")
+        problem = recipe_problem(self.recipe, self.variant)
+        if problem:
+            raise ConfigError(f"--recipe {problem}")
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)

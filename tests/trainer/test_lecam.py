@@ -86,13 +86,24 @@ def test_recipe_override_names_what_is_wrong(pair, message):
 @pytest.mark.parametrize(
     "changes,message",
     [
-        (dict(lecam_weight=-1.0), "lecam_weight must be"),
-        (dict(lecam_decay=1.0), "lecam_decay in"),
-        (dict(lecam_weight=0.3, loss="ebgan"), "EBGAN"),
+        (dict(lecam_weight=-1.0), "lecam_weight must be >= 0, got -1.0"),
+        (dict(lecam_decay=1.0), r"lecam_decay must be in \[0, 1\)"),
+        (dict(g_width=0), "g_width must be positive"),
+        (dict(ema_decay=1.5), "ema_decay must be in"),
+        (dict(real_target=0.0), "real_target must be in"),
+        (dict(loss="wasserstein"), "loss must be one of bce, hinge, ebgan"),
+        (dict(loss="ebgan"), "loss=ebgan goes with --model ebgan"),
     ],
 )
-def test_config_refuses_lecam_it_cannot_train(changes, message):
+def test_config_refuses_a_recipe_it_cannot_train(changes, message):
     config = TrainConfig.for_dataset("mnist-5k")
     config = dataclasses.replace(config, recipe=dataclasses.replace(config.recipe, **changes))
     with pytest.raises(ConfigError, match=message):
         config.validate()
+
+
+@pytest.mark.parametrize("variant", sorted(variants.VARIANTS))
+@pytest.mark.parametrize("arch", ["dense", "conv"])
+@pytest.mark.parametrize("dataset", ["mnist-5k", "fashion-mnist"])
+def test_every_shipped_recipe_passes_the_recipe_checks(variant, arch, dataset):
+    TrainConfig.for_dataset(dataset, variant=variant, arch=arch).validate()
