@@ -88,6 +88,8 @@ def test_recipe_override_names_what_is_wrong(pair, message):
     [
         (dict(lecam_weight=-1.0), "lecam_weight must be >= 0, got -1.0"),
         (dict(lecam_decay=1.0), r"lecam_decay must be in \[0, 1\)"),
+        (dict(jitter_degrees=-1.0), "jitter_degrees must be >= 0, got -1.0"),
+        (dict(jitter_zoom=1.0), r"jitter_zoom must be in \[0, 1\)"),
         (dict(g_width=0), "g_width must be positive"),
         (dict(ema_decay=1.5), "ema_decay must be in"),
         (dict(real_target=0.0), "real_target must be in"),

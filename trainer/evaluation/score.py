@@ -282,8 +282,14 @@ def augmentation_real(dataset: Dataset, opts: EvalOptions) -> tuple[np.ndarray, 
     if opts.augmentation_real_per_class is None:
         return train.images, train.labels
     counts = matched_counts(train.labels, opts.augmentation_real_per_class, dataset.num_classes)
-    picked = take_per_class(train.labels, counts, np.random.default_rng(opts.seed))
-    return train.images[picked], train.labels[picked]
+    return real_subset(dataset, counts, opts.seed)
+
+
+def real_subset(dataset: Dataset, counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """``counts[c]`` real training images of each class c, a choice seeded by ``seed``: the real-train set
+    and the augmentation value's real arm, so equal counts pick the same images."""
+    picked = take_per_class(dataset.train.labels, counts, np.random.default_rng(seed))
+    return dataset.train.images[picked], dataset.train.labels[picked]
 
 
 def synthetic_pool(
@@ -325,8 +331,7 @@ def measure(
     # Matched sets: the same per-class counts of generated and of real training images.
     counts = matched_counts(dataset.train.labels, opts.samples_per_class, num_classes)
     gen_idx = take_per_class(labels, counts)
-    real_idx = take_per_class(dataset.train.labels, counts, np.random.default_rng(opts.seed))
-    real_images, real_labels = dataset.train.images[real_idx], dataset.train.labels[real_idx]
+    real_images, real_labels = real_subset(dataset, counts, opts.seed)
     _, real_feat = judge.predict(real_images)
     _, test_feat = judge.predict(test.images)
     fid = frechet_distance(gen_feat[gen_idx], test_feat)
