@@ -279,6 +279,7 @@ def _warm_up(model: LoadedModel) -> None:
     that pays them."""
     labels = np.array([0, model.card.num_classes - 1], dtype=np.int64)
     seeds = np.array([0, 1], dtype=np.uint64)
+    want = (2, *model.card.image_shape)
     for session in (model.session, model.lane_session):
         if session is None:
             continue
@@ -288,7 +289,6 @@ def _warm_up(model: LoadedModel) -> None:
             )
         except Exception as e:  # onnxruntime raises its own exception types for every graph failure
             raise ModelRefused("warmup", f"warm-up run failed: {str(e).splitlines()[0]}") from None
-        want = (2, *model.card.image_shape)
         if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.shape != want:
             got = getattr(images, "shape", None), getattr(images, "dtype", None)
             raise ModelRefused("warmup", f"warm-up output is {got}, the card says {want} uint8")

@@ -9,6 +9,8 @@ add (slant and size), and the generated set inherits it.
 
 from __future__ import annotations
 
+import math
+
 import keras
 import tensorflow as tf
 
@@ -46,8 +48,6 @@ def affine_jitter(images, max_degrees: float, max_zoom: float, seed):
 
     ``seed`` is a stateless seed pair (a ``[2]`` int tensor), so a batch's jitter depends only on it.
     """
-    import math
-
     batch = tf.shape(images)[0]
     h, w = images.shape[1], images.shape[2]
     draws = tf.random.stateless_uniform([batch, 2], seed, -1.0, 1.0)

@@ -79,7 +79,9 @@ class ConditionalGAN(keras.Model):
 
     def lecam_term(self, real_logits, fake_logits):
         """Tseng et al. 2021: pull D's logits towards the other side's running mean, so that on a small
-        data set D cannot drive its real and fake scores apart without bound (it overfits the real set)."""
+        data set D cannot drive its real and fake scores apart without bound (it overfits the real set).
+
+        Moves the anchors by this batch's means, so it runs once per D step (``d_adversarial_loss``)."""
         decay = self.recipe.lecam_decay
         batch_means = ops.stop_gradient(ops.stack([ops.mean(real_logits), ops.mean(fake_logits)]))
         self.lecam_anchors.assign(decay * self.lecam_anchors + (1.0 - decay) * batch_means)
