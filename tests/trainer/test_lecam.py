@@ -95,6 +95,8 @@ def test_recipe_override_names_what_is_wrong(pair, message):
         (dict(real_target=0.0), "real_target must be in"),
         (dict(loss="wasserstein"), "loss must be one of bce, hinge, ebgan"),
         (dict(loss="ebgan"), "loss=ebgan goes with --model ebgan"),
+        (dict(compute_dtype="float16"), "compute_dtype must be one of float32, bfloat16"),
+        (dict(compute_dtype="bfloat16", ema_decay=0.0), "needs ema_decay > 0"),
     ],
 )
 def test_config_refuses_a_recipe_it_cannot_train(changes, message):

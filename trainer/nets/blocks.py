@@ -31,6 +31,7 @@ class SpectralNorm(layers.Wrapper):
         )
 
     def normalized_kernel(self, training=False):
+        # The power iteration and sigma stay float32 whatever the wrapped layer computes in.
         kernel = self.layer.kernel
         w = ops.reshape(kernel, (-1, kernel.shape[-1]))  # [fan_in, out]
         v = _unit(ops.matmul(self.u, ops.transpose(w)))
@@ -44,6 +45,8 @@ class SpectralNorm(layers.Wrapper):
     def call(self, inputs, training=False):
         layer = self.layer
         kernel = self.normalized_kernel(training)
+        if layer.compute_dtype != "float32":  # the wrapped layer's dtype policy asks for e.g. bfloat16
+            inputs, kernel = ops.cast(inputs, layer.compute_dtype), ops.cast(kernel, layer.compute_dtype)
         if isinstance(layer, layers.Conv2D):
             out = ops.conv(
                 inputs,
@@ -55,6 +58,7 @@ class SpectralNorm(layers.Wrapper):
             )
         else:
             out = ops.matmul(inputs, kernel)
+        out = ops.cast(out, "float32")
         if layer.use_bias:
             out = out + layer.bias
         return layer.activation(out) if layer.activation is not None else out
@@ -69,6 +73,12 @@ def _unit(x, eps=1e-12):
 
 def maybe_sn(layer, spectral_norm: bool):
     return SpectralNorm(layer) if spectral_norm else layer
+
+
+def compute_policy(recipe) -> str | None:
+    """The Keras dtype policy of the layers that carry the arithmetic (convs, big matmuls): their weights
+    stay float32 and their outputs go back to float32 at the next layer (BatchNorm, LeakyReLU)."""
+    return "mixed_bfloat16" if recipe.compute_dtype == "bfloat16" else None
 
 
 def generator_inputs(spec):
@@ -114,7 +124,31 @@ class ConditionalBatchNorm(layers.Layer):
         shape = (-1,) + (1,) * (len(x.shape) - 2) + (x.shape[-1],)
         gain = ops.reshape(self.gain(label), shape)
         bias = ops.reshape(self.bias(label), shape)
+        if training and len(x.shape) == 4 and keras.backend.backend() == "tensorflow":
+            return self._fused_batch_norm(x) * gain + bias
         return self.norm(x, training=training) * gain + bias
+
+    def _fused_batch_norm(self, x):
+        """``self.norm(x, training=True)`` in TensorFlow's fused kernel, same variables and statistics.
+
+        Keras's BatchNormalization composes moments and the normalisation from separate ops, and their
+        gradient from a dozen more; on the default conv generator that was 15% of a training step
+        (BENCHMARKS.md, "Training throughput"). The fused kernel and its gradient are one op each.
+        """
+        import tensorflow as tf
+
+        norm, channels = self.norm, x.shape[-1]
+        x = ops.cast(x, "float32")
+        y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
+            x, tf.ones([channels]), tf.zeros([channels]), epsilon=norm.epsilon, is_training=True
+        )
+        # The kernel returns the unbiased variance for the running average; Keras keeps the biased one.
+        count = ops.cast(ops.size(x) // channels, "float32")
+        variance = variance * (count - 1.0) / count
+        momentum = norm.momentum
+        norm.moving_mean.assign(norm.moving_mean * momentum + mean * (1.0 - momentum))
+        norm.moving_variance.assign(norm.moving_variance * momentum + variance * (1.0 - momentum))
+        return y
 
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes}
@@ -134,17 +168,19 @@ def dcgan_upsampler(x, label, spec, recipe):
     h, w, c = spec.image_shape
     width, num_classes = recipe.g_width, spec.num_classes
     label = label if recipe.cond_bn else None
+    policy = compute_policy(recipe)
     if h % 4 or w % 4:
         raise ValueError(f"conv arch needs image sides divisible by 4, got {h}x{w}")
-    x = layers.Dense((h // 4) * (w // 4) * width * 2, use_bias=False)(x)
+    x = layers.Dense((h // 4) * (w // 4) * width * 2, use_bias=False, dtype=policy)(x)
     x = _normalise(x, label, num_classes)
     x = layers.LeakyReLU(0.2)(x)
     x = layers.Reshape((h // 4, w // 4, width * 2))(x)
     for filters in (width, width // 2):
-        x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False)(x)
+        x = layers.Conv2DTranspose(filters, 4, strides=2, padding="same", use_bias=False, dtype=policy)(x)
         x = _normalise(x, label, num_classes)
         x = layers.LeakyReLU(0.2)(x)
-    return layers.Conv2D(c, 3, padding="same", activation="tanh")(x)
+    image = layers.Conv2D(c, 3, padding="same", activation="tanh", dtype=policy)(x)
+    return image if policy is None else layers.Activation("linear", dtype="float32")(image)
 
 
 def article_disc_mlp(x, spectral_norm: bool = False):
@@ -155,11 +191,13 @@ def article_disc_mlp(x, spectral_norm: bool = False):
     return x
 
 
-def conv_trunk(x, spectral_norm: bool, width: int = 64):
-    """Stride-2 convs down to a quarter of the image side, then a dense feature vector."""
+def conv_trunk(x, recipe):
+    """Stride-2 convs down to a quarter of the image side, then a dense feature vector
+    (``recipe.d_width`` channels at the end, spectral norm and compute dtype as the recipe says)."""
+    spectral_norm, width, policy = recipe.spectral_norm, recipe.d_width, compute_policy(recipe)
     for filters in (width // 2, width):
-        x = maybe_sn(layers.Conv2D(filters, 4, strides=2, padding="same"), spectral_norm)(x)
+        x = maybe_sn(layers.Conv2D(filters, 4, strides=2, padding="same", dtype=policy), spectral_norm)(x)
         x = layers.LeakyReLU(0.2)(x)
     x = layers.Flatten()(x)
-    x = maybe_sn(layers.Dense(width * 4), spectral_norm)(x)
+    x = maybe_sn(layers.Dense(width * 4, dtype=policy), spectral_norm)(x)
     return layers.LeakyReLU(0.2)(x)

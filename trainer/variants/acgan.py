@@ -42,7 +42,7 @@ class ACGAN(ConditionalGAN):
         if spec.arch == "dense":
             features = blocks.article_disc_mlp(layers.Flatten()(image), recipe.spectral_norm)
         else:
-            features = blocks.conv_trunk(image, recipe.spectral_norm, recipe.d_width)
+            features = blocks.conv_trunk(image, recipe)
         validity = blocks.maybe_sn(layers.Dense(1), recipe.spectral_norm)(features)
         # No spectral norm on the class head: it is a plain classifier and SN slows its learning.
         class_logits = layers.Dense(spec.num_classes)(features)

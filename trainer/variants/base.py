@@ -7,6 +7,7 @@ Discriminators return logits (``sigmoid(logit)`` = P(real)); AC-GAN's also retur
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 import keras
@@ -15,6 +16,7 @@ from keras import ops
 from trainer.config import Recipe, Spec
 from trainer.nets import losses
 from trainer.nets.augment import diff_augment
+from trainer.nets.optimizers import FusedAdam
 
 
 class ConditionalGAN(keras.Model):
@@ -35,7 +37,8 @@ class ConditionalGAN(keras.Model):
         self.discriminator = self.build_discriminator(spec, recipe)
         self.ema_generator = None
         if recipe.ema_decay > 0:
-            self.ema_generator = self.build_generator(spec, recipe)
+            # Float32 whatever the training arithmetic: this is the generator that is sampled and exported.
+            self.ema_generator = self.build_generator(spec, replace(recipe, compute_dtype="float32"))
             self.ema_generator.set_weights(self.generator.get_weights())
         self.seed_generator = keras.random.SeedGenerator(seed)
         # LeCam's anchors: running means of D's real and fake logits, checkpointed with the run.
@@ -60,8 +63,8 @@ class ConditionalGAN(keras.Model):
     def compile(self, **kwargs):
         super().compile(**kwargs)
         r = self.recipe
-        self.d_optimizer = keras.optimizers.Adam(r.d_lr, beta_1=r.beta_1, beta_2=r.beta_2)
-        self.g_optimizer = keras.optimizers.Adam(r.g_lr, beta_1=r.beta_1, beta_2=r.beta_2)
+        self.d_optimizer = FusedAdam(r.d_lr, beta_1=r.beta_1, beta_2=r.beta_2)
+        self.g_optimizer = FusedAdam(r.g_lr, beta_1=r.beta_1, beta_2=r.beta_2)
         # Built now so a checkpoint can be restored before the first step.
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)

@@ -47,7 +47,7 @@ class CGAN(ConditionalGAN):
             joined = layers.Multiply()([layers.Flatten()(image), embedded])
             features = blocks.article_disc_mlp(joined, recipe.spectral_norm)
             return features, blocks.maybe_sn(layers.Dense(1), recipe.spectral_norm)(features)
-        features = blocks.conv_trunk(image, recipe.spectral_norm, recipe.d_width)
+        features = blocks.conv_trunk(image, recipe)
         unconditional = blocks.maybe_sn(layers.Dense(1), recipe.spectral_norm)(features)
         class_vector = layers.Embedding(spec.num_classes, features.shape[-1])(label)
         projection = ops.sum(features * class_vector, axis=-1, keepdims=True)

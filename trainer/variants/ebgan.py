@@ -60,7 +60,7 @@ class EBGAN(ConditionalGAN):
                 channel = layers.Embedding(spec.num_classes, pixels // spec.image_shape[-1])(label)
                 channel = layers.Reshape((*spec.image_shape[:2], 1))(channel)
                 x = layers.Concatenate()([x, channel])
-            features = blocks.conv_trunk(x, recipe.spectral_norm, recipe.d_width)
+            features = blocks.conv_trunk(x, recipe)
         code = blocks.maybe_sn(layers.Dense(recipe.ae_code_dim), recipe.spectral_norm)(features)
         decoder_in = code
         if not by_input:
