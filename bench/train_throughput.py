@@ -1,8 +1,13 @@
-"""Training throughput: the article's loop vs this trainer, same networks, same process, same data.
+"""Training throughput: the article's loop vs this trainer (dense), and the default conv recipe now vs before.
 
     python bench/train_throughput.py [--article-steps 300] [--steps 1500]
+    python bench/train_throughput.py --conv-only [--baseline 87ba2db] [--rounds 3] [--conv-steps 300]
 
-Prints a table of images/s and the ratio to the article's loop; writes bench/results/train_throughput.json.
+The conv rows train the default recipe (``cgan-train train --dataset mnist-5k``) in fresh processes that
+take turns, ``--rounds`` times each, keeping each one's best: the code at ``--baseline`` (a git revision:
+by default main before the round-two training work), this tree in float32, and this tree as the default
+recipe resolves here (bfloat16 on a CPU with AVX512-BF16 or AMX). Prints tables of images/s and ratios;
+writes bench/results/train_throughput.json.
 """
 
 from __future__ import annotations
@@ -11,21 +16,52 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import tensorflow as tf  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
+#: main before the round-two training work (fused BatchNorm and Adam, bfloat16 compute).
+BASELINE = "87ba2db"
 
-from bench.article_cgan import article_loop  # noqa: E402
-from trainer.config import ARTICLE, MODERN, MODERN_CGAN  # noqa: E402
-from trainer.data import load_dataset, tf_dataset  # noqa: E402
-from trainer.train import in_blocks, make_runner  # noqa: E402
-from trainer.variants import Spec, build  # noqa: E402
+# Runs in a fresh process on the tree it is pointed at, through functions both trees have, so the
+# baseline is measured by its own code and not by a re-creation of it.
+CONV_PROBE = r"""
+import dataclasses, json, os, sys, time
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import tensorflow as tf
+from trainer.config import TrainConfig
+from trainer.data import load_dataset, tf_dataset
+from trainer.train import build_model, make_runner
+steps, dtype = int(sys.argv[1]), sys.argv[2]
+config = TrainConfig.for_dataset("mnist-5k")
+if dtype != "default":
+    config = dataclasses.replace(config, recipe=dataclasses.replace(config.recipe, compute_dtype=dtype))
+data = load_dataset("mnist-5k")
+gan = build_model(config, data)
+iterator = iter(tf_dataset(data.train, config.batch_size, 0))
+run = make_runner(gan, False)
+float(run(iterator, tf.constant(20))["d_loss"])
+began = time.perf_counter()
+float(run(iterator, tf.constant(steps))["d_loss"])
+seconds = time.perf_counter() - began
+dtype = getattr(config.recipe, "compute_dtype", "float32")
+print("PROBE " + json.dumps({"images_per_s": steps * config.batch_size / seconds, "compute_dtype": dtype}))
+"""
 
 
 def ours(dataset, variant, arch, recipe, batch_size, steps, jit):
+    import tensorflow as tf
+
+    from trainer.data import tf_dataset
+    from trainer.train import in_blocks, make_runner
+    from trainer.variants import Spec, build
+
     gan = build(variant, Spec(100, dataset.num_classes, dataset.image_shape, arch), recipe)
     gan.compile()
     batches = tf_dataset(dataset.train, batch_size, 0)
@@ -42,40 +78,119 @@ def ours(dataset, variant, arch, recipe, batch_size, steps, jit):
     return steps * batch_size / (time.perf_counter() - began)
 
 
+def dense_rows(article_steps: int, steps: int) -> list[tuple]:
+    from bench.article_cgan import article_loop
+    from trainer.config import ARTICLE
+    from trainer.data import load_dataset
+
+    data = load_dataset("mnist-5k")
+    baseline = article_loop(data.train.images, data.train.labels, article_steps)
+    rows = [("article loop (predict + 3x train_on_batch)", "cgan", "dense", 32, baseline)]
+    for variant, jit in [("cgan", False), ("cgan", True), ("acgan", True)]:
+        label = f"trainer, {'XLA' if jit else 'graph'}"
+        rows.append((label, variant, "dense", 32, ours(data, variant, "dense", ARTICLE, 32, steps, jit)))
+    return rows
+
+
+def baseline_tree(revision: str, into: Path) -> Path | None:
+    """The repository at ``revision`` unpacked under ``into``; None if there is no such revision here."""
+    archive = into / "baseline.tar"
+    with archive.open("wb") as out:
+        done = subprocess.run(
+            ["git", "-C", str(ROOT), "archive", revision], stdout=out, stderr=subprocess.PIPE
+        )
+    if done.returncode != 0:
+        print(f"no baseline: git archive {revision}: {done.stderr.decode().strip()}")
+        return None
+    tree = into / revision
+    with tarfile.open(archive) as tar:
+        tar.extractall(tree, filter="data")
+    return tree
+
+
+def probe(tree: Path, steps: int, dtype: str) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [sys.executable, "-c", CONV_PROBE, str(steps), dtype],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    line = next((ln for ln in done.stdout.splitlines() if ln.startswith("PROBE ")), None)
+    if done.returncode != 0 or line is None:
+        raise SystemExit(f"conv probe failed on {tree} ({dtype}): {done.stderr.strip().splitlines()[-1:]}")
+    return json.loads(line[len("PROBE ") :])
+
+
+def conv_rows(revision: str, rounds: int, steps: int) -> list[dict]:
+    """The default conv recipe: the code at ``revision``, this tree in float32, this tree as it resolves."""
+    with tempfile.TemporaryDirectory() as tmp:
+        old = baseline_tree(revision, Path(tmp))
+        targets = [(f"{revision} (before)", old, "default")] if old else []
+        targets += [("this tree, float32", ROOT, "float32"), ("this tree, default", ROOT, "default")]
+        runs: dict[str, list[dict]] = {name: [] for name, _, _ in targets}
+        for _ in range(rounds):
+            for name, tree, dtype in targets:
+                runs[name].append(probe(tree, steps, dtype))
+    return [
+        {
+            "code": name,
+            "compute_dtype": results[0]["compute_dtype"],
+            "images_per_s": max(r["images_per_s"] for r in results),
+            "rounds": [round(r["images_per_s"], 1) for r in results],
+        }
+        for name, results in runs.items()
+    ]
+
+
+def cpu_name() -> str:
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    return next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--article-steps", type=int, default=300)
-    parser.add_argument("--steps", type=int, default=1500)
+    parser.add_argument("--steps", type=int, default=1500, help="dense steps per row")
+    parser.add_argument("--conv-only", action="store_true", help="only the conv default, before vs now")
+    parser.add_argument("--baseline", default=BASELINE, help="git revision of the 'before' conv row")
+    parser.add_argument("--rounds", type=int, default=3, help="turns each conv row takes (best kept)")
+    parser.add_argument("--conv-steps", type=int, default=300, help="timed steps per conv turn")
     args = parser.parse_args()
 
-    data = load_dataset("mnist-5k")
-    rows = []
-    baseline = article_loop(data.train.images, data.train.labels, args.article_steps)
-    rows.append(("article loop (predict + 3x train_on_batch)", "cgan", "dense", 32, baseline))
-    for variant, arch, recipe, batch, jit in [
-        ("cgan", "dense", ARTICLE, 32, False),
-        ("cgan", "dense", ARTICLE, 32, True),
-        ("acgan", "dense", ARTICLE, 32, True),
-        ("cgan", "conv", MODERN_CGAN, 64, False),
-        ("acgan", "conv", MODERN, 64, False),
-    ]:
-        steps = args.steps if arch == "dense" else args.steps // 4
-        label = f"trainer, {'XLA' if jit else 'graph'}"
-        rows.append((label, variant, arch, batch, ours(data, variant, arch, recipe, batch, steps, jit)))
+    load = os.getloadavg()
+    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; load average at start {load[0]:.2f}")
+    results: dict[str, object] = {"cpu": cpu_name(), "cpus": os.cpu_count(), "load_start": load}
+    if not args.conv_only:
+        rows = dense_rows(args.article_steps, args.steps)
+        baseline = rows[0][-1]
+        print(f"{'loop':44} {'model':6} {'arch':5} {'batch':>5} {'images/s':>9} {'x article':>9}")
+        for loop, variant, arch, batch, ips in rows:
+            print(f"{loop:44} {variant:6} {arch:5} {batch:5d} {ips:9.0f} {ips / baseline:8.1f}x")
+        keys = ["loop", "model", "arch", "batch", "images_per_s"]
+        results["dense"] = [dict(zip(keys, r, strict=True)) for r in rows]
 
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, tensorflow {tf.__version__}")
-    print(f"{'loop':44} {'model':6} {'arch':5} {'batch':>5} {'images/s':>9} {'x article':>9}")
-    for loop, variant, arch, batch, ips in rows:
-        ratio = f"{ips / baseline:.1f}x" if arch == "dense" and batch == 32 else ""
-        print(f"{loop:44} {variant:6} {arch:5} {batch:5d} {ips:9.0f} {ratio:>9}")
+    conv = conv_rows(args.baseline, args.rounds, args.conv_steps)
+    before = conv[0]["images_per_s"]
+    print(
+        f"\nconv default recipe (mnist-5k, batch 64), best of {args.rounds} turns of {args.conv_steps} steps:"
+    )
+    print("| code | compute dtype | images/s | each turn | x before |\n|---|---|---|---|---|")
+    for row in conv:
+        turns = " / ".join(f"{r:,.0f}" for r in row["rounds"])
+        ratio = row["images_per_s"] / before
+        cells = [row["code"], row["compute_dtype"], f"{row['images_per_s']:,.0f}", turns, f"{ratio:.2f}x"]
+        print("| " + " | ".join(cells) + " |")
+    results["conv"] = conv
+    results["load_end"] = os.getloadavg()
+    print(f"load average at end {results['load_end'][0]:.2f}")
     out = Path(__file__).parent / "results"
     out.mkdir(exist_ok=True)
-    (out / "train_throughput.json").write_text(
-        json.dumps(
-            [dict(zip(["loop", "model", "arch", "batch", "images_per_s"], r, strict=True)) for r in rows],
-            indent=2,
-        )
-    )
+    (out / "train_throughput.json").write_text(json.dumps(results, indent=2))
 
 
 if __name__ == "__main__":
