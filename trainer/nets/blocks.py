@@ -138,7 +138,6 @@ class ConditionalBatchNorm(layers.Layer):
         import tensorflow as tf
 
         norm, channels = self.norm, x.shape[-1]
-        x = ops.cast(x, "float32")
         y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
             x, tf.ones([channels]), tf.zeros([channels]), epsilon=norm.epsilon, is_training=True
         )
