@@ -95,6 +95,9 @@ def publish_int8(
     ``eval_options`` are :class:`trainer.evaluation.EvalOptions` fields, used for both evaluations;
     ``evaluate`` replaces :func:`trainer.evaluation.evaluate` (tests).
     """
+    # The gate reads label accuracy, FID and GAN-train; the augmentation value's nine probe trainings
+    # would more than double each evaluation for figures it does not read.
+    eval_options.setdefault("augmentation", False)
     if evaluate is None:
         from trainer.evaluation import evaluate
     gate = gate or QualityGate()

@@ -44,6 +44,7 @@ def fake_evaluate(int8_quality: contract.Quality, calls: list[Path] | None = Non
 
     def evaluate(model_dir, write=True, **options):
         card = contract.read_card(Path(model_dir))
+        assert options.get("augmentation") is False, "the gate does not read the augmentation value"
         if calls is not None:
             calls.append(Path(model_dir))
         return (int8_quality if card.precision == "int8" else quality()), "report"
