@@ -206,11 +206,11 @@ def recipe_for(variant: str, arch: str, augment_shift: int = 2) -> Recipe:
     return replace(base, augment_shift=augment_shift, compute_dtype=fast_compute_dtype())
 
 
-#: What ``cgan-train train --dataset X`` does when no other flag is given. 16,000 x 64 takes 13-23
-#: minutes on 2 idle cores depending on the machine (750-1,350 images/s for conv; QUALITY.md,
-#: BENCHMARKS.md). Full MNIST (60k, not available offline here, so not measured) follows Fashion: same
-#: size, no translation. ``augment_shift`` is the conv recipe's DiffAugment translation in pixels: 0 for
-#: large datasets, where D has enough real images.
+#: What ``cgan-train train --dataset X`` does when no other flag is given. 16,000 x 64 took 13.8 minutes
+#: on 2 idle Sapphire Rapids cores (1,236 images/s, bfloat16; QUALITY.md, BENCHMARKS.md). Full MNIST
+#: (60k, not available offline here, so not measured) follows Fashion: same size, no translation.
+#: ``augment_shift`` is the conv recipe's DiffAugment translation in pixels: 0 for large datasets, where D
+#: has enough real images.
 DATASET_DEFAULTS: dict[str, dict[str, object]] = {
     "mnist-5k": {"variant": "cgan", "arch": "conv", "steps": 16000, "batch_size": 64, "augment_shift": 2},
     "mnist": {"variant": "cgan", "arch": "conv", "steps": 16000, "batch_size": 64, "augment_shift": 0},
