@@ -66,6 +66,7 @@ def test_bundle_matches_its_card(version_dir: Path):
 @pytest.mark.parametrize("version_dir", VERSION_DIRS, ids=lambda p: p.parent.name)
 def test_card_command_is_the_documented_one_and_made_this_model(version_dir: Path):
     from trainer.cli import build_parser, make_config
+    from trainer.config import fast_compute_dtype
 
     card = contract.read_card(version_dir)
     assert card.provenance is not None
@@ -87,11 +88,15 @@ def test_card_command_is_the_documented_one_and_made_this_model(version_dir: Pat
         config.batch_size,
         config.seed,
     )
-    recipe = dataclasses.asdict(config.recipe)
-    assert card.training.recipe == {key: recipe[key] for key in card.training.recipe}
+    # The arithmetic's dtype is the machine's (bfloat16 where the CPU has it: fast_compute_dtype), not
+    # the command's; the card records which one this model was trained in (absent: float32).
+    assert config.recipe.compute_dtype == fast_compute_dtype()
+    recipe = {k: v for k, v in dataclasses.asdict(config.recipe).items() if k != "compute_dtype"}
+    stored = {k: v for k, v in card.training.recipe.items() if k != "compute_dtype"}
+    assert stored == {key: recipe[key] for key in stored}
     # Recipe fields added after this model was trained (other variants' knobs) are at their defaults.
     defaults = {f.name: f.default for f in dataclasses.fields(config.recipe)}
-    assert all(recipe[key] == defaults[key] for key in recipe.keys() - card.training.recipe.keys())
+    assert all(recipe[key] == defaults[key] for key in recipe.keys() - stored.keys())
 
 
 @pytest.mark.parametrize("version_dir", VERSION_DIRS, ids=lambda p: p.parent.name)

@@ -10,7 +10,7 @@ import pytest
 
 import cgan_contract as contract
 from trainer.cli import build_parser, make_config
-from trainer.config import EBGAN_CONV, EBGAN_DENSE, TrainConfig
+from trainer.config import EBGAN_CONV, EBGAN_DENSE, TrainConfig, fast_compute_dtype
 
 tf = pytest.importorskip("tensorflow")
 
@@ -150,7 +150,8 @@ def test_ebgan_recipes_are_what_the_command_line_trains():
     args = build_parser().parse_args(["train", "--dataset", "mnist-5k", "--model", "ebgan"])
     config = make_config(args)
     assert (config.variant, config.arch, config.name) == ("ebgan", "conv", "mnist-5k-ebgan-conv")
-    assert config.recipe == dataclasses.replace(EBGAN_CONV, augment_shift=2)
+    conv = dataclasses.replace(EBGAN_CONV, augment_shift=2, compute_dtype=fast_compute_dtype())
+    assert config.recipe == conv
     assert (config.steps, config.batch_size) == (16000, 64)  # the other conv variants' schedule
     dense = make_config(build_parser().parse_args(["train", "--model", "ebgan", "--arch", "dense"]))
     assert dense.recipe == EBGAN_DENSE and dense.jit_compile
