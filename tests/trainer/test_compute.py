@@ -8,6 +8,7 @@ a float32 exported generator, checkpoints that either precision can resume.
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ import tensorflow as tf
 from trainer import variants
 from trainer.config import MODERN_CGAN, ConfigError, TrainConfig, fast_compute_dtype, recipe_for
 from trainer.nets.blocks import ConditionalBatchNorm
-from trainer.nets.optimizers import FusedAdam
+from trainer.nets.optimizers import Adam as FusedAdam
 
 
 def test_fused_conditional_batchnorm_matches_keras_batchnorm_outputs_gradients_and_statistics():
@@ -83,6 +84,13 @@ def test_fused_adam_takes_the_same_steps_as_keras_adam(beta_1):
         assert not np.allclose(ours.numpy(), start if ours.shape == start.shape else table)
     for ours, theirs in zip(optimizers["fused"].variables, optimizers["keras"].variables, strict=True):
         np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-5, atol=1e-7)
+    # Named like Keras's Adam ("adam", "adam_1", ...: one counter for both), so the variable paths a
+    # checkpoint stores are the same and a run written with Keras's Adam resumes.
+    fresh = FusedAdam(), keras.optimizers.Adam()
+    for optimizer in fresh:
+        optimizer.build(list(weights["keras"]))
+    paths = [[re.sub(r"^adam_\d+/", "adam/", v.path) for v in o.variables] for o in fresh]
+    assert paths[0] == paths[1] and paths[0][0] == "adam/iteration"
 
 
 def _gan(compute_dtype: str):

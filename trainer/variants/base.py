@@ -14,9 +14,8 @@ import keras
 from keras import ops
 
 from trainer.config import Recipe, Spec
-from trainer.nets import losses
+from trainer.nets import losses, optimizers
 from trainer.nets.augment import diff_augment
-from trainer.nets.optimizers import FusedAdam
 
 
 class ConditionalGAN(keras.Model):
@@ -63,8 +62,8 @@ class ConditionalGAN(keras.Model):
     def compile(self, **kwargs):
         super().compile(**kwargs)
         r = self.recipe
-        self.d_optimizer = FusedAdam(r.d_lr, beta_1=r.beta_1, beta_2=r.beta_2)
-        self.g_optimizer = FusedAdam(r.g_lr, beta_1=r.beta_1, beta_2=r.beta_2)
+        self.d_optimizer = optimizers.Adam(r.d_lr, beta_1=r.beta_1, beta_2=r.beta_2)
+        self.g_optimizer = optimizers.Adam(r.g_lr, beta_1=r.beta_1, beta_2=r.beta_2)
         # Built now so a checkpoint can be restored before the first step.
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
