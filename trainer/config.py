@@ -177,7 +177,7 @@ COMPUTE_DTYPES = ("float32", "bfloat16")
 def fast_compute_dtype(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     """bfloat16 where the CPU multiplies it natively (AVX512-BF16 or AMX), else float32.
 
-    On the default conv recipe it makes a training step ~1.2x faster on a Sapphire Rapids core, on top of the
+    On the default conv recipe it trains ~1.35x faster on a Sapphire Rapids core than float32 with the same
     fused kernels (BENCHMARKS.md, "Training throughput"); a CPU without those instructions would emulate it,
     slower than float32.
     """
