@@ -20,10 +20,8 @@ import sys
 from pathlib import Path
 
 import cgan_contract as contract
-from bench._harness import fmt, markdown_table
+from bench._harness import REPO, RESULTS, fmt, markdown_table
 
-RESULTS = Path(__file__).parent / "results"
-REPO = Path(__file__).resolve().parent.parent
 #: The limits an INT8 version must keep against its FP32 source (trainer.int8.QualityGate's defaults).
 GATE = {"label accuracy": -0.5, "FID ratio": 10.0, "GAN-train": -0.5}
 

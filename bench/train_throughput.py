@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tarfile
@@ -25,7 +24,8 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-ROOT = Path(__file__).resolve().parent.parent
+from bench._harness import REPO, fmt, machine, markdown_table, write_json  # noqa: E402
+
 #: main before the round-two training work (fused BatchNorm and Adam, bfloat16 compute).
 BASELINE = "87ba2db"
 
@@ -97,7 +97,7 @@ def baseline_tree(revision: str, into: Path) -> Path | None:
     archive = into / "baseline.tar"
     with archive.open("wb") as out:
         done = subprocess.run(
-            ["git", "-C", str(ROOT), "archive", revision], stdout=out, stderr=subprocess.PIPE
+            ["git", "-C", str(REPO), "archive", revision], stdout=out, stderr=subprocess.PIPE
         )
     if done.returncode != 0:
         print(f"no baseline: git archive {revision}: {done.stderr.decode().strip()}")
@@ -128,7 +128,7 @@ def conv_rows(revision: str, rounds: int, steps: int) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         old = baseline_tree(revision, Path(tmp))
         targets = [(f"{revision} (before)", old, "default")] if old else []
-        targets += [("this tree, float32", ROOT, "float32"), ("this tree, default", ROOT, "default")]
+        targets += [("this tree, float32", REPO, "float32"), ("this tree, default", REPO, "default")]
         runs: dict[str, list[dict]] = {name: [] for name, _, _ in targets}
         for _ in range(rounds):
             for name, tree, dtype in targets:
@@ -144,14 +144,6 @@ def conv_rows(revision: str, rounds: int, steps: int) -> list[dict]:
     ]
 
 
-def cpu_name() -> str:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return platform.processor() or platform.machine()
-    return next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")), "?")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--article-steps", type=int, default=300)
@@ -162,9 +154,12 @@ def main() -> None:
     parser.add_argument("--conv-steps", type=int, default=300, help="timed steps per conv turn")
     args = parser.parse_args()
 
-    load = os.getloadavg()
-    print(f"machine: {cpu_name()}, {os.cpu_count()} CPUs; load average at start {load[0]:.2f}")
-    results: dict[str, object] = {"cpu": cpu_name(), "cpus": os.cpu_count(), "load_start": load}
+    meta = machine()
+    print(
+        f"machine: {meta.get('cpu_model', '?')}, {meta['cpus_affinity']} CPUs; "
+        f"load average at start {meta['loadavg_at_start'][0]:.2f}"
+    )
+    results: dict[str, object] = {"meta": meta}
     if not args.conv_only:
         rows = dense_rows(args.article_steps, args.steps)
         baseline = rows[0][-1]
@@ -179,18 +174,21 @@ def main() -> None:
     print(
         f"\nconv default recipe (mnist-5k, batch 64), best of {args.rounds} turns of {args.conv_steps} steps:"
     )
-    print("| code | compute dtype | images/s | each turn | x before |\n|---|---|---|---|---|")
-    for row in conv:
-        turns = " / ".join(f"{r:,.0f}" for r in row["rounds"])
-        ratio = row["images_per_s"] / before
-        cells = [row["code"], row["compute_dtype"], f"{row['images_per_s']:,.0f}", turns, f"{ratio:.2f}x"]
-        print("| " + " | ".join(cells) + " |")
+    table = [
+        [
+            row["code"],
+            row["compute_dtype"],
+            fmt(row["images_per_s"]),
+            " / ".join(fmt(r, 0) for r in row["rounds"]),
+            f"{row['images_per_s'] / before:.2f}x",
+        ]
+        for row in conv
+    ]
+    print(markdown_table(["code", "compute dtype", "images/s", "each turn", "x before"], table))
     results["conv"] = conv
     results["load_end"] = os.getloadavg()
     print(f"load average at end {results['load_end'][0]:.2f}")
-    out = Path(__file__).parent / "results"
-    out.mkdir(exist_ok=True)
-    (out / "train_throughput.json").write_text(json.dumps(results, indent=2))
+    write_json("train_throughput.json", results)
 
 
 if __name__ == "__main__":
