@@ -83,6 +83,11 @@ class Settings(BaseSettings):
     #: Spinning ORT threads burn the cores the event loop and PNG encoder need on small batches.
     ort_allow_spinning: bool = False
     dataset_batch: int = Field(1024, ge=1, le=65536)
+    #: Images per onnxruntime run at most: larger batches (merged /generate requests, /dataset chunks) run
+    #: in pieces of this size. Past ~64 images the conv generator's activations outgrow the core's caches
+    #: and every image costs up to a third more (BENCHMARKS.md, "Batches and runs"); pieces keep the
+    #: fewer hops and noise calls of batching without that. 0: one run per batch.
+    run_max_images: int = Field(64, ge=0)
     #: /generate requests arriving together share one model run, up to this many images in all.
     batch_max_images: int = Field(1024, ge=1)
     png_compress_level: int = Field(1, ge=0, le=9)

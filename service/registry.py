@@ -78,6 +78,8 @@ class LoadedModel:
     lane_session: Any = field(default=None, repr=False)
     #: The judge's onnxruntime session when the card declares one (``judge.onnx``), else None.
     judge: Any = field(default=None, repr=False)
+    #: Images per onnxruntime run at most; a longer batch runs in pieces (``Settings.run_max_images``).
+    run_images: int | None = None
 
     def __post_init__(self) -> None:
         # Resolved once: a labelled child costs a dict lookup and a lock per request otherwise.
@@ -107,6 +109,7 @@ class LoadedModel:
             labels,
             seeds,
             self.card.latent_dim,
+            self.run_images,
             code_ranges=self.card.code_ranges,
             codes=codes,
             truncation=truncation,
@@ -123,7 +126,17 @@ class LoadedModel:
         if self.card.codes and codes is None:
             raise ValueError(f"model {self.name} takes {len(self.card.codes)} style codes with its noise")
         start = time.perf_counter()
-        images = runner.run(self.session, labels, z, codes if self.card.codes else None)
+        step = self.run_images or max(len(labels), 1)
+        parts = [
+            runner.run(
+                self.session,
+                labels[i : i + step],
+                z[i : i + step],
+                codes[i : i + step] if self.card.codes else None,
+            )
+            for i in range(0, max(len(labels), 1), step)
+        ]
+        images = parts[0] if len(parts) == 1 else np.concatenate(parts)
         self._latency.observe(time.perf_counter() - start)
         self._images.inc(len(labels))
         return images
@@ -422,7 +435,16 @@ class ModelRegistry:
             ) from None
         _check_session(session, card)
         model = LoadedModel(
-            name, version, version_dir, card, session, datetime.now(UTC), self.metrics, source, lane_session
+            name,
+            version,
+            version_dir,
+            card,
+            session,
+            datetime.now(UTC),
+            self.metrics,
+            source,
+            lane_session,
+            run_images=self.settings.run_max_images or None,
         )
         _warm_up(model)
         if card.judge is not None:
