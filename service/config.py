@@ -74,8 +74,16 @@ class Settings(BaseSettings):
     max_model_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     model_read_timeout_seconds: float = Field(30.0, gt=0)
 
+    #: Processes of ``python -m service`` sharing its port (service.workers); 0 means one per available
+    #: core. Each loads every model and runs its own lanes; MAX_CONCURRENCY and MAX_QUEUE are the
+    #: service's and are shared out among them. One process cannot keep two cores busy when a request's
+    #: HTTP and encoding (Python, under one GIL) cost more than its model run (BENCHMARKS.md).
+    workers: int = Field(0, ge=0)
+    #: Cores this process plans its lanes and their threads for; 0 means every available core. Set for
+    #: each worker to its share; an operator sets WORKERS instead.
+    worker_cores: int = Field(0, ge=0)
     #: Batches of /generate requests run at once, each on its own thread (see service.batching);
-    #: 0 means one per available core.
+    #: 0 means one per core of this process (``worker_cores``).
     model_lanes: int = Field(0, ge=0)
     #: onnxruntime intra-op threads per session; 0 means one per available core for a lone run (/dataset
     #: streams) and the cores shared out over the lanes for /generate (one each with the default lanes).
@@ -140,15 +148,31 @@ class Settings(BaseSettings):
         return roots
 
     @property
+    def worker_count(self) -> int:
+        return self.workers or available_cores()
+
+    def for_worker(self) -> Settings:
+        """One worker's settings: its share of the admission limits and of the cores for its lanes."""
+        count = self.worker_count
+        return self.model_copy(
+            update={
+                "max_concurrency": math.ceil(self.max_concurrency / count),
+                "max_queue": math.ceil(self.max_queue / count),
+                "worker_cores": max(1, available_cores() // count),
+            }
+        )
+
+    @property
     def lanes(self) -> int:
-        return self.model_lanes or available_cores()
+        return self.model_lanes or self.worker_cores or available_cores()
 
     @property
     def intra_op_threads(self) -> int:
-        """Threads of the session a lone caller runs on (archive streams, bulk jobs, the warm-up)."""
+        """Threads of the session a lone caller runs on (archive streams, bulk jobs, the warm-up): every
+        core, so that one long stream is not held to a worker's share while the others idle."""
         return self.ort_intra_op_threads or available_cores()
 
     @property
     def lane_threads(self) -> int:
         """Threads of the session the /generate lanes share (onnxruntime sessions are thread-safe)."""
-        return self.ort_intra_op_threads or max(1, available_cores() // self.lanes)
+        return self.ort_intra_op_threads or max(1, (self.worker_cores or available_cores()) // self.lanes)

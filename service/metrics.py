@@ -1,8 +1,23 @@
-"""Prometheus metrics, one registry per app so that tests can build many apps in one process."""
+"""Prometheus metrics, one registry per app so that tests can build many apps in one process.
+
+Under ``python -m service`` with several workers (``service.workers``) every process writes its samples to
+PROMETHEUS_MULTIPROC_DIR and a scrape, answered by whichever worker takes it, sums them all: counters and
+histograms add up, and each gauge says how its workers' values combine (``multiprocess_mode``).
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+import os
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
 
 # The *_created series double the exposition size and no dashboard here reads them.
 disable_created_metrics()
@@ -44,7 +59,12 @@ class Metrics:
             buckets=_REQUEST_BUCKETS,
             registry=r,
         )
-        self.in_flight = Gauge("cgan_http_requests_in_flight", "Requests being handled now.", registry=r)
+        self.in_flight = Gauge(
+            "cgan_http_requests_in_flight",
+            "Requests being handled now.",
+            registry=r,
+            multiprocess_mode="livesum",
+        )
         self.rejected = Counter(
             "cgan_http_requests_rejected_total",
             "Requests refused before any work: overload (429) or an oversized body (413).",
@@ -72,5 +92,31 @@ class Metrics:
             "A model version loaded, pinnable by requests (value 1); the newest per model serves by default.",
             ["model", "version", "sha256"],
             registry=r,
+            multiprocess_mode="livemax",
         )
-        self.ready = Gauge("cgan_ready", "1 when /readyz answers 200.", registry=r)
+        #: Set by the runtime (``Runtime.publish_ready``); with workers, 1 only when every worker is ready.
+        self.ready = Gauge(
+            "cgan_ready", "1 when /readyz answers 200.", registry=r, multiprocess_mode="livemin"
+        )
+
+    def model_served(self, name: str, version: int, sha256: str, served: bool) -> None:
+        info = self.model_info.labels(name, str(version), sha256)
+        if served:
+            info.set(1)
+        elif shared_dir():
+            info.set(0)  # a series cannot leave the workers' shared files; 0 says "no longer served"
+        else:
+            self.model_info.remove(name, str(version), sha256)
+
+    def exposition(self) -> bytes:
+        """The Prometheus text of this process, or of every worker when they share a directory."""
+        if not shared_dir():
+            return generate_latest(self.registry)
+        every_worker = CollectorRegistry()
+        MultiProcessCollector(every_worker)
+        return generate_latest(every_worker)
+
+
+def shared_dir() -> str | None:
+    """The directory workers share their samples through; None for a lone process."""
+    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")

@@ -633,7 +633,7 @@ class ModelRegistry:
         for name, versions in previous.items():
             for version, old in versions.items():
                 if served.get(name, {}).get(version) is not old:
-                    self.metrics.model_info.remove(old.name, str(old.version), old.card.sha256)
+                    self.metrics.model_served(old.name, old.version, old.card.sha256, served=False)
         for versions in served.values():
             for model in versions.values():
-                self.metrics.model_info.labels(model.name, str(model.version), model.card.sha256).set(1)
+                self.metrics.model_served(model.name, model.version, model.card.sha256, served=True)

@@ -31,12 +31,22 @@ class Runtime:
         self._streams: ThreadPoolExecutor | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.batcher: Batcher | None = None
-        self.metrics.ready.set_function(lambda: float(self.readiness()[0]))
+        self.publish_ready()
 
     def readiness(self) -> tuple[bool, str | None]:
         if self.shutting_down:
             return False, "shutting down"
         return self.registry.readiness()
+
+    def publish_ready(self) -> None:
+        """``cgan_ready`` from :meth:`readiness`: it changes only with a scan or a shutdown, and each sets it
+        (a callback gauge would be exact at every scrape, but workers' gauges live in shared files)."""
+        self.metrics.ready.set(float(self.readiness()[0]))
+
+    def begin_shutdown(self) -> None:
+        """Not ready from now on (draining), still serving."""
+        self.shutting_down = True
+        self.publish_ready()
 
     async def start(self) -> None:
         """Load every model before the first request; then watch MODELS_DIR for new versions."""
@@ -57,7 +67,7 @@ class Runtime:
             self._watcher = asyncio.create_task(self._watch(), name="models-dir-watcher")
 
     async def stop(self) -> None:
-        self.shutting_down = True
+        self.begin_shutdown()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -91,7 +101,10 @@ class Runtime:
                 loop.call_soon_threadsafe(settle, outcome)
 
         threading.Thread(target=scan, name="model-loader", daemon=True).start()
-        return await done
+        try:
+            return await done
+        finally:
+            self.publish_ready()
 
     async def _watch(self) -> None:
         while True:

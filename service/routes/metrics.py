@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.http.middleware import GuardedRoute
 from service.routes.deps import RuntimeDep
@@ -23,4 +23,5 @@ router = APIRouter(tags=["operations"], route_class=GuardedRoute)
 )
 async def metrics(runtime: RuntimeDep) -> Response:
     """Request, inference and model metrics for Prometheus."""
-    return Response(generate_latest(runtime.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    runtime.publish_ready()  # exact for the worker answering; the others publish on every scan
+    return Response(runtime.metrics.exposition(), media_type=CONTENT_TYPE_LATEST)

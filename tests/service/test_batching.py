@@ -167,3 +167,47 @@ def test_lanes_setting_and_threads(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings(model_lanes=1).lane_threads == Settings(model_lanes=1).intra_op_threads == 4
     assert Settings(model_lanes=8).lane_threads == 1
     assert Settings(model_lanes=2, ort_intra_op_threads=3).lane_threads == 3
+
+
+def test_each_worker_gets_its_share(monkeypatch: pytest.MonkeyPatch) -> None:
+    from service.config import Settings
+
+    monkeypatch.setattr("service.config.available_cores", lambda *a: 4)
+    assert Settings().worker_count == 4 and Settings(workers=3).worker_count == 3
+    worker = Settings(workers=2, max_concurrency=7, max_queue=64).for_worker()
+    assert (worker.max_concurrency, worker.max_queue) == (4, 32)  # rounded up: never 0 a worker
+    # Two cores each: two lanes of one thread; a lone stream still gets every core.
+    assert (worker.lanes, worker.lane_threads, worker.intra_op_threads) == (2, 1, 4)
+    one_each = Settings(workers=4).for_worker()
+    assert (one_each.lanes, one_each.lane_threads, one_each.max_concurrency) == (1, 1, 2)
+    assert Settings(workers=8).for_worker().worker_cores == 1
+
+
+def test_long_batches_run_in_pieces_with_the_same_images(
+    root: Path, open_client, runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service import registry as registry_module
+
+    runs: list[int] = []
+    original = registry_module.runner.run
+
+    def counting(session, labels, *rest, **options):
+        runs.append(len(labels))
+        return original(session, labels, *rest, **options)
+
+    body = {"label": 3, "n": 10, "seed": 5, "format": "npy"}
+    with open_client(root, default_model="digits", run_max_images=0) as client:
+        whole = client.post("/generate", json=body).content
+        model = runtime(client).registry.models["digits"]
+        z = np.random.default_rng(0).standard_normal((10, model.card.latent_dim), dtype=np.float32)
+        labels = np.arange(10, dtype=np.int64) % model.card.num_classes
+        from_noise = model.generate_from_noise(labels, z)
+    monkeypatch.setattr(registry_module.runner, "run", counting)
+    with open_client(root, default_model="digits", run_max_images=4) as client:
+        runs.clear()
+        assert client.post("/generate", json=body).content == whole
+        assert runs == [4, 4, 2]
+        runs.clear()
+        model = runtime(client).registry.models["digits"]
+        assert np.array_equal(model.generate_from_noise(labels, z), from_noise)
+        assert runs == [4, 4, 2]

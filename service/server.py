@@ -1,0 +1,109 @@
+"""One service process under uvicorn, with a drain-then-stop shutdown (``python -m service`` runs one, or
+one per worker: service.workers).
+
+On SIGTERM or SIGINT the service first answers /readyz 503 for SHUTDOWN_DRAIN_SECONDS while still serving,
+so load balancers stop sending traffic; then uvicorn stops accepting connections, gives in-flight requests
+up to SHUTDOWN_GRACE_SECONDS, runs the lifespan shutdown and the process exits 0. A second signal skips
+the drain; a second SIGINT also skips the grace period. A worker whose supervisor is gone (killed) drains
+and stops as on SIGTERM, so it never keeps the port alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import time
+from types import FrameType
+from typing import TYPE_CHECKING
+
+import uvicorn
+
+from service.config import Settings
+from service.http.protocol import limited_protocol
+
+if TYPE_CHECKING:
+    from service.runtime import Runtime
+
+log = logging.getLogger("service")
+
+
+class DrainingServer(uvicorn.Server):
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        runtime: Runtime,
+        drain_seconds: float,
+        supervisor: int | None = None,
+    ) -> None:
+        super().__init__(config)
+        self.runtime = runtime
+        self.drain_seconds = drain_seconds
+        #: The supervisor's pid for a worker; when the parent is no longer it, the supervisor is gone.
+        self.supervisor = supervisor
+        self._stop_at: float | None = None
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        if self._stop_at is None and sig in (signal.SIGTERM, signal.SIGINT):
+            # Not recorded as a captured signal: uvicorn would re-raise it after shutdown and the exit
+            # status would say "killed" instead of 0.
+            self.runtime.begin_shutdown()
+            self._stop_at = time.monotonic() + self.drain_seconds
+            log.info("signal %d: not ready; draining for %.1fs before shutdown", sig, self.drain_seconds)
+            return
+        if self._stop_at is not None and not self.should_exit:
+            self.should_exit = True  # a second signal: stop draining now, shut down gracefully
+            return
+        super().handle_exit(sig, frame)
+
+    async def on_tick(self, counter: int) -> bool:
+        if self.supervisor is not None and self._stop_at is None and os.getppid() != self.supervisor:
+            log.warning("the supervisor (pid %d) is gone; stopping", self.supervisor)
+            self.handle_exit(signal.SIGTERM, None)
+        if self._stop_at is not None and time.monotonic() >= self._stop_at:
+            self.should_exit = True
+        return await super().on_tick(counter)
+
+
+#: How the service runs under uvicorn. bench/ serves its floor and naive peer with these too, so a
+#: comparison never measures a difference in server settings.
+SERVER_OPTIONS = {
+    "loop": "uvloop",
+    "http": "httptools",
+    "lifespan": "on",
+    "access_log": False,  # per-request log lines cost more than a small /generate; /metrics counts requests
+    "server_header": False,
+}
+
+
+def configure_logging(settings: Settings, prefix: str = "") -> None:
+    logging.basicConfig(
+        level=settings.log_level.upper(),
+        format=f"%(asctime)s %(levelname)s {prefix}%(name)s: %(message)s",
+    )
+
+
+def build_server(settings: Settings, host: str, port: int, supervisor: int | None = None) -> DrainingServer:
+    """The app under uvicorn as ``python -m service`` runs it; ``run()`` it (``sockets=`` in a worker)."""
+    from service.app import create_app  # here: a supervisor never builds the app, so never imports it
+
+    app = create_app(settings)
+    # httptools with the connection limits it lacks (header cap, header/body/send timeouts).
+    protocol = limited_protocol(
+        max_header_bytes=settings.max_header_bytes,
+        header_timeout=settings.header_timeout_seconds,
+        body_timeout=settings.body_timeout_seconds,
+        send_timeout=settings.send_timeout_seconds,
+    )
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # keep the logging set up by configure_logging
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
+        root_path=settings.root_path,
+        h11_max_incomplete_event_size=settings.max_header_bytes,  # in case someone swaps in h11
+        **{**SERVER_OPTIONS, "http": protocol},
+    )
+    return DrainingServer(config, app.state.runtime, settings.shutdown_drain_seconds, supervisor)

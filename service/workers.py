@@ -1,0 +1,150 @@
+"""WORKERS processes on one port: what ``python -m service`` runs when WORKERS is not 1.
+
+One process cannot keep two cores busy once a request's HTTP and encoding (Python, one GIL) cost more
+than its model run. The supervisor binds the port, starts the workers (each builds the whole app from its
+share of the settings, ``Settings.for_worker``, and accepts on the shared socket; the kernel hands every
+connection to one of them) and looks after them:
+
+* SIGTERM or SIGINT is passed on to every worker, which drains and stops like a lone process
+  (service.server); a second signal is passed on too. The supervisor exits once they all have: 0, or 1
+  when one of them failed.
+* A worker that dies while the service is not stopping is replaced, RESTART_DELAY later, so one that
+  cannot start does not spin.
+* Metrics: the workers share PROMETHEUS_MULTIPROC_DIR (a fresh temporary directory unless the operator
+  set one) so that a scrape sees them all (service.metrics); a dead worker's live gauges are dropped.
+
+Workers run in their own process group, so a terminal's Ctrl-C reaches them once (through here), and each
+stops by itself when the supervisor is gone (service.server).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import shutil
+import signal
+import socket
+import tempfile
+import time
+from multiprocessing.connection import wait
+from multiprocessing.process import BaseProcess
+from pathlib import Path
+from types import FrameType
+
+from prometheus_client.multiprocess import mark_process_dead
+
+from service.config import Settings
+from service.metrics import shared_dir
+from service.server import build_server, configure_logging
+
+log = logging.getLogger("service")
+
+#: Seconds before a worker that died is replaced.
+RESTART_DELAY = 1.0
+
+
+def serve(settings: Settings, sock: socket.socket, host: str, port: int, supervisor: int) -> None:
+    """A worker's main: the app on the supervisor's socket until told to stop."""
+    os.setpgid(0, 0)
+    configure_logging(settings, prefix=f"[worker {os.getpid()}] ")
+    build_server(settings, host, port, supervisor).run(sockets=[sock])
+
+
+def bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=2048)
+
+
+class Supervisor:
+    def __init__(self, settings: Settings, host: str, port: int) -> None:
+        self.settings = settings
+        self.host = host
+        self.port = port
+        self.count = settings.worker_count
+        self.workers: list[BaseProcess | None] = [None] * self.count
+        self.restart_at: dict[int, float] = {}
+        self.signals = 0
+        #: A worker did not stop cleanly when told to (exit status 1).
+        self.failed = False
+        self._context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads
+
+    def run(self) -> int:
+        configure_logging(self.settings, prefix="[supervisor] ")
+        try:
+            sock = bind(self.host, self.port)
+        except OSError as e:
+            log.error("cannot listen on %s:%d: %s", self.host, self.port, e.strerror or e)
+            return 1
+        made_dir = None
+        if given := shared_dir():
+            # Samples of an earlier run's processes would be summed into this one's (prometheus_client's
+            # rule: wipe the directory before the processes start).
+            for stale in Path(given).glob("*.db"):
+                stale.unlink()
+        else:
+            made_dir = tempfile.mkdtemp(prefix="cgan-metrics-")
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = made_dir  # inherited by the workers
+        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+        try:
+            for index in range(self.count):
+                self._start(index, sock)
+            log.info("serving on %s:%d with %d workers", self.host, self.port, self.count)
+            self._supervise(sock)
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            sock.close()
+            if made_dir is not None:
+                shutil.rmtree(made_dir, ignore_errors=True)
+                del os.environ["PROMETHEUS_MULTIPROC_DIR"]
+        return 1 if self.failed else 0
+
+    def _start(self, index: int, sock: socket.socket) -> None:
+        worker = self._context.Process(
+            target=serve,
+            args=(self.settings.for_worker(), sock, self.host, self.port, os.getpid()),
+            name=f"cgan-serve-worker-{index}",
+        )
+        worker.start()
+        self.workers[index] = worker
+
+    def _supervise(self, sock: socket.socket) -> None:
+        while True:
+            alive = [w for w in self.workers if w is not None and w.is_alive()]
+            if self.signals:
+                # Stopping: nothing is restarted, and the port must close once the workers close theirs
+                # (a listener kept open here would take connections that nobody ever accepts).
+                sock.close()
+                if not alive:
+                    return
+            wait([w.sentinel for w in alive], timeout=0.5)
+            for index, worker in enumerate(self.workers):
+                if worker is None or worker.is_alive():
+                    continue
+                worker.join()
+                mark_process_dead(worker.pid)
+                self.workers[index] = None
+                if self.signals:
+                    self.failed = self.failed or worker.exitcode != 0
+                    continue
+                log.warning(
+                    "worker %d (pid %d) exited with status %s; replacing it in %.0fs",
+                    index,
+                    worker.pid,
+                    worker.exitcode,
+                    RESTART_DELAY,
+                )
+                self.restart_at[index] = time.monotonic() + RESTART_DELAY
+            for index, when in list(self.restart_at.items()):
+                if not self.signals and time.monotonic() >= when:
+                    del self.restart_at[index]
+                    self._start(index, sock)
+
+    def _on_signal(self, sig: int, frame: FrameType | None) -> None:
+        self.signals += 1
+        for worker in self.workers:
+            if worker is not None and worker.pid is not None:
+                with contextlib.suppress(ProcessLookupError):  # already gone; the loop reaps it
+                    os.kill(worker.pid, sig)

@@ -1,0 +1,147 @@
+"""``python -m service`` with several workers: one port, metrics summed over them, a dead worker replaced,
+SIGTERM drains them all, and nothing outlives a killed supervisor."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.live_server import REPO, LiveServer
+
+pytestmark = pytest.mark.slow
+
+
+def workers_of(server: LiveServer) -> list[int]:
+    """The supervisor's worker processes (its spawned children, not multiprocessing's resource tracker)."""
+    children = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children").read_text().split()
+    return [
+        int(pid)
+        for pid in children
+        if "spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    ]
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is dead too: it only waits for its parent to read its status.
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def wait_until(condition, seconds: float = 15, what: str = "") -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def family(url: str, name: str) -> list:
+    families = text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=5).text)
+    return next(f.samples for f in families if f.name == name)
+
+
+@pytest.fixture
+def server(tmp_path: Path, models_dir: Path):
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "metrics" / "counter_1.db").write_bytes(b"an earlier run's samples")  # wiped at start
+    running = LiveServer(
+        models_dir,
+        tmp_path / "server.log",
+        WORKERS="2",
+        SHUTDOWN_DRAIN_SECONDS="0.5",
+        RELOAD_INTERVAL="1",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+    )
+    wait_until(lambda: len(workers_of(running)) == 2, what="two workers")
+    yield running
+    running.stop()
+
+
+def test_two_workers_serve_one_port_and_every_scrape_counts_both(server: LiveServer, tmp_path: Path) -> None:
+    def post(_: int) -> int:
+        # A fresh connection each, eight at once, so the kernel hands them to both workers.
+        with httpx.Client(base_url=server.url, timeout=10) as one:
+            return one.post("/generate", json={"label": 1, "n": 2}).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(post, range(48))) == {200}
+    # Both served: each wrote request counters of its own to the shared directory.
+    for pid in workers_of(server):
+        assert (tmp_path / "metrics" / f"counter_{pid}.db").exists()
+    # Whichever worker answers a scrape, it reports the service's totals, not its own.
+    for _ in range(8):
+        (images,) = family(server.url, "cgan_images_generated")
+        assert images.value == 96
+        (in_flight,) = family(server.url, "cgan_http_requests_in_flight")
+        assert in_flight.value == 1  # the scrape itself, counted once over both workers
+
+
+def test_a_dead_worker_is_replaced(server: LiveServer) -> None:
+    first, second = workers_of(server)
+    os.kill(first, signal.SIGKILL)
+    wait_until(lambda: first not in workers_of(server) and len(workers_of(server)) == 2, what="a new worker")
+    assert second in workers_of(server)
+    wait_until(lambda: httpx.get(f"{server.url}/readyz", timeout=2).status_code == 200, what="ready")
+    # The dead worker's live gauges are gone: readiness is the live workers' minimum, still 1.
+    assert [s.value for s in family(server.url, "cgan_ready")] == [1.0]
+    assert f"pid {first}) exited with status -9; replacing it" in server.log.read_text()
+
+
+def test_sigterm_stops_every_worker_and_exits_zero(server: LiveServer) -> None:
+    pids = workers_of(server)
+    server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(20) == 0
+    assert not any(alive(pid) for pid in pids)
+    log = server.log.read_text()
+    assert log.count("draining for 0.5s") == 2 and "Traceback" not in log
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{server.url}/healthz", timeout=2)
+
+
+def test_workers_stop_when_the_supervisor_is_killed(server: LiveServer) -> None:
+    pids = workers_of(server)
+    server.process.kill()
+    server.process.wait(10)
+    wait_until(lambda: not any(alive(pid) for pid in pids), what="orphaned workers to stop")
+    assert "the supervisor" in server.log.read_text() and "is gone; stopping" in server.log.read_text()
+
+
+def test_bad_workers_value_is_one_line_and_non_zero() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "service", "--workers", "-1"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0 and done.stderr.strip().splitlines() == [
+        "cgan-serve: WORKERS: Input should be greater than or equal to 0"
+    ]
+
+
+def test_the_supervisor_makes_and_removes_the_metrics_directory(tmp_path: Path, models_dir: Path) -> None:
+    server = LiveServer(models_dir, tmp_path / "server.log", WORKERS="2")
+    try:
+        wait_until(lambda: len(workers_of(server)) == 2, what="two workers")
+        environ = Path(f"/proc/{workers_of(server)[0]}/environ").read_bytes().split(b"\0")
+        (shared,) = [
+            Path(v.split(b"=", 1)[1].decode()) for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")
+        ]
+        assert shared.is_dir() and shared.name.startswith("cgan-metrics-")
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(20) == 0
+        assert not shared.exists()
+    finally:
+        server.stop()
