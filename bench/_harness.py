@@ -158,7 +158,8 @@ def service_server(
     cpus: str | None = None,
     name: str = "service",
 ) -> Server:
-    """``python -m service`` exactly as deployed (uvloop, httptools, one worker), on loopback."""
+    """``python -m service`` exactly as deployed (uvloop, httptools, WORKERS from ``env`` or the default), on
+    loopback."""
     port = port or free_port()
     # The benchmarked model only: the bundled default would add its load time and memory to the figures.
     settings = {"MODELS_DIR": str(models_dir), "SHUTDOWN_DRAIN_SECONDS": "0", "BUNDLED_MODELS": "0"}
@@ -230,23 +231,42 @@ def settle(server: Server, timeout: float = 30.0) -> float:
 # ---------------------------------------------------------------------------------------------- /proc
 
 
+def tree(pid: int) -> list[tuple[float, float]]:
+    """``(cpu seconds, RSS MB)`` of ``pid`` and every process below it: a server's workers (ours run in
+    process groups of their own, so the tree, not the group, is the server)."""
+    stats: dict[int, list[str]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as f:
+                stats[int(entry)] = f.read().rpartition(")")[2].split()
+    if pid not in stats:
+        raise ProcessLookupError(pid)
+    members, grew = {pid}, True
+    while grew:  # field 4 of stat(5) is the parent pid
+        below = {p for p, fields in stats.items() if int(fields[1]) in members}
+        grew = not below <= members
+        members |= below
+    return [
+        ((int(f[11]) + int(f[12])) / CLK_TCK, int(f[21]) * PAGE_KB / 1024)  # utime+stime, rss pages
+        for p, f in stats.items()
+        if p in members
+    ]
+
+
 def rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of the server ``pid`` with its workers."""
+    return sum(rss for _, rss in tree(pid))
 
 
 def cpu_seconds(pid: int) -> float:
-    """utime + stime of the process (all its threads), in seconds."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # fields 14 and 15 of stat(5)
+    """utime + stime of the server ``pid`` with its workers (all their threads), in seconds; a worker that
+    exited drops out of the sum (none do while a measurement runs)."""
+    return sum(cpu for cpu, _ in tree(pid))
 
 
 class ProcSampler:
-    """Samples VmRSS every ``interval`` s in a thread; CPU% over the sampled span (100 = one core busy)."""
+    """Samples the RSS of a server and its workers every ``interval`` s in a thread; CPU% over the sampled
+    span (100 = one core busy)."""
 
     def __init__(self, pid: int, interval: float = 0.1) -> None:
         self.pid = pid

@@ -20,8 +20,8 @@ import uvicorn  # noqa: E402
 from fastapi import FastAPI, Response  # noqa: E402
 from pydantic import BaseModel  # noqa: E402
 
-from service.__main__ import SERVER_OPTIONS  # noqa: E402
 from service.imaging import png  # noqa: E402
+from service.server import SERVER_OPTIONS  # noqa: E402
 
 
 def _constant_png() -> bytes:

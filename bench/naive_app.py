@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     import uvicorn
 
-    from service.__main__ import SERVER_OPTIONS
+    from service.server import SERVER_OPTIONS
 
     uvicorn.run(
         build_app(),

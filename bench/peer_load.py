@@ -31,7 +31,6 @@ process group (peers with workers run several processes). Writes ``bench/results
 from __future__ import annotations
 
 import argparse
-import contextlib
 import fnmatch
 import functools
 import io
@@ -50,10 +49,9 @@ if __package__ in (None, ""):
 
 from bench._harness import (  # noqa: E402
     CACHE,
-    CLK_TCK,
     HOST,
-    PAGE_KB,
     REPO,
+    ProcSampler,
     Server,
     bench_model,
     fake_models_dir,
@@ -67,6 +65,7 @@ from bench._harness import (  # noqa: E402
     settle,
     write_json,
 )
+from service.config import Settings  # noqa: E402
 
 LABEL, SEED = 9, 1
 PEERS = REPO / "bench" / "peers"
@@ -154,50 +153,6 @@ class Model:
     rows: list[dict] = field(default_factory=list)
 
 
-class GroupSampler:
-    """CPU % and peak RSS summed over a server and every process below it (workers, their helpers)."""
-
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
-        self.pid, self.interval = pid, interval
-        self.rss_max = 0.0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _members(self) -> list[tuple[float, float]]:
-        """``(cpu seconds, rss MB)`` per process of the tree under ``pid``."""
-        stats: dict[int, list[str]] = {}
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                with contextlib.suppress(OSError), open(f"/proc/{entry}/stat") as f:
-                    stats[int(entry)] = f.read().rpartition(")")[2].split()
-        tree, grew = {self.pid}, True
-        while grew:  # field 4 of stat(5) is the parent pid
-            below = {pid for pid, fields in stats.items() if int(fields[1]) in tree}
-            grew = not below <= tree
-            tree |= below
-        return [
-            ((int(f[11]) + int(f[12])) / CLK_TCK, int(f[21]) * PAGE_KB / 1024)  # utime+stime, rss pages
-            for pid, f in stats.items()
-            if pid in tree
-        ]
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.rss_max = max(self.rss_max, sum(r for _, r in self._members()))
-
-    def __enter__(self) -> GroupSampler:
-        self._cpu0, self._t0 = sum(c for c, _ in self._members()), time.perf_counter()
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-        wall = time.perf_counter() - self._t0
-        # Workers that exited during the row drop out of the sum; none do while a row runs.
-        self.cpu_percent = 100 * (sum(c for c, _ in self._members()) - self._cpu0) / max(wall, 1e-9)
-
-
 class Bench:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
@@ -214,10 +169,12 @@ class Bench:
 
     def targets(self) -> list[Target]:
         a = self.args
+        worker = Settings().for_worker()
         ours = Target(
             "ours",
             ["png", "npy", "v2-json", "v2-binary"],
-            "python -m service, default settings",
+            f"python -m service, default settings: {Settings().worker_count} workers x {worker.lanes} lane(s)"
+            f" x {worker.lane_threads} ORT thread(s)",
             lambda m: service_server(m.models_dir, m.name, env={"BUNDLED_MODELS": "0"}),
         )
         out = [ours]
@@ -288,7 +245,7 @@ class Bench:
         row_id = f"{model.arch}/n{n}/{target.name}/{form}"
         self.log(f"{row_id}: wrk -t1 -c{a.connections} -d{duration:g}s")
         load0 = os.getloadavg()[0]
-        with GroupSampler(server.pid) as sampler:
+        with ProcSampler(server.pid, 0.2) as sampler:
             report = run_wrk(
                 server.url + path, body=body, duration=duration, connections=a.connections, timeout=a.timeout
             )
