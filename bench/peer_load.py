@@ -3,6 +3,7 @@
     python -m bench.peer_load             # conv + dense, n=16 and n=1, 8 s rows (~10 min on 2 cores)
     python -m bench.peer_load --quick     # 3 s rows, n=16 only, no naive peer (a smoke run)
     python -m bench.peer_load --fake --quick --no-naive   # the tests' tiny ONNX model (what CI runs)
+    python -m bench.peer_load --layouts --only '*/n16/raw*' --only '*/n16/ours*/png'   # our layouts
 
 The work, for every target: ``n`` images of label 9 from seed 1 (image i from seed 1 + i, the contract's
 rule), answered as image bytes. Models: the bundled default (conv, ``service/bundled/mnist-5k-cgan-conv/1``)
@@ -130,6 +131,17 @@ def decode(form: str, response) -> object:
 # ---------------------------------------------------------------------------------------------- targets
 
 
+#: Other ways to run our server on the same cores (``--layouts``): what "ours" (the default) is chosen over.
+LAYOUTS = (
+    ("1proc-2lanes", {"WORKERS": "1"}, "1 process x 2 lanes x 1 ORT thread (the default before workers)"),
+    ("1proc-1lane", {"WORKERS": "1", "MODEL_LANES": "1"}, "1 process x 1 lane x 2 ORT threads"),
+    ("2w-2lanes", {"WORKERS": "2", "MODEL_LANES": "2"}, "2 workers x 2 lanes x 1 ORT thread"),
+    ("2w-conc8", {"WORKERS": "2", "MAX_CONCURRENCY": "8"}, "default, MAX_CONCURRENCY=8 (4 a worker)"),
+    ("2w-conc16", {"WORKERS": "2", "MAX_CONCURRENCY": "16"}, "default, MAX_CONCURRENCY=16 (8 a worker)"),
+    ("2w-whole-runs", {"WORKERS": "2", "RUN_MAX_IMAGES": "0"}, "default, RUN_MAX_IMAGES=0 (one run a batch)"),
+)
+
+
 @dataclass
 class Target:
     """One server configuration: how to start it, where it is ready, which forms it answers."""
@@ -178,6 +190,17 @@ class Bench:
             lambda m: service_server(m.models_dir, m.name, env={"BUNDLED_MODELS": "0"}),
         )
         out = [ours]
+        for name, env, text in LAYOUTS if a.layouts else ():
+            out.append(
+                Target(
+                    f"ours-{name}",
+                    ["png"],
+                    text,
+                    lambda m, env=env: service_server(
+                        m.models_dir, m.name, env={"BUNDLED_MODELS": "0", **env}
+                    ),
+                )
+            )
         kserve_py = Path(a.kserve_venv) / "bin" / "python"
         for config, extra, form, text in (
             ("docs", [], "v2-json", "1 worker, JSON, ORT default threads, KServe logging"),
@@ -626,6 +649,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n", help="images per request, e.g. 16,1 (default; 16 with --quick)")
     p.add_argument("--fake", action="store_true", help="the tests' tiny ONNX model instead (no TensorFlow)")
     p.add_argument("--no-naive", action="store_true", help="skip the naive Keras peer (it loads TensorFlow)")
+    p.add_argument("--layouts", action="store_true", help="also our server in the other LAYOUTS (png rows)")
     p.add_argument("--kserve-venv", default=str(REPO / ".venv-kserve"))
     p.add_argument("--bentoml-venv", default=str(REPO / ".venv-bentoml"))
     p.add_argument("--start-timeout", type=float, default=300.0, help="seconds a server may take to be ready")

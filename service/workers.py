@@ -91,6 +91,15 @@ class Supervisor:
             for index in range(self.count):
                 self._start(index, sock)
             log.info("serving on %s:%d with %d workers", self.host, self.port, self.count)
+            if self.settings.max_concurrency < self.count:
+                share = self.settings.for_worker().max_concurrency
+                log.warning(
+                    "MAX_CONCURRENCY=%d is below WORKERS=%d: each worker admits %d, %d in all",
+                    self.settings.max_concurrency,
+                    self.count,
+                    share,
+                    share * self.count,
+                )
             self._supervise(sock)
         finally:
             for sig, handler in previous.items():

@@ -213,6 +213,7 @@ def test_retry_honours_retry_after_on_a_real_429(models: Path, tmp_path: Path) -
         models,
         tmp_path / "server.log",
         API_TOKEN=TOKEN,
+        WORKERS="1",  # one slot in all: workers would each admit one (tests/service/test_workers.py)
         MAX_CONCURRENCY="1",
         MAX_QUEUE="0",
         RETRY_AFTER_SECONDS="1",
