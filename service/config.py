@@ -52,8 +52,11 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(16_384, ge=256)
     #: Open Inference Protocol inference bodies carry the noise tensor: 1024 x 100 floats is ~2 MB as JSON.
     max_infer_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
-    #: Requests generating at once; more wait in a queue of MAX_QUEUE, beyond that 429.
-    max_concurrency: int = Field(default_factory=lambda: max(4, 2 * available_cores()), ge=1)
+    #: Requests generating at once; more wait in a queue of MAX_QUEUE, beyond that 429. Admitted /generate
+    #: requests are what one batch can hold: 8 a core lets the cheap dense model's batches amortise their
+    #: fixed costs (0.66x -> ~1.0x the raw model at 32 connections) and changes nothing for the conv default
+    #: (BENCHMARKS.md, "Both cores"); runs of RUN_MAX_IMAGES keep their memory small.
+    max_concurrency: int = Field(default_factory=lambda: 8 * available_cores(), ge=1)
     max_queue: int = Field(64, ge=0)
     retry_after_seconds: int = Field(1, ge=1)
     #: A request queued longer than this for a slot gets 503 with Retry-After (like Triton's queue policy);

@@ -50,7 +50,7 @@ def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     settings = Settings()
     assert settings.max_n == 1024 and settings.api_token is None and settings.default_model is None
     assert settings.intra_op_threads == available_cores()
-    assert settings.max_concurrency == max(4, 2 * available_cores())
+    assert settings.max_concurrency == 8 * available_cores()
 
 
 @pytest.mark.parametrize(
