@@ -44,7 +44,8 @@ class Runtime:
         self.metrics.ready.set(float(self.readiness()[0]))
 
     def begin_shutdown(self) -> None:
-        """Not ready from now on (draining), still serving."""
+        """Not ready from now on (draining), still serving. Not from a signal handler: publishing takes
+        the metrics' lock, which the interrupted code may hold (service.server sets the flag instead)."""
         self.shutting_down = True
         self.publish_ready()
 

@@ -42,12 +42,14 @@ class DrainingServer(uvicorn.Server):
         #: The supervisor's pid for a worker; when the parent is no longer it, the supervisor is gone.
         self.supervisor = supervisor
         self._stop_at: float | None = None
+        self._published = False
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         if self._stop_at is None and sig in (signal.SIGTERM, signal.SIGINT):
             # Not recorded as a captured signal: uvicorn would re-raise it after shutdown and the exit
-            # status would say "killed" instead of 0.
-            self.runtime.begin_shutdown()
+            # status would say "killed" instead of 0. Only a flag here: this runs as a signal handler,
+            # between two bytecodes of whatever held a lock (a metric's), so publishing waits for on_tick.
+            self.runtime.shutting_down = True
             self._stop_at = time.monotonic() + self.drain_seconds
             log.info("signal %d: not ready; draining for %.1fs before shutdown", sig, self.drain_seconds)
             return
@@ -60,6 +62,9 @@ class DrainingServer(uvicorn.Server):
         if self.supervisor is not None and self._stop_at is None and os.getppid() != self.supervisor:
             log.warning("the supervisor (pid %d) is gone; stopping", self.supervisor)
             self.handle_exit(signal.SIGTERM, None)
+        if self._stop_at is not None and not self._published:
+            self.runtime.begin_shutdown()  # cgan_ready 0, now that no lock can be held under us
+            self._published = True
         if self._stop_at is not None and time.monotonic() >= self._stop_at:
             self.should_exit = True
         return await super().on_tick(counter)

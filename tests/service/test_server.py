@@ -143,3 +143,31 @@ def test_a_clean_checkout_serves_the_bundled_model(tmp_path: Path) -> None:
         server.stop()
     log = (tmp_path / "server.log").read_text()
     assert f"loaded model {model['name']} v{model['version']} (bundled)" in log
+
+
+def test_the_signal_handler_takes_no_lock(tmp_path: Path) -> None:
+    """SIGTERM runs as a handler between two bytecodes of whatever the main thread was doing, perhaps
+    inside a metric's lock; a handler that took that lock again would hang the process for good."""
+    import asyncio
+    import threading
+
+    from service.config import Settings
+    from service.server import build_server
+
+    server = build_server(Settings(models_dir=tmp_path, bundled_models=False), "127.0.0.1", 0)
+    ready = server.runtime.metrics.ready
+    lock = ready._value._lock  # prometheus_client's per-value mutex (not reentrant)
+
+    def signal_inside_the_lock() -> None:
+        with lock:
+            server.handle_exit(signal.SIGTERM, None)
+
+    handler = threading.Thread(target=signal_inside_the_lock, daemon=True)
+    handler.start()
+    handler.join(5)
+    assert not handler.is_alive(), "the signal handler waited for a lock its own thread holds"
+    assert server.runtime.readiness() == (False, "shutting down")
+    # The gauge follows on the next tick, outside the handler.
+    ready.set(1)
+    asyncio.run(server.on_tick(1))
+    assert ready._value.get() == 0
