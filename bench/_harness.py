@@ -258,6 +258,11 @@ def rss_mb(pid: int) -> float:
     return sum(rss for _, rss in tree(pid))
 
 
+def rss_process_mb(pid: int) -> float:
+    """Resident memory of the largest process of the server ``pid`` (a worker, or the server alone)."""
+    return max(rss for _, rss in tree(pid))
+
+
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the server ``pid`` with its workers (all their threads), in seconds; a worker that
     exited drops out of the sum (none do while a measurement runs)."""
@@ -272,6 +277,8 @@ class ProcSampler:
         self.pid = pid
         self.interval = interval
         self.rss: list[float] = []
+        #: The largest single process seen (a worker, or the server when it has none).
+        self.rss_process_max = 0.0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._cpu0 = self._t0 = 0.0
@@ -281,8 +288,13 @@ class ProcSampler:
     def _run(self) -> None:
         while not self._stop.is_set():
             with contextlib.suppress(OSError):
-                self.rss.append(rss_mb(self.pid))
+                self._sample()
             self._stop.wait(self.interval)
+
+    def _sample(self) -> None:
+        sizes = [rss for _, rss in tree(self.pid)]
+        self.rss.append(sum(sizes))
+        self.rss_process_max = max(self.rss_process_max, *sizes)
 
     def __enter__(self) -> ProcSampler:
         self._cpu0, self._t0 = cpu_seconds(self.pid), time.perf_counter()
@@ -295,7 +307,7 @@ class ProcSampler:
         self.wall = time.perf_counter() - self._t0
         with contextlib.suppress(OSError):
             self.cpu_percent = 100.0 * (cpu_seconds(self.pid) - self._cpu0) / max(self.wall, 1e-9)
-            self.rss.append(rss_mb(self.pid))
+            self._sample()
 
     @property
     def rss_max(self) -> float:
