@@ -179,7 +179,7 @@ def test_each_worker_gets_its_share(monkeypatch: pytest.MonkeyPatch) -> None:
     # Two cores each: two lanes of one thread; a lone stream still gets every core.
     assert (worker.lanes, worker.lane_threads, worker.intra_op_threads) == (2, 1, 4)
     one_each = Settings(workers=4).for_worker()
-    assert (one_each.lanes, one_each.lane_threads, one_each.max_concurrency) == (1, 1, 2)
+    assert (one_each.lanes, one_each.lane_threads, one_each.max_concurrency) == (1, 1, 8)  # 8 a core
     assert Settings(workers=8).for_worker().worker_cores == 1
 
 
