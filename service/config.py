@@ -96,7 +96,7 @@ class Settings(BaseSettings):
     dataset_batch: int = Field(1024, ge=1, le=65536)
     #: Images per onnxruntime run at most: larger batches (merged /generate requests, /dataset chunks) run
     #: in pieces of this size. Past ~64 images the conv generator's activations outgrow the core's caches
-    #: and every image costs up to a third more (BENCHMARKS.md, "Batches and runs"); pieces keep the
+    #: and every image costs up to a third more (BENCHMARKS.md, "Both cores"); pieces keep the
     #: fewer hops and noise calls of batching without that. 0: one run per batch.
     run_max_images: int = Field(64, ge=0)
     #: /generate requests arriving together share one model run, up to this many images in all.
