@@ -66,6 +66,9 @@ class Supervisor:
         self.workers: list[BaseProcess | None] = [None] * self.count
         self.restart_at: dict[int, float] = {}
         self.signals = 0
+        self.last_signal = signal.SIGTERM
+        #: Pids the stop signal was passed to.
+        self.told: set[int] = set()
         #: A worker did not stop cleanly when told to (exit status 1).
         self.failed = False
         self._context = multiprocessing.get_context("spawn")  # no fork: the parent may hold threads
@@ -128,6 +131,9 @@ class Supervisor:
                 sock.close()
                 if not alive:
                     return
+                for worker in alive:  # one started just as the signal came was not there to be told
+                    if worker.pid not in self.told:
+                        self._tell(worker, self.last_signal)
             wait([w.sentinel for w in alive], timeout=0.5)
             for index, worker in enumerate(self.workers):
                 if worker is None or worker.is_alive():
@@ -136,7 +142,13 @@ class Supervisor:
                 mark_process_dead(worker.pid)
                 self.workers[index] = None
                 if self.signals:
-                    self.failed = self.failed or worker.exitcode != 0
+                    # Killed by the very signal passed on: it came before the worker's handlers were in
+                    # place, i.e. before it served anything. Only other statuses are failures.
+                    if worker.exitcode not in (0, -self.last_signal):
+                        log.warning(
+                            "worker %d (pid %d) stopped with status %s", index, worker.pid, worker.exitcode
+                        )
+                        self.failed = True
                     continue
                 log.warning(
                     "worker %d (pid %d) exited with status %s; replacing it in %.0fs",
@@ -153,7 +165,14 @@ class Supervisor:
 
     def _on_signal(self, sig: int, frame: FrameType | None) -> None:
         self.signals += 1
+        self.last_signal = signal.Signals(sig)
         for worker in self.workers:
-            if worker is not None and worker.pid is not None:
-                with contextlib.suppress(ProcessLookupError):  # already gone; the loop reaps it
-                    os.kill(worker.pid, sig)
+            if worker is not None:
+                self._tell(worker, sig)
+
+    def _tell(self, worker: BaseProcess, sig: int) -> None:
+        if worker.pid is None:
+            return
+        self.told.add(worker.pid)
+        with contextlib.suppress(ProcessLookupError):  # already gone; the loop reaps it
+            os.kill(worker.pid, sig)

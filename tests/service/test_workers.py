@@ -145,3 +145,28 @@ def test_the_supervisor_makes_and_removes_the_metrics_directory(tmp_path: Path, 
         assert not shared.exists()
     finally:
         server.stop()
+
+
+def test_sigterm_while_the_workers_start_is_still_a_clean_stop(tmp_path: Path, models_dir: Path) -> None:
+    """A pod stopped at once: workers still importing die by the signal itself, which is no failure."""
+    from tests.live_server import free_port
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "MODELS_DIR": str(models_dir), "BUNDLED_MODELS": "0"}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log = tmp_path / "server.log"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "service", "--workers", "2", "--port", str(free_port())],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_until(
+            lambda: len(Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()) >= 2
+        )
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0, log.read_text()
+    finally:
+        process.kill()
+    assert "stopped with status" not in log.read_text()
