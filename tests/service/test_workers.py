@@ -64,6 +64,8 @@ def server(tmp_path: Path, models_dir: Path):
         PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
     )
     wait_until(lambda: len(workers_of(running)) == 2, what="two workers")
+    # /readyz answered by one worker says nothing of the other: wait until both have started serving.
+    wait_until(lambda: running.log.read_text().count("Application startup complete") == 2, what="both up")
     yield running
     running.stop()
 
