@@ -78,7 +78,7 @@ def test_two_workers_serve_one_port_and_every_scrape_counts_both(server: LiveSer
 
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(post, range(48))) == {200}
-    # Both served: each wrote request counters of its own to the shared directory.
+    # Each worker writes its samples to the shared directory (files named by pid).
     for pid in workers_of(server):
         assert (tmp_path / "metrics" / f"counter_{pid}.db").exists()
     # Whichever worker answers a scrape, it reports the service's totals, not its own.
