@@ -89,6 +89,28 @@ def generate(
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def run_batched(
+    session: Session,
+    labels: np.ndarray,
+    z: np.ndarray,
+    codes: np.ndarray | None = None,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """:func:`run` with at most ``batch_size`` images per onnxruntime run (all at once when None); rows do
+    not depend on it. :func:`generate` does the same for seeds, drawing each piece's noise as it goes."""
+    step = batch_size or max(len(labels), 1)
+    parts = [
+        run(
+            session,
+            labels[start : start + step],
+            z[start : start + step],
+            None if codes is None else codes[start : start + step],
+        )
+        for start in range(0, max(len(labels), 1), step)
+    ]
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
 def run(session: Session, labels: np.ndarray, z: np.ndarray, codes: np.ndarray | None = None) -> np.ndarray:
     """The generator's output for int64 ``labels`` ``[N]``, float32 noise ``z`` ``[N, latent_dim]`` and, for
     a generator with style codes, float32 ``codes`` ``[N, k]``."""

@@ -126,17 +126,9 @@ class LoadedModel:
         if self.card.codes and codes is None:
             raise ValueError(f"model {self.name} takes {len(self.card.codes)} style codes with its noise")
         start = time.perf_counter()
-        step = self.run_images or max(len(labels), 1)
-        parts = [
-            runner.run(
-                self.session,
-                labels[i : i + step],
-                z[i : i + step],
-                codes[i : i + step] if self.card.codes else None,
-            )
-            for i in range(0, max(len(labels), 1), step)
-        ]
-        images = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        images = runner.run_batched(
+            self.session, labels, z, codes if self.card.codes else None, self.run_images
+        )
         self._latency.observe(time.perf_counter() - start)
         self._images.inc(len(labels))
         return images
