@@ -166,8 +166,13 @@ class Settings(BaseSettings):
         )
 
     @property
+    def cores(self) -> int:
+        """Cores this process plans its lanes for: its worker's share, or every available core."""
+        return self.worker_cores or available_cores()
+
+    @property
     def lanes(self) -> int:
-        return self.model_lanes or self.worker_cores or available_cores()
+        return self.model_lanes or self.cores
 
     @property
     def intra_op_threads(self) -> int:
@@ -178,4 +183,4 @@ class Settings(BaseSettings):
     @property
     def lane_threads(self) -> int:
         """Threads of the session the /generate lanes share (onnxruntime sessions are thread-safe)."""
-        return self.ort_intra_op_threads or max(1, (self.worker_cores or available_cores()) // self.lanes)
+        return self.ort_intra_op_threads or max(1, self.cores // self.lanes)
