@@ -181,11 +181,12 @@ class Bench:
 
     def targets(self) -> list[Target]:
         a = self.args
-        worker = Settings().for_worker()
+        defaults = Settings()
+        worker = defaults.for_worker()
         ours = Target(
             "ours",
             ["png", "npy", "v2-json", "v2-binary"],
-            f"python -m service, default settings: {Settings().worker_count} workers x {worker.lanes} lane(s)"
+            f"python -m service, default settings: {defaults.worker_count} workers x {worker.lanes} lane(s)"
             f" x {worker.lane_threads} ORT thread(s)",
             lambda m: service_server(m.models_dir, m.name, env={"BUNDLED_MODELS": "0"}),
         )
