@@ -258,11 +258,6 @@ def rss_mb(pid: int) -> float:
     return sum(rss for _, rss in tree(pid))
 
 
-def rss_process_mb(pid: int) -> float:
-    """Resident memory of the largest process of the server ``pid`` (a worker, or the server alone)."""
-    return max(rss for _, rss in tree(pid))
-
-
 def cpu_seconds(pid: int) -> float:
     """utime + stime of the server ``pid`` with its workers (all their threads), in seconds; a worker that
     exited drops out of the sum (none do while a measurement runs)."""

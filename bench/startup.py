@@ -32,9 +32,9 @@ from bench._harness import (  # noqa: E402
     markdown_table,
     resolve_models,
     rss_mb,
-    rss_process_mb,
     run_wrk,
     service_server,
+    tree,
     write_json,
 )
 
@@ -53,11 +53,8 @@ def one_run(models_dir: Path, model: str, args: argparse.Namespace) -> dict:
     server = service_server(models_dir, model, cpus=args.server_cpus)
     with server:
         times = server.wait_ready(interval=0.01, timeout=120)
-        row: dict = {
-            **times,
-            "rss_ready_mb": rss_mb(server.pid),
-            "rss_process_mb": rss_process_mb(server.pid),
-        }
+        sizes = [rss for _, rss in tree(server.pid)]  # one /proc walk for the sum and the largest
+        row: dict = {**times, "rss_ready_mb": sum(sizes), "rss_process_mb": max(sizes)}
         time.sleep(args.idle)
         row["rss_idle_mb"] = rss_mb(server.pid)
         if args.burst > 0 and have_wrk():
