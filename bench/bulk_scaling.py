@@ -35,10 +35,10 @@ SHARED_FS_MB_S = (100, 500, 1000)  # write bandwidth of an RWX volume: a small N
 def _model_rate(job: bulk.BulkJob, images: int) -> tuple[float, float]:
     """Images/s of ``LoadedModel.generate`` alone, one thread, in the job's batches: onnxruntime's ceiling."""
     model = bulk.load_model(job, threads=1)
-    plan = DatasetPlan(model, job.labels, job.per_label, job.seed, job.batch)
+    plan = DatasetPlan(model, job.labels, job.per_label, job.seed, job.batch, order=job.order)
     began, cpu_began = time.perf_counter(), time.process_time()
-    for _, labels, seeds in plan.batches(0, min(images, job.total)):
-        model.generate(labels, seeds)
+    for batch in plan.batches(0, min(images, job.total)):
+        model.generate(batch.labels, batch.seeds)
     n = min(images, job.total)
     return n / (time.perf_counter() - began), n / (time.process_time() - cpu_began)
 

@@ -115,6 +115,10 @@ def generate_body(
     return body
 
 
+#: The service's default order of a data set's images: class-mixed, ready to train on as it streams.
+DEFAULT_ORDER = "shuffled"
+
+
 def dataset_body(
     config: Config,
     per_label: int,
@@ -124,14 +128,27 @@ def dataset_body(
     version: int | None,
     format: str = "npz",
     codes: Sequence[float] | None = None,
+    order: str = DEFAULT_ORDER,
+    start: int | None = None,
+    stop: int | None = None,
 ) -> dict[str, Any]:
-    body: dict[str, Any] = {"per_label": per_label, "format": format, **pick(config, model, version)}
+    """A ``/dataset`` body; the service checks every field and names the one at fault."""
+    body: dict[str, Any] = {
+        "per_label": per_label,
+        "format": format,
+        "order": order,
+        **pick(config, model, version),
+    }
     if labels is not None:
         body["labels"] = list(labels)
     if seed is not None:
         body["seed"] = seed
     if codes is not None:
         body["codes"] = np.asarray(codes, dtype=np.float64).tolist()
+    if start is not None:
+        body["start"] = start
+    if stop is not None:
+        body["stop"] = stop
     return body
 
 
@@ -139,16 +156,20 @@ def load_npy(content: bytes) -> np.ndarray:
     return np.load(io.BytesIO(content), allow_pickle=False)
 
 
-def class_indices(labels: Sequence[int | str], class_names: Sequence[str]) -> list[int]:
-    """The service's label rule: an index, a class name, or an index written as digits."""
-    out = []
-    for label in labels:
-        if isinstance(label, str):
-            label = class_names.index(label) if label in class_names else int(label)
-        out.append(int(label))
-    return out
+def download_bar(response: httpx.Response, path: str, show: bool) -> Any:
+    """A progress bar over the bytes of a download, on stderr when it is a terminal (``show``: wanted at
+    all). The archive's size is not known while it streams, so it counts bytes and their rate."""
+    if not show:
+        return _NoBar()
+    from tqdm import tqdm  # only when a bar is wanted: the client's imports stay httpx and numpy
+
+    images = response.headers.get("x-images", "?")
+    return tqdm(desc=f"{path} ({images} images)", unit="B", unit_scale=True, disable=None)
 
 
-def card_path(response: httpx.Response) -> str:
-    """The card of the model and version that answered a /dataset request."""
-    return f"/v1/models/{response.headers['x-model']}?version={response.headers['x-model-version']}"
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass

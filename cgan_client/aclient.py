@@ -87,11 +87,25 @@ class AsyncClient:
         model: str | None = None,
         codes: Sequence[float] | None = None,
         batch_size: int = 1024,
+        order: str = _common.DEFAULT_ORDER,
+        start: int | None = None,
+        stop: int | None = None,
     ) -> AsyncIterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` batches while ``/dataset`` streams; see :meth:`cgan_client.Client.iter_dataset`."""
-        body = _common.dataset_body(self.config, per_label, labels, seed, model, version, codes=codes)
+        body = _common.dataset_body(
+            self.config,
+            per_label,
+            labels,
+            seed,
+            model,
+            version,
+            codes=codes,
+            order=order,
+            start=start,
+            stop=stop,
+        )
         async with self._stream("POST", "/dataset", json=body) as response:
-            batches = Batcher(batch_size, await self._labels(response, per_label, labels))
+            batches = Batcher(batch_size)
             async for chunk in response.aiter_bytes():
                 for batch in batches.feed(chunk):
                     yield batch
@@ -106,9 +120,23 @@ class AsyncClient:
         version: int | None = None,
         model: str | None = None,
         codes: Sequence[float] | None = None,
+        order: str = _common.DEFAULT_ORDER,
+        start: int | None = None,
+        stop: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)`` whole; see :meth:`cgan_client.Client.dataset`."""
-        body = _common.dataset_body(self.config, per_label, labels, seed, model, version, codes=codes)
+        body = _common.dataset_body(
+            self.config,
+            per_label,
+            labels,
+            seed,
+            model,
+            version,
+            codes=codes,
+            order=order,
+            start=start,
+            stop=stop,
+        )
         collector = Collector()
         async with self._stream("POST", "/dataset", json=body) as response:
             async for chunk in response.aiter_bytes():
@@ -144,16 +172,3 @@ class AsyncClient:
                 return
             finally:
                 await response.aclose()
-
-    async def _labels(
-        self, response: httpx.Response, per_label: int, labels: Sequence[int | str] | None
-    ) -> np.ndarray:
-        total = int(response.headers["x-images"])
-        if labels is None:
-            indices = list(range(total // per_label))
-        elif all(isinstance(label, int) and not isinstance(label, bool) for label in labels):
-            indices = [int(label) for label in labels]
-        else:
-            card = (await self._request("GET", _common.card_path(response))).json()["card"]
-            indices = _common.class_indices(labels, card["class_names"])
-        return np.repeat(np.asarray(indices, dtype=np.int64), per_label)

@@ -99,12 +99,26 @@ class Client:
         model: str | None = None,
         codes: Sequence[float] | None = None,
         batch_size: int = 1024,
+        order: str = _common.DEFAULT_ORDER,
+        start: int | None = None,
+        stop: int | None = None,
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` batches of ``batch_size`` (the last may be smaller) while ``/dataset`` streams: memory
         stays at a batch or two whatever the size of the dataset. Same order and seeds as :meth:`dataset`."""
-        body = _common.dataset_body(self.config, per_label, labels, seed, model, version, codes=codes)
+        body = _common.dataset_body(
+            self.config,
+            per_label,
+            labels,
+            seed,
+            model,
+            version,
+            codes=codes,
+            order=order,
+            start=start,
+            stop=stop,
+        )
         with self._stream("POST", "/dataset", json=body) as response:
-            batches = Batcher(batch_size, self._labels(response, per_label, labels))
+            batches = Batcher(batch_size)
             for chunk in response.iter_bytes():
                 yield from batches.feed(chunk)
             batches.close()
@@ -118,10 +132,28 @@ class Client:
         version: int | None = None,
         model: str | None = None,
         codes: Sequence[float] | None = None,
+        order: str = _common.DEFAULT_ORDER,
+        start: int | None = None,
+        stop: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """The whole class-balanced set as ``x`` uint8 ``[N, H, W]`` and ``y`` int64 ``[N]``, filled in
-        place as it streams (the archive itself is never held)."""
-        body = _common.dataset_body(self.config, per_label, labels, seed, model, version, codes=codes)
+        place as it streams (the archive itself is never held).
+
+        ``order``: ``"shuffled"`` (the default: classes mixed, every batch balanced) or ``"by_class"``; the
+        images are the same either way. ``start``/``stop``: only the images at positions ``[start, stop)``
+        of that order (a contiguous, class-balanced run)."""
+        body = _common.dataset_body(
+            self.config,
+            per_label,
+            labels,
+            seed,
+            model,
+            version,
+            codes=codes,
+            order=order,
+            start=start,
+            stop=stop,
+        )
         collector = Collector()
         with self._stream("POST", "/dataset", json=body) as response:
             for chunk in response.iter_bytes():
@@ -139,16 +171,27 @@ class Client:
         version: int | None = None,
         model: str | None = None,
         codes: Sequence[float] | None = None,
+        order: str = _common.DEFAULT_ORDER,
+        start: int | None = None,
+        stop: int | None = None,
+        progress: bool = True,
     ) -> Path:
         """Stream the archive in any format the service offers (npz, zip, ...) to ``path``, which appears
-        only once complete."""
-        body = _common.dataset_body(self.config, per_label, labels, seed, model, version, format, codes)
+        only once complete. ``progress``: a bar on stderr while it downloads, when stderr is a terminal."""
+        body = _common.dataset_body(
+            self.config, per_label, labels, seed, model, version, format, codes, order, start, stop
+        )
         target = Path(path)
         partial = target.with_name(f".{target.name}.part")
         try:
             with self._stream("POST", "/dataset", json=body) as response, partial.open("wb") as out:
-                for chunk in response.iter_bytes():
-                    out.write(chunk)
+                bar = _common.download_bar(response, target.name, progress)
+                try:
+                    for chunk in response.iter_bytes():
+                        out.write(chunk)
+                        bar.update(len(chunk))
+                finally:
+                    bar.close()
             partial.replace(target)
         finally:
             partial.unlink(missing_ok=True)
@@ -186,19 +229,6 @@ class Client:
                 return
             finally:
                 response.close()
-
-    def _labels(
-        self, response: httpx.Response, per_label: int, labels: Sequence[int | str] | None
-    ) -> np.ndarray:
-        total = int(response.headers["x-images"])
-        if labels is None:
-            indices = list(range(total // per_label))
-        elif all(isinstance(label, int) and not isinstance(label, bool) for label in labels):
-            indices = [int(label) for label in labels]
-        else:
-            class_names = self._request("GET", _common.card_path(response)).json()["card"]["class_names"]
-            indices = _common.class_indices(labels, class_names)
-        return np.repeat(np.asarray(indices, dtype=np.int64), per_label)
 
 
 def _only(listing: dict[str, Any]) -> str:

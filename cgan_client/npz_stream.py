@@ -1,10 +1,14 @@
-"""Reading the ``/dataset`` npz while it downloads: ``x`` rows as soon as they are whole, then ``y``.
+"""Reading the ``/dataset`` npz while it downloads: the small members whole, then ``x`` rows as they arrive.
 
-The service streams the npz as a zip of two stored (uncompressed) entries, ``x.npy`` then ``y.npy``, each
-with a data descriptor after its bytes (the service cannot know sizes up front). Each ``.npy`` header
-states its shape, which says where its data ends, so the archive parses front to back without seeking
-and without ever holding it whole; each entry's CRC-32 and size are checked against its descriptor. The
-central directory at the end repeats what was already read and is skipped.
+The service streams the npz as a zip of stored (uncompressed) entries, each with a data descriptor after its
+bytes (the service cannot know sizes up front): ``order.npy``, ``y.npy`` and ``seeds.npy`` first, then
+``x.npy``, then any others (``acceptance_rate.npy``). Each ``.npy`` header states its shape, which says where
+its data ends, so the archive parses front to back without seeking and without ever holding it whole; each
+entry's CRC-32 and size are checked against its descriptor. The central directory at the end repeats what
+was already read and is skipped.
+
+The bytes come from a server, so nothing in them is trusted: shapes must be whole and non-negative, dtypes
+plain numbers or text, and a member other than ``x`` is at most :data:`MAX_MEMBER_BYTES`.
 """
 
 from __future__ import annotations
@@ -19,9 +23,14 @@ from dataclasses import dataclass
 import numpy as np
 
 _LOCAL = 0x04034B50
+_CENTRAL = 0x02014B50
 _DESCRIPTOR = 0x08074B50
 _NPY_MAGIC = b"\x93NUMPY"
 _ZIP64_EXTRA = 0x0001
+#: The rows, streamed; every other member is read whole.
+ROWS = "x"
+#: Members other than ``x`` are small (8 bytes an image at most); a larger one is not the service's npz.
+MAX_MEMBER_BYTES = 64 << 20
 
 
 class ArchiveError(ValueError):
@@ -45,13 +54,14 @@ class Header:
 
 
 @dataclass(frozen=True)
-class Labels:
-    """All of ``y`` (int64 ``[N]``), which the service writes after ``x``."""
+class Member:
+    """A member other than ``x``, whole: ``name`` without ``.npy`` (``y``, ``seeds``, ``order``, ...)."""
 
-    y: np.ndarray
+    name: str
+    array: np.ndarray
 
 
-Event = Header | Rows | Labels
+Event = Header | Rows | Member
 
 
 class NpzStream:
@@ -60,8 +70,8 @@ class NpzStream:
     def __init__(self) -> None:
         self._buffer = bytearray()
         self._state = "local"
-        self._entries = 0
         self._name = ""
+        self._seen: set[str] = set()
         self._zip64 = False
         self._has_descriptor = False
         self._crc = 0
@@ -71,7 +81,7 @@ class NpzStream:
         self._shape: tuple[int, ...] = ()
         self._row_bytes = 1
         self._rows_done = 0
-        self._y_parts: list[bytes] = []
+        self._parts: list[bytes] = []
 
     @property
     def done(self) -> bool:
@@ -90,6 +100,8 @@ class NpzStream:
         """Call at the end of the stream: an archive that stopped early is an error, not a short dataset."""
         if self._state != "done":
             raise ArchiveError(f"the archive ended early (while reading {self._name or 'a header'})")
+        if ROWS not in self._seen:
+            raise ArchiveError("the archive holds no x.npy")
 
     # Each state returns an event, True to keep going with nothing to report, or None for "need more bytes".
 
@@ -101,9 +113,15 @@ class NpzStream:
         return out
 
     def _local(self) -> Event | bool | None:
+        if len(self._buffer) < 4:
+            return None
+        (signature,) = struct.unpack_from("<I", self._buffer)
+        if signature == _CENTRAL:
+            self._state = "done"
+            return True
         if len(self._buffer) < 30:
             return None
-        signature, _, flags, method, _, _, _, _, _, name_len, extra_len = struct.unpack_from(
+        _, _, flags, method, _, _, _, _, _, name_len, extra_len = struct.unpack_from(
             "<IHHHHHIIIHH", self._buffer
         )
         if signature != _LOCAL:
@@ -113,10 +131,11 @@ class NpzStream:
             return None
         if method != 0:
             raise ArchiveError(f"entry compressed with method {method}; the service stores entries")
-        self._name = head[30 : 30 + name_len].decode()
-        want = ("x.npy", "y.npy")[self._entries]
-        if self._name != want:
-            raise ArchiveError(f"entry {self._entries} is {self._name!r}, expected {want!r}")
+        name = head[30 : 30 + name_len].decode(errors="replace")
+        if not name.endswith(".npy") or name[:-4] in self._seen:
+            raise ArchiveError(f"unexpected entry {name!r}: the service writes each .npy member once")
+        self._name = name[:-4]
+        self._seen.add(self._name)
         extra = head[30 + name_len :]
         self._zip64 = _has_zip64(extra)
         self._has_descriptor = bool(flags & 0x08)
@@ -128,42 +147,47 @@ class NpzStream:
         if len(self._buffer) < 10:
             return None
         if bytes(self._buffer[:6]) != _NPY_MAGIC:
-            raise ArchiveError(f"{self._name} is not a .npy file")
+            raise ArchiveError(f"{self._name}.npy is not a .npy file")
         major = self._buffer[6]
         length_size = 2 if major == 1 else 4
         if len(self._buffer) < 8 + length_size:
             return None
         (header_len,) = struct.unpack_from("<H" if length_size == 2 else "<I", self._buffer, 8)
+        if header_len > 1 << 16:
+            raise ArchiveError(f"{self._name}.npy has a {header_len}-byte header")
         raw = self._take(8 + length_size + header_len)
         if raw is None:
             return None
         self._count(raw)
-        try:
-            header = ast.literal_eval(raw[8 + length_size :].decode("latin1"))
-            dtype, shape = np.dtype(header["descr"]), tuple(int(d) for d in header["shape"])
-        except (ValueError, SyntaxError, KeyError, TypeError) as e:
-            raise ArchiveError(f"{self._name} has an unreadable header: {e}") from None
-        if header.get("fortran_order"):
-            raise ArchiveError(f"{self._name} is in Fortran order")
+        dtype, shape = _header(self._name, raw[8 + length_size :])
         self._dtype, self._shape = dtype, shape
         self._remaining = math.prod(shape) * dtype.itemsize
+        if self._name != ROWS and self._remaining > MAX_MEMBER_BYTES:
+            raise ArchiveError(f"{self._name}.npy claims {self._remaining} bytes; at most {MAX_MEMBER_BYTES}")
         self._row_bytes = max(1, math.prod(shape[1:]) * dtype.itemsize)
+        self._parts = []
         self._state = "data"
-        return Header(dtype, shape) if self._entries == 0 else True
+        if self._name == ROWS:
+            if not shape:
+                raise ArchiveError("x.npy is not an array of rows")
+            return Header(dtype, shape)
+        return True
 
     def _data(self) -> Event | bool | None:
+        if self._name != ROWS:  # small: kept until it is whole
+            if self._remaining:
+                part = self._take(min(self._remaining, len(self._buffer)))
+                if not part:
+                    return None
+                self._count(part)
+                self._remaining -= len(part)
+                self._parts.append(part)
+                return True
+            self._state = "descriptor"
+            array = np.frombuffer(b"".join(self._parts), self._dtype).reshape(self._shape)
+            return Member(self._name, array)
         if self._remaining == 0:
             self._state = "descriptor"
-            if self._entries == 1:
-                return Labels(np.frombuffer(b"".join(self._y_parts), self._dtype).reshape(self._shape))
-            return True
-        if self._entries == 1:  # y: small (8 bytes an image), kept until it is whole
-            part = self._take(min(self._remaining, len(self._buffer)))
-            if not part:
-                return None
-            self._count(part)
-            self._remaining -= len(part)
-            self._y_parts.append(part)
             return True
         whole = min(self._remaining, len(self._buffer)) // self._row_bytes * self._row_bytes
         if whole == 0:
@@ -178,7 +202,7 @@ class NpzStream:
 
     def _descriptor(self) -> Event | bool | None:
         if not self._has_descriptor:
-            raise ArchiveError(f"{self._name} has sizes up front; the service streams with descriptors")
+            raise ArchiveError(f"{self._name}.npy has sizes up front; the service streams with descriptors")
         if len(self._buffer) < 4:
             return None
         signed = struct.unpack_from("<I", self._buffer)[0] == _DESCRIPTOR
@@ -189,9 +213,8 @@ class NpzStream:
         fields = struct.unpack("<" + layout.lstrip("<"), record)[1 if signed else 0 :]
         crc, compressed, size = fields
         if crc != self._crc or size != self._size or compressed != self._size:
-            raise ArchiveError(f"{self._name} is damaged: CRC-32 or size does not match its descriptor")
-        self._entries += 1
-        self._state = "local" if self._entries < 2 else "done"
+            raise ArchiveError(f"{self._name}.npy is damaged: CRC-32 or size does not match its descriptor")
+        self._state = "local"
         return True
 
     def _done(self) -> None:
@@ -201,6 +224,23 @@ class NpzStream:
     def _count(self, data: bytes) -> None:
         self._crc = zlib.crc32(data, self._crc)
         self._size += len(data)
+
+
+def _header(name: str, text: bytes) -> tuple[np.dtype, tuple[int, ...]]:
+    """A ``.npy`` header's dtype and shape, refused unless plain numbers or text in C order."""
+    try:
+        header = ast.literal_eval(text.decode("latin1"))
+        dtype = np.dtype(header["descr"])
+        shape = tuple(header["shape"])
+    except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError) as e:
+        raise ArchiveError(f"{name}.npy has an unreadable header: {e}") from None
+    if header.get("fortran_order"):
+        raise ArchiveError(f"{name}.npy is in Fortran order")
+    if dtype.hasobject or dtype.kind not in "biufU" or dtype.itemsize == 0:
+        raise ArchiveError(f"{name}.npy holds {dtype}, not numbers or text")
+    if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 40 for d in shape):
+        raise ArchiveError(f"{name}.npy has an impossible shape {shape!r}")
+    return dtype, shape
 
 
 def _has_zip64(extra: bytes) -> bool:

@@ -19,6 +19,9 @@ A model lives in ``MODELS_DIR/<name>/<version>/`` (:mod:`~cgan_contract.layout`)
 Noise is reproducible (:mod:`~cgan_contract.noise`): image ``i`` of a request with seed ``s`` uses the noise
 of seed ``s + i``, so ``{seed: s, n: 16}`` image ``k`` equals ``{seed: s + k, n: 1}``; a request without codes
 takes image i's codes from the same seed (:func:`~cgan_contract.noise.codes_for_seeds`).
+
+A data set (``/dataset``, ``cgan-bulk``) holds image ``j`` with label ``labels[j // per_label]`` and seed
+``seed + j``, handed out in the order :mod:`~cgan_contract.order` defines (class-mixed by default).
 """
 
 from cgan_contract.card import (
@@ -47,11 +50,13 @@ from cgan_contract.noise import (
     MAX_TRUNCATION,
     MIN_TRUNCATION,
     codes_for_seeds,
+    index_seeds,
     noise,
     noise_for_seeds,
     request_seeds,
     truncated_noise_for_seeds,
 )
+from cgan_contract.order import DEFAULT_ORDER, ORDERS, Order, check_order, image_indices
 from cgan_contract.pixels import BACKGROUND, INK, from_uint8, to_uint8
 from cgan_contract.tensors import (
     CODES_DTYPE,
@@ -74,6 +79,7 @@ __all__ = [
     "CARD_FILE",
     "CODES_DTYPE",
     "CONTRACT_VERSION",
+    "DEFAULT_ORDER",
     "IMAGE_DTYPE",
     "INK",
     "INPUT_CODES",
@@ -89,19 +95,24 @@ __all__ = [
     "MODEL_FILE",
     "MODEL_NAME_PATTERN",
     "NOISE_DTYPE",
+    "ORDERS",
     "OUTPUT_IMAGE",
     "JudgeSection",
     "PRDC",
     "AugmentationArm",
     "ModelCard",
+    "Order",
     "Provenance",
     "Quality",
     "StyleCode",
     "TensorSpec",
     "Training",
     "card_json",
+    "check_order",
     "codes_for_seeds",
     "from_uint8",
+    "image_indices",
+    "index_seeds",
     "noise",
     "noise_for_seeds",
     "read_card",

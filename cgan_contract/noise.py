@@ -135,6 +135,11 @@ def request_seeds(seed: int, n: int) -> np.ndarray:
     return np.arange(seed, seed + n, dtype=np.uint64)
 
 
+def index_seeds(seed: int, indices: np.ndarray) -> np.ndarray:
+    """uint64 seeds of images ``indices`` of a request or data set with ``seed``: image j uses seed + j."""
+    return np.asarray(indices, dtype=np.uint64) + np.uint64(seed)
+
+
 def noise(seed: int, n: int, latent_dim: int, truncation: float | None = None) -> np.ndarray:
     """Noise for ``n`` images of a request with ``seed``: image i uses seed + i (truncated when asked)."""
     return truncated_noise_for_seeds(request_seeds(seed, n), latent_dim, truncation)

@@ -1,22 +1,30 @@
 """``/dataset`` archives (npz, zip, tar), made batch by batch so memory does not grow with the image count.
 
-Order and seeds: the labels in the order requested, ``per_label`` images each; image ``j`` overall (row
-``j`` of ``x``, line ``j`` of ``manifest.csv``) is label ``labels[j // per_label]`` with seed ``seed + j``.
-With ``min_confidence`` each label's images are the ones its judge accepted (:mod:`service.filtering`),
-so seeds have gaps: the zip's ``manifest.csv`` and the tar's ``.json`` name each image's seed, the npz
-adds ``seeds.npy`` (int64 ``[N]``) and ``acceptance_rate.npy`` (float64 ``[1]``) after ``y.npy``, and the
-zip's ``manifest.json`` gives ``min_confidence``, ``acceptance_rate`` and the candidates judged. With
-``truncation`` the manifests and each tar ``.json`` carry it too: it is needed to make an image again.
+Which images and in which order (:mod:`cgan_contract.order`): the set holds image ``j`` (its *index*) with
+label ``labels[j // per_label]`` and seed ``seed + j``; the plan's ``order`` says which index is handed out
+at each *position* (``"shuffled"``, the default: every window is class-balanced; ``"by_class"``: index =
+position). An archive holds positions ``[start, stop)`` of that order (a *part*; all of them by default).
+With ``min_confidence`` each label block's images are the ones its judge accepted
+(:mod:`service.filtering`), so index ``j`` has the seed the judge kept instead of ``seed + j``. Every
+format records each image's seed, so any image can be made again alone; with ``truncation`` the
+manifests and each tar ``.json`` carry it too.
 
-* ``npz``: ``x.npy`` uint8 ``[N, H, W]`` (``[N, H, W, C]`` when C > 1) and ``y.npy`` int64 ``[N]``, stored
-  uncompressed. The ``x`` header carries the final shape up front, so rows are written as they are made.
-* ``zip``: ``<class_index>_<class_name>/<i>.png`` with ``i`` the index within the class, plus
-  ``manifest.json`` (what was asked) and ``manifest.csv`` (path, label, class_name, seed per image).
-* ``tar``: a WebDataset shard. Sample ``j`` is the key ``j`` zero-padded to the digits of ``N - 1``, with
-  ``<key>.png``, ``<key>.cls`` (the label as decimal text) and ``<key>.json`` (label, class_name, seed,
-  model, version), in that order. No other members, so every entry of the tar is a sample. The bulk
-  generator (:mod:`service.bulk`) writes a contiguous slice ``[start, stop)`` of the same samples with the
-  same keys, so its shards and a ``/dataset`` tar agree entry for entry.
+* ``npz``: ``order.npy`` (the order's name, a 0-d string array), ``y.npy`` int64 ``[n]``, ``seeds.npy``
+  int64 ``[n]``, then ``x.npy`` uint8 ``[n, H, W]`` (``[n, H, W, C]`` when C > 1), rows in the order handed
+  out, and with ``min_confidence`` ``acceptance_rate.npy`` (float64 ``[1]``); stored uncompressed. Labels and
+  seeds come first, so a reader knows them before the first row, and the ``x`` header carries the final
+  shape up front, so rows are written as they are made.
+* ``zip``: ``<class_name>/<k>.png`` with ``k`` the image's place within its label block (the same path in
+  every order), entries in the order handed out, plus ``manifest.json`` (what was asked) and
+  ``manifest.csv`` (path, label, class_name, seed, index per image, in the order handed out). Folders are
+  the card's class names, made path-safe, so an image-folder loader (Hugging Face ``imagefolder``,
+  torchvision ``ImageFolder``) labels by class name; when two names would share a folder, every folder is
+  ``<class_index>_<class_name>`` instead.
+* ``tar``: a WebDataset shard. The sample at position ``p`` has the key ``p`` zero-padded to the digits of
+  ``N - 1``, with ``<key>.png``, ``<key>.cls`` (the label as decimal text) and ``<key>.json`` (label,
+  class_name, seed, index, model, version), in that order. No other members, so every entry of the tar is a
+  sample. The bulk generator (:mod:`service.bulk`) writes a contiguous run ``[start, stop)`` of the same
+  positions with the same keys, so its shards and a ``/dataset`` tar agree entry for entry.
 
 Entries carry a fixed timestamp, so the same request gives byte-identical archives. A zip holds one
 central-directory record per entry until it closes, roughly 0.5 KB per image in ``zip`` format.
@@ -31,17 +39,28 @@ import tarfile
 import zipfile
 from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 import orjson
 
+import cgan_contract as contract
+from cgan_contract.order import Order
 from service import imaging
 from service.registry import LoadedModel
 
 MEDIA_TYPES = {"npz": "application/octet-stream", "zip": "application/zip", "tar": "application/x-tar"}
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _ZIP64_AT = 1 << 31  # below zipfile's own 4 GiB limit, leaving room for headers and the manifest
-_CSV_ROWS = 8192
+
+
+class Batch(NamedTuple):
+    """Up to ``plan.batch`` consecutive positions: the first one, and each image's index, label and seed."""
+
+    first: int
+    indices: np.ndarray
+    labels: np.ndarray
+    seeds: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -54,38 +73,55 @@ class DatasetPlan:
     #: float32 ``[k]``: the style codes of every image, when the request gave them (else the seed rule's).
     codes: np.ndarray | None = None
     truncation: float | None = None
-    #: With min_confidence: the seed of every image (uint64 ``[total]``) and how many candidates were judged.
+    order: Order = contract.DEFAULT_ORDER
+    #: The positions ``[start, stop)`` this archive holds (``stop`` None: to the end).
+    start: int = 0
+    stop: int | None = None
+    #: With min_confidence: the seed of every index (uint64 ``[size]``) and how many candidates were judged.
     seeds: np.ndarray | None = field(default=None, compare=False)
     min_confidence: float | None = None
     examined: int | None = None
 
     @property
-    def total(self) -> int:
+    def size(self) -> int:
+        """Images in the whole set, ``len(labels) * per_label``."""
         return len(self.labels) * self.per_label
 
-    def batches(
-        self, start: int = 0, stop: int | None = None
-    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
-        """``(first, labels, seeds)`` for each batch of at most ``batch`` images of samples ``[start, stop)``
-        (all by default), in overall order; ``first`` is the overall index of the batch's first image."""
-        stop = self.total if stop is None else stop
+    @property
+    def end(self) -> int:
+        return self.size if self.stop is None else self.stop
+
+    @property
+    def total(self) -> int:
+        """Images in this archive."""
+        return self.end - self.start
+
+    def indices(self, start: int, stop: int) -> np.ndarray:
+        """The index of the image at each position ``[start, stop)``."""
+        positions = np.arange(start, stop, dtype=np.int64)
+        return contract.image_indices(positions, len(self.labels), self.per_label, self.seed, self.order)
+
+    def batches(self, start: int | None = None, stop: int | None = None) -> Iterator[Batch]:
+        """The positions ``[start, stop)`` (this archive's by default) in batches of at most ``batch``."""
+        start = self.start if start is None else start
+        stop = self.end if stop is None else stop
         label_of_block = np.asarray(self.labels, dtype=np.int64)
         for first in range(start, stop, self.batch):
-            index = np.arange(first, min(first + self.batch, stop), dtype=np.int64)
-            seeds = (index + self.seed).astype(np.uint64) if self.seeds is None else self.seeds[index]
-            yield first, label_of_block[index // self.per_label], seeds
+            index = self.indices(first, min(first + self.batch, stop))
+            yield Batch(first, index, label_of_block[index // self.per_label], self.seeds_of(index))
 
-    def seed_of(self, j: int) -> int:
-        return self.seed + j if self.seeds is None else int(self.seeds[j])
+    def seeds_of(self, index: np.ndarray) -> np.ndarray:
+        """uint64 seeds of the images ``index``: ``seed + j``, or with min_confidence the judge's pick."""
+        return contract.index_seeds(self.seed, index) if self.seeds is None else self.seeds[index]
 
     @property
     def acceptance_rate(self) -> float | None:
-        return None if self.examined is None else self.total / self.examined
+        return None if self.examined is None else self.size / self.examined
 
-    def images(self, labels: np.ndarray, seeds: np.ndarray) -> np.ndarray:
+    def images(self, batch: Batch) -> np.ndarray:
         """The images of a batch from :meth:`batches`, made with the request's codes and quality controls."""
-        codes = None if self.codes is None else np.tile(self.codes, (len(seeds), 1))
-        return self.model.generate(labels, seeds, codes, self.truncation)
+        codes = None if self.codes is None else np.tile(self.codes, (len(batch.seeds), 1))
+        return self.model.generate(batch.labels, batch.seeds, codes, self.truncation)
 
     def controls(self) -> dict[str, float | int]:
         """The quality controls asked for, and what filtering took, for manifests (empty when none)."""
@@ -95,33 +131,39 @@ class DatasetPlan:
         if self.min_confidence is not None and self.examined is not None:
             found |= {
                 "min_confidence": self.min_confidence,
-                "acceptance_rate": self.total / self.examined,
+                "acceptance_rate": self.size / self.examined,
                 "candidates_judged": self.examined,
             }
         return found
 
     def __post_init__(self) -> None:
-        # Paths are built per image; the folder names and digit width are worked out once.
-        folders = {label: _folder(label, self.model.card.class_names[label]) for label in self.labels}
-        object.__setattr__(self, "_folders", folders)
+        # Paths are built per image; the folder names and digit widths are worked out once.
+        names = self.model.card.class_names
+        object.__setattr__(self, "_folders", folders(self.labels, names))
         object.__setattr__(self, "_width", len(str(self.per_label - 1)))
-        object.__setattr__(self, "_key_width", len(str(self.total - 1)))
+        object.__setattr__(self, "_key_width", len(str(self.size - 1)))
 
     def image_path(self, j: int) -> str:
+        """The zip path of image ``j``: its class folder and its place in its label block."""
         return f"{self._folders[self.labels[j // self.per_label]]}/{j % self.per_label:0{self._width}d}.png"
 
-    def key(self, j: int) -> str:
-        """The WebDataset key of image ``j`` overall: fixed width, so keys sort in sample order."""
-        return f"{j:0{self._key_width}d}"
+    def key(self, position: int) -> str:
+        """The WebDataset key of the sample at ``position``: fixed width, so keys sort in the order handed
+        out."""
+        return f"{position:0{self._key_width}d}"
 
     def filename(self, fmt: str) -> str:
-        return f"{self.model.name}-v{self.model.version}-seed{self.seed}.{fmt}"
+        part = "" if self.total == self.size else f"-{self.start}-{self.end}"
+        return f"{self.model.name}-v{self.model.version}-seed{self.seed}{part}.{fmt}"
 
 
-def _folder(label: int, class_name: str) -> str:
-    """``3_T-shirt_top``: the index keeps folders unique even when two names sanitise alike."""
-    name = re.sub(r"[^A-Za-z0-9._-]+", "_", class_name).strip("._-")
-    return f"{label}_{name or 'class'}"
+def folders(labels: tuple[int, ...], class_names: list[str]) -> dict[int, str]:
+    """Each label's zip folder: its class name made path-safe (``T-shirt/top`` -> ``T-shirt_top``); when two
+    would share a folder (or one is empty), ``<index>_<name>`` for all, which is always unique."""
+    safe = {label: re.sub(r"[^A-Za-z0-9._ -]+", "_", class_names[label]).strip("._- ") for label in labels}
+    if all(safe.values()) and len(set(safe.values())) == len(safe):
+        return safe
+    return {label: f"{label}_{name or 'class'}" for label, name in safe.items()}
 
 
 class _Sink:
@@ -159,20 +201,22 @@ def npz_chunks(plan: DatasetPlan) -> Generator[bytes, None, None]:
     sink = _Sink()
     h, w, c = plan.model.card.image_shape
     x_shape = (plan.total, h, w) if c == 1 else (plan.total, h, w, c)
+    index = plan.indices(plan.start, plan.end)  # 8 bytes an image: labels and seeds go out before the rows
     with _archive(sink) as archive:
+        archive.writestr(_entry("order.npy"), imaging.npy(np.array(plan.order)))
+        archive.writestr(
+            _entry("y.npy"), imaging.npy(np.asarray(plan.labels, np.int64)[index // plan.per_label])
+        )
+        # seeds are at most 2**53 - 1: int64 reads everywhere
+        archive.writestr(_entry("seeds.npy"), imaging.npy(plan.seeds_of(index).astype(np.int64)))
+        del index
         with archive.open(_entry("x.npy"), "w", force_zip64=plan.total * h * w * c >= _ZIP64_AT) as x:
             x.write(imaging.npy_header(np.dtype(np.uint8), x_shape))
-            for _, labels, seeds in plan.batches():
-                x.write(np.ascontiguousarray(plan.images(labels, seeds)).data.cast("B"))
+            for batch in plan.batches():
+                x.write(np.ascontiguousarray(plan.images(batch)).data.cast("B"))
                 yield sink.drain()
-        with archive.open(_entry("y.npy"), "w", force_zip64=plan.total * 8 >= _ZIP64_AT) as y:
-            y.write(imaging.npy_header(np.dtype(np.int64), (plan.total,)))
-            for _, labels, _ in plan.batches():
-                y.write(labels.data.cast("B"))
-        if plan.seeds is not None:
-            seeds = plan.seeds.astype(np.int64)  # seeds are at most 2**53 - 1: int64 reads everywhere
-            archive.writestr(_entry("seeds.npy"), imaging.npy(seeds))
-            archive.writestr(_entry("acceptance_rate.npy"), imaging.npy(np.float64(plan.acceptance_rate)))
+        if plan.acceptance_rate is not None:
+            archive.writestr(_entry("acceptance_rate.npy"), imaging.npy(np.array([plan.acceptance_rate])))
     yield sink.drain()
 
 
@@ -180,10 +224,10 @@ def zip_chunks(plan: DatasetPlan, compress_level: int = 1) -> Generator[bytes, N
     sink = _Sink()
     card = plan.model.card
     with _archive(sink) as archive:
-        for start, labels, seeds in plan.batches():
-            images = plan.images(labels, seeds)
-            for k in range(len(images)):
-                archive.writestr(_entry(plan.image_path(start + k)), imaging.png(images[k], compress_level))
+        for batch in plan.batches():
+            images = plan.images(batch)
+            for k, j in enumerate(batch.indices.tolist()):
+                archive.writestr(_entry(plan.image_path(j)), imaging.png(images[k], compress_level))
             yield sink.drain()
         manifest = {
             "model": plan.model.name,
@@ -193,23 +237,30 @@ def zip_chunks(plan: DatasetPlan, compress_level: int = 1) -> Generator[bytes, N
             "per_label": plan.per_label,
             "labels": list(plan.labels),
             "class_names": card.class_names,
+            "folders": [
+                plan.image_path(b * plan.per_label).rpartition("/")[0] for b in range(len(plan.labels))
+            ],
             "image_shape": card.image_shape,
             "count": plan.total,
+            "order": plan.order,
+            "positions": [plan.start, plan.end],
+            "rule": "image j of the set (manifest.csv column index) has label labels[j // per_label], seed "
+            + ("seed + j" if plan.seeds is None else "the one on its manifest.csv row (min_confidence)")
+            + "; manifest.csv rows are in the order the images were handed out",
             **({} if plan.codes is None else {"codes": plan.codes.tolist()}),
-            "order": "labels in the order given, per_label each; image j (manifest.csv row j) uses seed + j"
-            if plan.seeds is None
-            else "labels in the order given, per_label each; image j uses the seed on manifest.csv row j",
             **plan.controls(),
         }
         archive.writestr(_entry("manifest.json"), orjson.dumps(manifest, option=orjson.OPT_INDENT_2))
         with archive.open(_entry("manifest.csv"), "w", force_zip64=plan.total * 64 >= _ZIP64_AT) as rows:
-            rows.write(b"path,label,class_name,seed\n")
-            for start in range(0, plan.total, _CSV_ROWS):
+            rows.write(b"path,label,class_name,seed,index\n")
+            for batch in plan.batches():
                 text = io.StringIO()
                 writer = csv.writer(text, lineterminator="\n")
-                for j in range(start, min(start + _CSV_ROWS, plan.total)):
-                    label = plan.labels[j // plan.per_label]
-                    writer.writerow((plan.image_path(j), label, card.class_names[label], plan.seed_of(j)))
+                rows_of = zip(
+                    batch.indices.tolist(), batch.labels.tolist(), batch.seeds.tolist(), strict=True
+                )
+                for j, label, seed in rows_of:
+                    writer.writerow((plan.image_path(j), label, card.class_names[label], seed, j))
                 rows.write(text.getvalue().encode())
                 yield sink.drain()
     yield sink.drain()
@@ -231,19 +282,23 @@ def tar_end(written: int) -> bytes:
 
 
 def tar_samples(
-    plan: DatasetPlan, compress_level: int = 1, start: int = 0, stop: int | None = None
+    plan: DatasetPlan, compress_level: int = 1, start: int | None = None, stop: int | None = None
 ) -> Generator[bytes, None, None]:
-    """The tar members of samples ``[start, stop)``, one chunk per batch, without the end marker."""
+    """The tar members of the samples at positions ``[start, stop)`` (the plan's by default), one chunk per
+    batch, without the end marker."""
     card = plan.model.card
-    for first, labels, seeds in plan.batches(start, stop):
-        images = plan.images(labels, seeds)
+    for batch in plan.batches(start, stop):
+        images = plan.images(batch)
         members = []
-        for k in range(len(images)):
-            key, label = plan.key(first + k), int(labels[k])
+        for k, (j, label, seed) in enumerate(
+            zip(batch.indices.tolist(), batch.labels.tolist(), batch.seeds.tolist(), strict=True)
+        ):
+            key = plan.key(batch.first + k)
             meta = {
                 "label": label,
                 "class_name": card.class_names[label],
-                "seed": int(seeds[k]),
+                "seed": seed,
+                "index": j,
                 "model": plan.model.name,
                 "version": plan.model.version,
                 **({} if plan.truncation is None else {"truncation": plan.truncation}),

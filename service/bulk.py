@@ -4,17 +4,20 @@ Needs only the service install (onnxruntime; never TensorFlow). One process writ
 Indexed Job, ``JOB_COMPLETION_INDEX``), every shard in turn (``--all``), or every shard as a Ray task
 (``--ray ADDRESS``, :mod:`service.bulk_ray`); each way writes the same bytes for the same shard.
 
-The global sample list, the same as ``/dataset``'s for the same labels, per_label and seed::
+The global sample list, the same as ``/dataset``'s for the same labels, per_label, seed and order::
 
     N = len(labels) * per_label
-    sample j (0 <= j < N): label labels[j // per_label], seed seed + j     (labels in the order given)
+    image j (0 <= j < N): label labels[j // per_label], seed seed + j     (labels in the order given)
+    position p (0 <= p < N): image cgan_contract.image_indices(p, ...)  (``--order``, class-mixed by default)
 
-Shard ``i`` of ``K`` holds samples ``[i * N // K, (i + 1) * N // K)``: contiguous, in order, sizes differing
-by at most one, fixed by ``(N, K)`` alone. Its images are :meth:`LoadedModel.generate` 's for those labels
-and seeds, the very images ``/dataset`` returns for them. It is written to ``OUT`` as
+Shard ``i`` of ``K`` holds positions ``[i * N // K, (i + 1) * N // K)``: contiguous, sizes differing by at
+most one, fixed by ``(N, K)`` alone; in the default order every shard holds every label ``floor`` or
+``ceil`` of its size / ``len(labels)`` times, so shard-level shuffling mixes classes as WebDataset users
+expect. Its images are :meth:`LoadedModel.generate` 's for those labels and seeds, the very images
+``/dataset`` returns for them. It is written to ``OUT`` as
 
 * ``part-00003-of-00016.tar``: the WebDataset tar of :func:`service.archives.tar_chunks`, with the samples'
-  global keys (``j`` zero-padded to the digits of ``N - 1``): ``<key>.png``, ``<key>.cls``, ``<key>.json``;
+  global keys (``p`` zero-padded to the digits of ``N - 1``): ``<key>.png``, ``<key>.cls``, ``<key>.json``;
 * ``part-00003-of-00016.json``: the manifest, written last: what was asked (``run``), the tar's size and
   sha256, and what made it (model sha256, onnxruntime and numpy versions, CPU model and flags).
 
@@ -24,6 +27,8 @@ redone. Both files are written under a temporary name, fsynced, then renamed int
 only after the tar, so a crash at any point leaves a shard that does not look complete. A complete shard
 of a *different* run (another model version, seed, labels or shard count) is never overwritten: the run
 stops with an error, as mixing two runs in one directory would corrupt the data set.
+
+Progress: on a terminal, a bar on stderr per shard written (``--quiet`` turns it off).
 
 Exit status: 0 when every shard asked for is complete, 2 for bad input (a one-line reason), 1 when
 writing fails.
@@ -48,6 +53,7 @@ from typing import Any
 
 import numpy
 import onnxruntime
+from tqdm import tqdm
 
 import cgan_contract as contract
 from service.archives import DatasetPlan, tar_end, tar_samples
@@ -55,7 +61,8 @@ from service.config import Settings
 from service.metrics import Metrics
 from service.registry import LoadedModel, ModelRefused, ModelRegistry
 
-MANIFEST_FORMAT = 1
+#: 2: shards are runs of ``run.order`` (format 1 had no order: samples in class order).
+MANIFEST_FORMAT = 2
 #: CPU features that change which onnxruntime kernels run, and so may change the last bit of an image.
 _CPU_FLAGS = (
     "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512bw", "avx512vl", "avx512_vnni",
@@ -82,13 +89,14 @@ class BulkJob:
     out: Path
     batch: int = 1024
     png_compress_level: int = 1
+    order: contract.Order = contract.DEFAULT_ORDER
 
     @property
     def total(self) -> int:
         return len(self.labels) * self.per_label
 
     def span(self, index: int) -> tuple[int, int]:
-        """Samples ``[start, stop)`` of shard ``index``."""
+        """Positions ``[start, stop)`` of shard ``index``."""
         return index * self.total // self.shards, (index + 1) * self.total // self.shards
 
     def stem(self, index: int) -> str:
@@ -104,6 +112,7 @@ class BulkJob:
             "labels": list(self.labels),
             "per_label": self.per_label,
             "seed": self.seed,
+            "order": self.order,
             "shards": self.shards,
             "shard": index,
             "samples": [start, stop],
@@ -125,6 +134,7 @@ def plan_job(
     out: Path,
     batch: int = 1024,
     png_compress_level: int = 1,
+    order: str = contract.DEFAULT_ORDER,
 ) -> BulkJob:
     """Resolve the model version and labels and check every number; :class:`BulkError` says what is wrong.
 
@@ -138,6 +148,8 @@ def plan_job(
         raise BulkError(f"--batch must be at least 1, got {batch}")
     if not 0 <= png_compress_level <= 9:
         raise BulkError(f"--png-compress-level must be 0..9, got {png_compress_level}")
+    if order not in contract.ORDERS:
+        raise BulkError(f"--order must be one of {', '.join(contract.ORDERS)}, got {order!r}")
     if not contract.valid_model_name(model):
         raise BulkError(f"--model {model!r} is not a valid model name ({contract.MODEL_NAME_PATTERN})")
     if not models_dir.is_dir():
@@ -185,6 +197,7 @@ def plan_job(
         out,
         batch,
         png_compress_level,
+        order,  # type: ignore[arg-type]
     )
 
 
@@ -296,9 +309,12 @@ def cpu_info() -> dict[str, Any]:
     return {"model": model, "machine": platform.machine(), "flags": [f for f in _CPU_FLAGS if f in flags]}
 
 
-def run_shard(job: BulkJob, index: int, get_model: Callable[[], LoadedModel]) -> dict[str, Any]:
+def run_shard(
+    job: BulkJob, index: int, get_model: Callable[[], LoadedModel], show_progress: bool = False
+) -> dict[str, Any]:
     """Make shard ``index`` complete: skip it when verified, else (re)write it with ``get_model()``'s
-    model (called only then, so a rerun of finished shards loads nothing). Returns a summary."""
+    model (called only then, so a rerun of finished shards loads nothing). Returns a summary.
+    ``show_progress``: a bar on stderr while it writes, when stderr is a terminal."""
     job.out.mkdir(parents=True, exist_ok=True)
     stem = job.stem(index)
     start, stop = job.span(index)
@@ -319,16 +335,21 @@ def run_shard(job: BulkJob, index: int, get_model: Callable[[], LoadedModel]) ->
     for leftover in job.out.glob(f".{stem}.*.tmp"):
         leftover.unlink(missing_ok=True)
     model = get_model()
-    plan = DatasetPlan(model, job.labels, job.per_label, job.seed, job.batch)
+    plan = DatasetPlan(model, job.labels, job.per_label, job.seed, job.batch, order=job.order)
+    # disable=None: tqdm shows the bar only when stderr is a terminal, so logs and pipes stay clean.
+    bar = tqdm(total=stop - start, desc=f"{stem}.tar", unit="img", disable=None if show_progress else True)
 
     def chunks() -> Any:
         written = 0
-        for chunk in tar_samples(plan, job.png_compress_level, start, stop):
+        samples = tar_samples(plan, job.png_compress_level, start, stop)
+        for first, chunk in zip(range(start, stop, job.batch), samples, strict=True):
             written += len(chunk)
             yield chunk
+            bar.update(min(job.batch, stop - first))
         yield tar_end(written)
 
-    size, sha256 = _write_atomically(job.out / f"{stem}.tar", chunks())
+    with bar:
+        size, sha256 = _write_atomically(job.out / f"{stem}.tar", chunks())
     manifest = {
         "format": MANIFEST_FORMAT,
         "run": job.run_record(index),
@@ -336,8 +357,9 @@ def run_shard(job: BulkJob, index: int, get_model: Callable[[], LoadedModel]) ->
         "tar_bytes": size,
         "tar_sha256": sha256,
         "images": stop - start,
-        "seeds": [job.seed + start, job.seed + stop - 1],
+        "positions": [start, stop],
         "keys": [plan.key(start), plan.key(stop - 1)],
+        "label_counts": _label_counts(plan, start, stop),
         "class_names": [model.card.class_names[label] for label in job.labels],
         "image_shape": list(model.card.image_shape),
         "made_by": {
@@ -361,10 +383,18 @@ def run_shard(job: BulkJob, index: int, get_model: Callable[[], LoadedModel]) ->
     }
 
 
-def run_all(job: BulkJob, shards: Sequence[int], threads: int = 0) -> list[dict[str, Any]]:
+def _label_counts(plan: DatasetPlan, start: int, stop: int) -> dict[str, int]:
+    """Images per label (as decimal text) at positions ``[start, stop)``, for the manifest."""
+    labels = numpy.asarray(plan.labels, dtype=numpy.int64)[plan.indices(start, stop) // plan.per_label]
+    return {str(label): int((labels == label).sum()) for label in plan.labels}
+
+
+def run_all(
+    job: BulkJob, shards: Sequence[int], threads: int = 0, show_progress: bool = False
+) -> list[dict[str, Any]]:
     """Shards one after another in this process, loading the model once (and only if a shard needs it)."""
     get_model = functools.cache(functools.partial(load_model, job, threads))
-    return [run_shard(job, index, get_model) for index in shards]
+    return [run_shard(job, index, get_model, show_progress) for index in shards]
 
 
 # --- command line ---------------------------------------------------------------------------------------
@@ -380,7 +410,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", type=int, help="model version (default: the newest); pin it for a job")
     p.add_argument("--labels", nargs="+", metavar="LABEL", help="labels (indices or class names), in order")
     p.add_argument("--per-label", type=int, required=True, help="images per label")
-    p.add_argument("--seed", type=int, default=0, help="sample j uses seed + j (default 0)")
+    p.add_argument("--seed", type=int, default=0, help="image j of the set uses seed + j (default 0)")
+    p.add_argument(
+        "--order",
+        default=contract.DEFAULT_ORDER,
+        help=f"the order of the samples across shards: {' or '.join(contract.ORDERS)} (default "
+        f"{contract.DEFAULT_ORDER}: every shard holds every label in equal shares; by_class: the order before"
+        " "
+        "this flag, each shard two or three labels)",
+    )
     p.add_argument("--shards", type=int, required=True, help="K, the number of shards")
     p.add_argument("--out", type=Path, required=True, help="output directory (shared by all shards)")
     which = p.add_mutually_exclusive_group()
@@ -390,6 +428,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="onnxruntime threads per process (0: one per core)")
     p.add_argument("--batch", type=int, default=1024, help="images per model run (default 1024)")
     p.add_argument("--png-compress-level", type=int, default=1, help="zlib level 0..9 (default 1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar (it is shown on a terminal only)")
     return p
 
 
@@ -398,7 +437,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         job = plan_job(
             args.models_dir, args.model, args.version, args.labels, args.per_label, args.seed, args.shards,
-            args.out, args.batch, args.png_compress_level,
+            args.out, args.batch, args.png_compress_level, args.order,
         )  # fmt: skip
         if args.threads < 0:
             raise BulkError(f"--threads must be 0 or more, got {args.threads}")
@@ -408,9 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             results = bulk_ray.run(job, range(job.shards), args.ray)
         elif args.all:
-            results = run_all(job, range(job.shards), args.threads)
+            results = run_all(job, range(job.shards), args.threads, not args.quiet)
         else:
-            results = run_all(job, [shard_index(args.shard, job.shards)], args.threads)
+            results = run_all(job, [shard_index(args.shard, job.shards)], args.threads, not args.quiet)
     except BulkError as e:
         print(f"cgan-bulk: error: {e}", file=sys.stderr)
         return 2

@@ -545,6 +545,11 @@ class ArchiveRequest:
     codes: Sequence[float] | None = None
     truncation: float | None = None
     min_confidence: float | None = None
+    #: The order the images are handed out in (:mod:`cgan_contract.order`); the set is the same in each.
+    order: contract.Order = contract.DEFAULT_ORDER
+    #: Only positions ``[start, stop)`` of that order (all ``N`` by default): a contiguous, balanced run.
+    start: int | None = None
+    stop: int | None = None
 
 
 @dataclass(frozen=True)
@@ -586,6 +591,7 @@ def archive(runtime: Runtime, request: ArchiveRequest) -> Archive:
         codes = style_codes.resolve(model.card, request.codes, 1, per_image=False)
     except style_codes.CodesError as e:
         raise RequestError(str(e), e.field) from None
+    start, stop = _slice(request, total)
     plan = DatasetPlan(
         model,
         labels,
@@ -594,6 +600,9 @@ def archive(runtime: Runtime, request: ArchiveRequest) -> Archive:
         settings.dataset_batch,
         codes=None if codes is None else codes[0],
         truncation=request.truncation,
+        order=_order(request.order),
+        start=start,
+        stop=stop,
     )
     if request.min_confidence is not None:
         plan = _filtered_plan(plan, request.min_confidence)
@@ -605,6 +614,29 @@ def archive(runtime: Runtime, request: ArchiveRequest) -> Archive:
     else:
         chunks = tar_chunks(plan, level)
     return Archive(plan, request.format, ARCHIVE_MEDIA_TYPES[request.format], chunks)
+
+
+def _order(order: str) -> contract.Order:
+    try:
+        return contract.check_order(order)
+    except ValueError as e:
+        raise RequestError(f"order: {e}", "order") from None
+
+
+def _slice(request: ArchiveRequest, total: int) -> tuple[int, int]:
+    """The positions ``[start, stop)`` a request asks for, within the ``total`` images of its set."""
+    start = 0 if request.start is None else request.start
+    stop = total if request.stop is None else request.stop
+    if not 0 <= start < total:
+        raise RequestError(
+            f"start: must be 0..{total - 1} (the set holds {total} images), got {start}", "start"
+        )
+    if not start < stop <= total:
+        detail = (
+            f"stop: must be {start + 1}..{total} (after start {start}, within {total} images), got {stop}"
+        )
+        raise RequestError(detail, "stop")
+    return start, stop
 
 
 def _filtered_plan(plan: DatasetPlan, min_confidence: float) -> DatasetPlan:

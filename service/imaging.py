@@ -102,7 +102,9 @@ def npy_header(dtype: np.dtype, shape: tuple[int, ...]) -> bytes:
 
 
 def npy(array: np.ndarray) -> bytes:
-    array = np.ascontiguousarray(array)
+    array = np.asarray(array)
+    if not array.flags.c_contiguous:  # ascontiguousarray alone would turn a 0-d array into [1]
+        array = np.ascontiguousarray(array)
     return b"".join((npy_header(array.dtype, array.shape), array.data))
 
 

@@ -272,6 +272,8 @@ class DatasetRequest(BaseModel):
                 {"per_label": 1000, "seed": 0},
                 {"per_label": 10, "labels": [0, "1", 7], "format": "zip", "seed": 123},
                 {"per_label": 2000, "labels": [7], "codes": [-1.5, -0.8], "model": "mnist-infogan"},
+                {"per_label": 1000, "seed": 0, "order": "by_class"},
+                {"per_label": 1000, "seed": 0, "start": 2500, "stop": 5000},
             ]
         },
     )
@@ -288,12 +290,29 @@ class DatasetRequest(BaseModel):
     version: Version | None = None
     format: Literal["npz", "zip", "tar"] = Field(
         "npz",
-        description="npz: x uint8 [N, H, W], y int64 [N]; zip: PNG per image, folder per class, manifest; "
-        "tar: a WebDataset shard, <key>.png, <key>.cls and <key>.json per image (key = image index).",
+        description="npz: x uint8 [N, H, W], y int64 [N], seeds int64 [N], order; zip: PNG per image, folder "
+        "per class name, manifest; tar: a WebDataset shard, <key>.png, <key>.cls and <key>.json per image "
+        "(key = position in the order).",
     )
     codes: SharedCodes | None = None
     truncation: Truncation | None = None
     min_confidence: MinConfidence | None = None
+    order: Literal["shuffled", "by_class"] = Field(
+        contract.DEFAULT_ORDER,
+        description="The order the images come in; the same images (labels and seeds) either way. "
+        "shuffled: a stratified shuffle keyed by the seed: every run of len(labels) images holds each label "
+        "once, so any batch or window is class-balanced, ready to train on as it streams. by_class: each "
+        "label's images together, labels in the order given (the only order before this field).",
+    )
+    start: int | None = Field(
+        None,
+        ge=0,
+        description="Only the images at positions [start, stop) of that order (default: from 0): a "
+        "contiguous, class-balanced run of the same set, for parallel downloads and data-loader workers.",
+    )
+    stop: int | None = Field(
+        None, ge=1, description="End of the run (exclusive; default: the whole set, N = labels x per_label)."
+    )
 
 
 class Health(BaseModel):

@@ -27,8 +27,15 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
             "headers": {
                 "X-Model": {"description": "Model name.", "schema": {"type": "string"}},
                 "X-Model-Version": {"description": "Model version.", "schema": {"type": "integer"}},
-                "X-Seed": {"description": "Image j used seed + j.", "schema": {"type": "integer"}},
-                "X-Images": {"description": "Number of images.", "schema": {"type": "integer"}},
+                "X-Seed": {
+                    "description": "Image j of the set used seed + j (the archive records every seed).",
+                    "schema": {"type": "integer"},
+                },
+                "X-Images": {
+                    "description": "Number of images in this archive.",
+                    "schema": {"type": "integer"},
+                },
+                "X-Order": {"description": "The order the images come in.", "schema": {"type": "string"}},
                 "X-Acceptance-Rate": {
                     "description": "With min_confidence: images kept / candidates judged.",
                     "schema": {"type": "number"},
@@ -41,8 +48,9 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
     summary="Stream a labelled dataset",
 )
 async def dataset(body: DatasetRequest, runtime: RuntimeDep) -> StreamingResponse:
-    """`per_label` images of each label (all classes by default): image j uses `seed + j`, labels in order
-    (with `min_confidence`, the seeds the judge kept: see the manifest)."""
+    """`per_label` images of each label (all classes by default), class-mixed (`order`); image j of the set
+    uses `seed + j` (with `min_confidence`, the seeds the judge kept), and every format records each
+    image's seed."""
     wanted = ArchiveRequest(
         per_label=body.per_label,
         labels=body.labels,
@@ -53,6 +61,9 @@ async def dataset(body: DatasetRequest, runtime: RuntimeDep) -> StreamingRespons
         codes=body.codes,
         truncation=body.truncation,
         min_confidence=body.min_confidence,
+        order=body.order,
+        start=body.start,
+        stop=body.stop,
     )
     if wanted.min_confidence is None:
         archive = dataplane.archive(runtime, wanted)
@@ -65,6 +76,7 @@ async def dataset(body: DatasetRequest, runtime: RuntimeDep) -> StreamingRespons
         "X-Model-Version": str(plan.model.version),
         "X-Seed": str(plan.seed),
         "X-Images": str(plan.total),
+        "X-Order": plan.order,
     }
     if plan.acceptance_rate is not None:
         headers["X-Acceptance-Rate"] = f"{plan.acceptance_rate:.6g}"

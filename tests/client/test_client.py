@@ -61,6 +61,10 @@ def _npz(server: LiveServer, body: dict) -> tuple[np.ndarray, np.ndarray]:
     return data["x"], data["y"]
 
 
+def _seeds(server: LiveServer, body: dict) -> np.ndarray:
+    return np.load(io.BytesIO(_direct(server, "/dataset", body).content))["seeds"]
+
+
 def test_generate_matches_the_service(server: LiveServer, api: Client) -> None:
     images = api.generate(7, 5, seed=11)
     assert images.dtype == np.uint8 and images.shape == (5, 28, 28)
@@ -81,7 +85,7 @@ def test_pinned_version(server: LiveServer, api: Client) -> None:
     assert np.array_equal(api.generate(2, 3, seed=4, version=1), v1)
     with Client(server.url, token=TOKEN, version=1) as pinned:
         assert np.array_equal(pinned.generate(2, 3, seed=4), v1)
-        x, y = pinned.dataset(3, labels=[2], seed=4)
+        x, y = pinned.dataset(3, labels=[2], seed=4, order="by_class")
         assert np.array_equal(x, v1) and list(y) == [2, 2, 2]
         assert pinned.model_info()["version"] == 1
     assert not np.array_equal(api.generate(2, 3, seed=4), v1)  # the newest (v2) answers unpinned
@@ -97,12 +101,19 @@ def test_streamed_dataset_equals_the_npz(server: LiveServer, api: Client) -> Non
     assert [len(b[0]) for b in batches] == [32, 32, 32, 32, 7]
     assert np.array_equal(np.concatenate([b[0] for b in batches]), x)
     assert np.array_equal(np.concatenate([b[1] for b in batches]), y)
-    assert list(y[:45]) == [0] * 45 and list(y[45:90]) == [7] * 45
+    for _, by in batches[:4]:  # the default order: every training batch holds every label
+        assert sorted(np.bincount(by, minlength=8)[[0, 3, 7]]) == [10, 11, 11]
 
     whole_x, whole_y = api.dataset(45, labels=[0, "7", 3], seed=3)
     assert np.array_equal(whole_x, x) and np.array_equal(whole_y, y)
-    every_x, every_y = api.dataset(4, seed=1)  # every class
+    in_order_x, in_order_y = api.dataset(45, labels=[0, "7", 3], seed=3, order="by_class")
+    assert list(in_order_y[:45]) == [0] * 45 and list(in_order_y[45:90]) == [7] * 45
+    at = np.argsort(_seeds(server, {"per_label": 45, "labels": [0, "7", 3], "seed": 3}))
+    assert np.array_equal(in_order_x, x[at]) and np.array_equal(in_order_y, y[at])
+    every_x, every_y = api.dataset(4, seed=1, order="by_class")  # every class
     assert every_x.shape == (40, 28, 28) and list(every_y[::4]) == list(range(10))
+    run_x, run_y = api.dataset(45, labels=[0, "7", 3], seed=3, start=30, stop=60)
+    assert np.array_equal(run_x, x[30:60]) and np.array_equal(run_y, y[30:60])
 
 
 def test_streaming_memory_stays_bounded(api: Client) -> None:
@@ -146,6 +157,7 @@ def test_token_and_bad_input(server: LiveServer, api: Client) -> None:
 
 def test_async_client(server: LiveServer) -> None:
     x, y = _npz(server, {"per_label": 20, "labels": [5, 6], "seed": 9})
+    first = _npz(server, {"per_label": 20, "labels": [5, 6], "seed": 9, "order": "by_class"})[0][:4]
 
     async def main() -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], tuple[np.ndarray, np.ndarray]]:
         async with AsyncClient(server.url, token=TOKEN) as api:
@@ -154,7 +166,7 @@ def test_async_client(server: LiveServer) -> None:
             return images, batches, await api.dataset(20, labels=[5, 6], seed=9, version=1)
 
     images, batches, v1 = asyncio.run(main())
-    assert np.array_equal(images, x[:4])
+    assert np.array_equal(images, first)
     assert np.array_equal(np.concatenate([b[0] for b in batches]), x)
     assert np.array_equal(np.concatenate([b[1] for b in batches]), y)
     assert not np.array_equal(v1[0], x) and np.array_equal(v1[1], y)
@@ -169,13 +181,52 @@ def test_tf_data_adapter(server: LiveServer, api: Client) -> None:
     x, y = _npz(server, {"per_label": 30, "labels": [1, 8], "seed": 2, "version": 2})
     ds = tf_data.dataset(api, 30, labels=[1, 8], seed=2, batch_size=25)
     assert ds.element_spec[0].shape.as_list() == [None, 28, 28] and ds.element_spec[0].dtype == tf.uint8
+    assert int(ds.cardinality()) == 3  # known: Keras sizes the epoch from it
     for _ in range(2):  # each pass streams again, the same data for the same seed
         batches = [(bx.numpy(), by.numpy()) for bx, by in ds]
         assert [len(b[0]) for b in batches] == [25, 25, 10]
         assert np.array_equal(np.concatenate([b[0] for b in batches]), x)
         assert np.array_equal(np.concatenate([b[1] for b in batches]), y)
-    images = next(iter(ds.unbatch().batch(7)))[0]
-    assert images.shape == (7, 28, 28)
+    default = tf_data.dataset(api, 30, labels=[1, 8], seed=2)
+    first = next(iter(default))[1].numpy()
+    assert len(first) == 32 and sorted(np.bincount(first)[[1, 8]]) == [16, 16], "mixed batches of 32"
+    assert int(default.cardinality()) == 2
+
+
+def test_tf_data_endless_passes_continue_the_seeds(server: LiveServer, api: Client) -> None:
+    tf = pytest.importorskip("tensorflow", reason="the tf.data adapter needs TensorFlow")
+    from cgan_client import tf_data
+
+    ds = tf_data.dataset(api, 5, labels=[3, 4], seed=100, batch_size=4, endless=True)
+    assert int(ds.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
+    got = np.concatenate([bx.numpy() for bx, _ in ds.take(8)])  # 32 images: three passes of 10, and more
+    passes = [_npz(server, {"per_label": 5, "labels": [3, 4], "seed": 100 + 10 * k})[0] for k in range(4)]
+    assert np.array_equal(got, np.concatenate(passes)[:32])
+    seeds = np.concatenate(
+        [_seeds(server, {"per_label": 5, "labels": [3, 4], "seed": 100 + 10 * k}) for k in range(3)]
+    )
+    assert sorted(seeds.tolist()) == list(range(100, 130)), "no seed twice"
+
+
+def test_adapters_refuse_bad_arguments_before_training(server: LiveServer, api: Client) -> None:
+    pytest.importorskip("tensorflow", reason="the tf.data adapter needs TensorFlow")
+    from cgan_client import tf_data
+
+    for kwargs, field in (
+        ({"order": "random"}, "order"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"endless": "yes"}, "endless"),
+    ):
+        with pytest.raises(ValueError, match=f"^{field}: "):
+            tf_data.dataset(api, 5, **kwargs)
+    for per_label, kwargs, field in (
+        (0, {}, "per_label"),
+        (5, {"labels": [3, 99]}, "labels[1]"),
+        (5, {"seed": -1}, "seed"),
+    ):
+        with pytest.raises(ServiceError) as refused:
+            tf_data.dataset(api, per_label, **kwargs)
+        assert refused.value.status == 422 and refused.value.field == field
 
 
 def test_torch_adapter(server: LiveServer, api: Client) -> None:
@@ -185,13 +236,33 @@ def test_torch_adapter(server: LiveServer, api: Client) -> None:
     from cgan_client.torch_data import ServiceDataset
 
     x, y = _npz(server, {"per_label": 10, "labels": [4], "seed": 1})
-    loader = torch.utils.data.DataLoader(
-        ServiceDataset(api.config, 10, labels=[4], seed=1, batch_size=4), batch_size=None
-    )
-    batches = list(loader)
-    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    data = ServiceDataset(api.config, 10, labels=[4], seed=1, batch_size=4)
+    batches = list(torch.utils.data.DataLoader(data, batch_size=None))
+    assert len(data) == 3 and [len(b[0]) for b in batches] == [4, 4, 2]
     assert np.array_equal(torch.cat([b[0] for b in batches]).numpy(), x)
     assert np.array_equal(torch.cat([b[1] for b in batches]).numpy(), y)
+
+
+def test_torch_workers_share_a_pass_without_duplicates(server: LiveServer, api: Client) -> None:
+    torch = pytest.importorskip(
+        "torch", reason="torch is not installed: the PyTorch adapter is untested here"
+    )
+    from cgan_client.torch_data import ServiceDataset
+
+    data = ServiceDataset(api.config, 10, labels=[2, 5, 6], batch_size=4)  # 30 images, 8 batches, no seed
+    torch.manual_seed(0)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=3)
+    epoch = [(bx.numpy(), by.numpy()) for bx, by in loader]
+    assert len(epoch) == len(data) == 8 and sum(len(b[0]) for b in epoch) == 30
+    pixels = {bx[i].tobytes() for bx, _ in epoch for i in range(len(bx))}
+    assert len(pixels) == 30, "every image once"
+    assert sorted(np.concatenate([by for _, by in epoch]).tolist()) == [2] * 10 + [5] * 10 + [6] * 10
+    again = {bx[i].numpy().tobytes() for bx, _ in loader for i in range(len(bx))}
+    assert len(again) == 30 and again != pixels, "each epoch draws a fresh set"
+    endless = ServiceDataset(api.config, 2, labels=[2, 5], batch_size=2, endless=True)
+    stream = iter(torch.utils.data.DataLoader(endless, batch_size=None, num_workers=2))
+    seen = [next(stream)[0].numpy() for _ in range(12)]
+    assert len({image.tobytes() for batch in seen for image in batch}) == 24, "passes never repeat"
 
 
 # --- a real 429: one slot, no queue, and a stream that holds the slot -----------------------------------
@@ -294,7 +365,7 @@ def test_codes_and_traversal(codes_server: LiveServer) -> None:
         flat = npy(label=3, n=2, seed=5, traverse={"code": "slant", "steps": 4})
         assert np.array_equal(grid.reshape(flat.shape), flat)
 
-        x, _ = api.dataset(3, labels=[1], seed=2, codes=[0.0, 1.0])
+        x, _ = api.dataset(3, labels=[1], seed=2, codes=[0.0, 1.0], order="by_class")
         assert np.array_equal(x, npy(label=1, n=3, seed=2, codes=[0.0, 1.0]))
         with pytest.raises(ServiceError) as refused:
             api.generate(3, 2, codes=[3.0, 0.0])

@@ -66,14 +66,56 @@ def test_shards_hold_the_same_samples_as_dataset(models_dir: Path, open_client, 
     samples = list(wds.WebDataset(shards, shardshuffle=False).decode("l8"))
     assert np.array_equal(np.stack([s["png"] for s in samples]), npz["x"])
     assert [s["cls"] for s in samples] == npz["y"].tolist()
-    assert [s["json"]["seed"] for s in samples] == list(range(11, 21))
+    assert [s["json"]["seed"] for s in samples] == npz["seeds"].tolist()
+    assert sorted(npz["seeds"].tolist()) == list(range(11, 21))
 
     manifest = json.loads((out / "part-00001-of-00003.json").read_text())
-    assert manifest["run"]["samples"] == [3, 6] and manifest["seeds"] == [14, 16]
+    assert manifest["run"]["samples"] == [3, 6] and manifest["positions"] == [3, 6]
+    assert manifest["run"]["order"] == "shuffled" and manifest["format"] == 2
     assert manifest["keys"] == ["3", "5"] and manifest["images"] == 3
+    assert manifest["label_counts"] == {
+        "7": int((npz["y"][3:6] == 7).sum()),
+        "2": int((npz["y"][3:6] == 2).sum()),
+    }
     assert manifest["run"]["model"] == "digits" and manifest["run"]["version"] == 1
     assert manifest["tar_sha256"] == bulk.file_sha256(out / "part-00001-of-00003.tar")
     assert manifest["made_by"]["onnxruntime"] and isinstance(manifest["made_by"]["cpu"]["flags"], list)
+
+
+@pytest.mark.parametrize("labels,per_label,shards", [(10, 100, 16), (3, 7, 4), (10, 37, 9), (7, 1000, 13)])
+def test_every_shard_of_the_default_order_holds_every_label_within_one(
+    tmp_path: Path, labels: int, per_label: int, shards: int
+) -> None:
+    import cgan_contract as contract
+
+    job = BulkJob(tmp_path, "m", 1, "0" * 64, tuple(range(labels)), per_label, 5, shards, tmp_path)
+    assert job.order == "shuffled"
+    for i in range(shards):
+        start, stop = job.span(i)
+        index = contract.image_indices(np.arange(start, stop), labels, per_label, 5, job.order)
+        counts = np.bincount(index // per_label, minlength=labels)
+        equal = (stop - start) / labels
+        assert np.all(np.abs(counts - equal) <= 1), (i, counts.tolist(), equal)
+    by_class = BulkJob(
+        tmp_path, "m", 1, "0" * 64, tuple(range(labels)), per_label, 5, shards, tmp_path, order="by_class"
+    )
+    first = contract.image_indices(np.arange(*by_class.span(0)), labels, per_label, 5, "by_class")
+    assert len(set((first // per_label).tolist())) < labels or shards == 1, "by_class shards hold few labels"
+
+
+def test_by_class_bulk_equals_the_by_class_dataset(models_dir: Path, open_client, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    assert bulk.main(["--models-dir", str(models_dir), "--model", "digits", "--labels", "7", "2",
+                      "--per-label", "5", "--seed", "11", "--shards", "2", "--out", str(out), "--all",
+                      "--order", "by_class", "--quiet"]) == 0  # fmt: skip
+    with open_client(models_dir) as client:
+        body = {"per_label": 5, "labels": [7, 2], "seed": 11, "format": "tar", "order": "by_class"}
+        dataset_tar = tmp_path / "dataset.tar"
+        dataset_tar.write_bytes(client.post("/dataset", json=body).content)
+    shard_members = [m for i in range(2) for m in _members(out / f"part-0000{i}-of-00002.tar")]
+    assert shard_members == _members(dataset_tar)
+    seeds = [json.loads(data)["seed"] for name, data in shard_members if name.endswith(".json")]
+    assert seeds == list(range(11, 21))
 
 
 # --- resume ---------------------------------------------------------------------------------------------
@@ -180,6 +222,9 @@ def test_a_complete_shard_of_another_run_is_never_overwritten(models_dir: Path, 
     other = _job(models_dir, tmp_path / "out", seed=12)
     with pytest.raises(BulkError, match="different run .*seed"):
         bulk.run_shard(other, 0, _never)
+    by_class = _job(models_dir, tmp_path / "out", order="by_class")
+    with pytest.raises(BulkError, match="different run \\(order differ"):
+        bulk.run_shard(by_class, 0, _never)
 
 
 # --- command line ---------------------------------------------------------------------------------------
@@ -204,6 +249,7 @@ def _cli(models_dir: Path, out: Path, *extra: str) -> list[str]:
         (["--version", "9", "--all"], "--version 9 of 'digits' not found"),
         (["--per-label", "0", "--all"], "--per-label must be at least 1"),
         (["--seed", "-3", "--all"], "--seed must be 0..MAX_SEED"),
+        (["--order", "random", "--all"], "--order must be one of shuffled, by_class, got 'random'"),
     ],
 )
 def test_bad_input_is_one_line_and_exit_2(models_dir: Path, tmp_path: Path, capsys, extra, message) -> None:

@@ -176,7 +176,8 @@ def test_traversal_png_is_a_grid_of_rows_and_steps(client: TestClient) -> None:
 
 def test_dataset_takes_shared_codes_and_otherwise_covers_the_range(client: TestClient, session) -> None:
     def archive(**body: object) -> zipfile.ZipFile:
-        response = client.post("/dataset", json={"per_label": 3, "labels": [4, 1], "seed": 50, **body})
+        body = {"per_label": 3, "labels": [4, 1], "seed": 50, "order": "by_class", **body}
+        response = client.post("/dataset", json=body)
         assert response.status_code == 200, response.text
         return zipfile.ZipFile(io.BytesIO(response.content))
 
