@@ -195,9 +195,10 @@ class Job:
     label: int
     n: int
     seed: int
-    #: Turns this job's ``[n, H, W, C]`` images into response bytes; runs on the generating thread. A
-    #: filtered job's is also given ``seeds=``, the seeds its images came from.
-    encode: Callable[..., bytes]
+    #: Turns this job's ``[n, H, W, C]`` images and the uint64 seeds ``[n]`` they were made from into
+    #: response bytes; runs on the generating thread. The seeds are the very array the images came from,
+    #: so what a response reports can never drift from what it holds.
+    encode: Callable[[np.ndarray, np.ndarray], bytes]
     media_type: str = "application/octet-stream"
     #: int64 ``[n]``: one label per image, when they differ (tensor requests); else ``label`` for all.
     labels: np.ndarray | None = None
@@ -243,17 +244,16 @@ class Images:
 def encode(
     model: LoadedModel,
     label: int,
-    seed: int,
     request: ImageRequest,
     compress_level: int,
+    codes: np.ndarray | None,
     images: np.ndarray,
-    *,
-    job: Job | None = None,
-    seeds: np.ndarray | None = None,
+    seeds: np.ndarray,
 ) -> bytes:
-    """``[n, H, W, C]`` images of one request as a PNG grid, .npy bytes or JSON.
+    """``[n, H, W, C]`` images of one request, made from ``seeds``, as a PNG grid, .npy bytes or JSON.
 
-    ``job`` (set for a model with style codes) gives each image's seed and codes to the JSON form.
+    ``codes`` (the caller's, float32 ``[n, k]``) or, for a model with style codes, the seed rule's codes of
+    ``seeds`` are listed per image in the JSON form.
     """
     if request.format == "png":
         nrow = request.traverse.steps if request.traverse is not None else request.nrow
@@ -268,15 +268,20 @@ def encode(
             "version": model.version,
             "labels": [label] * n,
             "class_name": model.card.class_names[label],
-            "seeds": list(range(seed, seed + n))
-            if seeds is None and job is None
-            else (seeds if seeds is not None else job.image_seeds()).tolist(),
+            "seeds": seeds.tolist(),
             "shape": pixels.shape,
             "images": pixels,
-            **({} if job is None else {"codes": job.image_codes()}),
+            **({} if not model.card.codes else {"codes": _codes_of(model, codes, seeds)}),
         },
         option=orjson.OPT_SERIALIZE_NUMPY,
     )
+
+
+def _codes_of(model: LoadedModel, codes: np.ndarray | None, seeds: np.ndarray) -> np.ndarray:
+    """The codes images were made with: the caller's, else the seed rule's for their seeds."""
+    if codes is not None:
+        return codes
+    return contract.codes_for_seeds(seeds, model.card.latent_dim, model.card.code_ranges)
 
 
 def prepare(runtime: Runtime, request: ImageRequest) -> Job:
@@ -294,22 +299,18 @@ def prepare(runtime: Runtime, request: ImageRequest) -> Job:
         detail = "min_confidence: filtering keeps whole seeds; use it with shared codes, not per image"
         raise RequestError(detail, "min_confidence")
     level = runtime.settings.png_compress_level
-    encoder = functools.partial(encode, model, label, seed, request, level)
-    job = Job(
+    return Job(
         model,
         label,
         n,
         seed,
-        encoder,
+        functools.partial(encode, model, label, request, level, codes),
         IMAGE_MEDIA_TYPES[request.format],
         seeds=seeds,
         codes=codes,
         truncation=request.truncation,
         min_confidence=request.min_confidence,
     )
-    if model.card.codes and request.format == "json":
-        job.encode = functools.partial(encoder, job=job)
-    return job
 
 
 def _style(
@@ -355,20 +356,25 @@ def run_jobs(jobs: Sequence[Job], lane: bool = False) -> list[bytes | BaseExcept
         model = served.on_lanes if lane else served
         group = [jobs[i] for i in members]
         try:
+            # One seed array per group: the images are made from it and each response reports its slice.
+            made_from = np.concatenate([j.image_seeds() for j in group])
             if all(j.z is None and j.labels is None for j in group):
                 labels = np.repeat(np.array([j.label for j in group], dtype=np.int64), [j.n for j in group])
-                seeds = np.concatenate([j.image_seeds() for j in group])
                 if all(j.codes is None for j in group):
-                    images = model.generate(labels, seeds, truncation=truncation)
+                    images = model.generate(labels, made_from, truncation=truncation)
                 else:  # codes per image concatenate like the seeds: given ones, else the seed rule's
                     codes = np.concatenate([j.image_codes() for j in group])
-                    images = model.generate(labels, seeds, codes, truncation=truncation)
+                    images = model.generate(labels, made_from, codes, truncation=truncation)
             else:
                 labels = np.concatenate([j.image_labels() for j in group])
                 latent = model.card.latent_dim
                 noise = contract.truncated_noise_for_seeds
+                edges = np.cumsum([0] + [j.n for j in group])
                 z = np.concatenate(
-                    [noise(j.image_seeds(), latent, truncation) if j.z is None else j.z for j in group]
+                    [
+                        noise(made_from[a:b], latent, truncation) if j.z is None else j.z
+                        for j, a, b in zip(group, edges[:-1], edges[1:], strict=True)
+                    ]
                 )
                 codes = np.concatenate([j.image_codes() for j in group]) if model.card.codes else None
                 images = model.generate_from_noise(labels, z, codes)
@@ -379,7 +385,7 @@ def run_jobs(jobs: Sequence[Job], lane: bool = False) -> list[bytes | BaseExcept
         start = 0
         for i, job in zip(members, group, strict=True):
             try:
-                outcomes[i] = job.encode(images[start : start + job.n])
+                outcomes[i] = job.encode(images[start : start + job.n], made_from[start : start + job.n])
             except Exception as e:
                 outcomes[i] = e
             start += job.n
@@ -399,8 +405,8 @@ def _run_filtered(job: Job, lane: bool) -> bytes | BaseException:
             truncation=job.truncation,
             codes=None if job.codes is None else job.codes[0],
         )
-        job.seeds = job.selection.seeds  # so a codes model's JSON lists the kept images' seeds and codes
-        return job.encode(job.selection.images, seeds=job.selection.seeds)
+        job.seeds = job.selection.seeds
+        return job.encode(job.selection.images, job.selection.seeds)
     except filtering.NotEnoughAccepted as e:
         return not_enough(e, job.min_confidence)
     except Exception as e:
@@ -514,7 +520,10 @@ def prepare_tensors(runtime: Runtime, request: TensorRequest) -> Job:
             f"{name}: {model.name!r} needs FP32 [{n}, {k}] codes with the {noise_name!r} input (or use seed)"
         )
         raise RequestError(detail, name)
-    encoder = functools.partial(request.encode, model, seed)
+
+    def encoder(images: np.ndarray, seeds: np.ndarray, encode=request.encode) -> bytes:
+        return encode(model, seed, images)  # the protocol reports the request's seed parameter
+
     return Job(
         model, int(labels[0]), n, seed or 0, encoder, request.media_type, labels=labels, z=z, codes=codes
     )

@@ -86,13 +86,13 @@ def test_one_failing_job_does_not_fail_its_batch(root: Path, open_client, runtim
     with open_client(root, default_model="digits") as client:
         model = runtime(client).registry.models["digits"]
 
-        def broken(images: np.ndarray) -> bytes:
+        def broken(images: np.ndarray, seeds: np.ndarray) -> bytes:
             raise ValueError("encoder bug")
 
         jobs = [
-            Job(model, 1, 2, 0, lambda images: images.tobytes()),
+            Job(model, 1, 2, 0, lambda images, seeds: images.tobytes()),
             Job(model, 2, 3, 5, broken),
-            Job(model, 3, 1, 7, lambda images: images.tobytes()),
+            Job(model, 3, 1, 7, lambda images, seeds: images.tobytes()),
         ]
         outcomes = run_jobs(jobs)
         assert isinstance(outcomes[1], ValueError)

@@ -59,6 +59,21 @@ def test_json_matches_npy(shared_client: TestClient) -> None:
     )
 
 
+def test_the_seeds_a_response_reports_are_the_ones_its_images_came_from(
+    shared_client: TestClient, generator_bytes: bytes
+) -> None:
+    # Computed here from the contract's noise, not through the service's seed arithmetic: a drift between
+    # the seeds listed, the X-Seed rule (seed + i) and the noise the images were made from fails.
+    from cgan_contract.runner import open_session, run
+
+    response = shared_client.post("/generate", json={"label": 6, "n": 5, "seed": 3000, "format": "json"})
+    body = orjson.loads(response.content)
+    assert response.headers["x-seed"] == "3000" and body["seeds"] == [3000, 3001, 3002, 3003, 3004]
+    z = contract.noise_for_seeds(np.array(body["seeds"], dtype=np.uint64), 8)
+    made = run(open_session(generator_bytes), np.full(5, 6, dtype=np.int64), z)[..., 0]
+    assert np.array_equal(np.array(body["images"], dtype=np.uint8), made)
+
+
 def test_headers_name_model_version_and_seed(shared_client: TestClient) -> None:
     response = shared_client.post("/generate", json={"label": "5", "n": 2, "seed": 1234})
     assert response.headers["x-model"] == "digits"

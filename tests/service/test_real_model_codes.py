@@ -58,7 +58,8 @@ def test_generate_serves_the_seed_rule_codes(client: TestClient, exported: Path)
 
 
 def test_dataset_serves_every_class_with_the_seed_rule_codes(client: TestClient, exported: Path) -> None:
-    response = client.post("/dataset", json={"per_label": 3, "labels": [0, 9], "seed": 40})
+    body = {"per_label": 3, "labels": [0, 9], "seed": 40, "order": "by_class"}
+    response = client.post("/dataset", json=body)
     assert response.status_code == 200, response.text
     data = np.load(io.BytesIO(response.content))
     assert data["y"].tolist() == [0, 0, 0, 9, 9, 9]
