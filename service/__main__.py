@@ -13,15 +13,19 @@ from pydantic import ValidationError
 
 from service.config import Settings
 from service.server import build_server, configure_logging
-from service.workers import Supervisor
+from service.workers import Supervisor, bind
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        # One line, like every other refusal of ours (argparse would print the whole usage first).
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="cgan-serve", description="Serve conditional-GAN generators over HTTP."
-    )
+    parser = _Parser(prog="cgan-serve", description="Serve conditional-GAN generators over HTTP.")
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 in a container)")
-    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--port", type=int, default=8000, help="TCP port, 0..65535 (0: any free one)")
     parser.add_argument("--models-dir", help="overrides MODELS_DIR")
     parser.add_argument(
         "--workers", type=int, help="overrides WORKERS: processes sharing the port (0: one per core)"
@@ -31,6 +35,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if not 0 <= args.port <= 65535:
+        sys.exit(f"cgan-serve: error: --port must be 0..65535, got {args.port}")
     overrides = {"models_dir": args.models_dir, "workers": args.workers}
     try:
         settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
@@ -38,11 +44,15 @@ def main(argv: list[str] | None = None) -> None:
         problem = e.errors()[0]
         where = ".".join(str(part) for part in problem["loc"])
         sys.exit(f"cgan-serve: {where.upper()}: {problem['msg']}")
+    try:  # before any model loads: a host or port that cannot be had is one line, at once
+        sock = bind(args.host, args.port)
+    except OSError as e:  # socket.gaierror (an unknown host) included
+        sys.exit(f"cgan-serve: error: cannot listen on {args.host}:{args.port}: {e.strerror or e}")
     if settings.worker_count == 1:
         configure_logging(settings)
-        build_server(settings, args.host, args.port).run()
+        build_server(settings, args.host, args.port).run(sockets=[sock])
     else:
-        sys.exit(Supervisor(settings, args.host, args.port).run())
+        sys.exit(Supervisor(settings, args.host, args.port, sock).run())
 
 
 if __name__ == "__main__":

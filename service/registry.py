@@ -348,6 +348,8 @@ class ModelRegistry:
         self.reader = BoundedReader(settings.max_model_bytes, settings.model_read_timeout_seconds)
         # Public (/readyz, 503 details): never a path or a loader message; those go to the log.
         self._problem = "no scan of MODELS_DIR has run yet"
+        #: Model roots found absent, logged once (see scan).
+        self._absent_roots: set[Path] = set()
 
     @property
     def models(self) -> Mapping[str, LoadedModel]:
@@ -528,6 +530,15 @@ class ModelRegistry:
                     found.update(
                         p.name for p in root.iterdir() if p.is_dir() and contract.valid_model_name(p.name)
                     )
+                except FileNotFoundError:
+                    # Not an error: the documented start without a model directory (the bundle serves),
+                    # or one a trainer has yet to create. Said once, at info.
+                    if root not in self._absent_roots:
+                        self._absent_roots.add(root)
+                        log.info(
+                            "%s %s does not exist (yet): nothing is served from it", _ROOT_NAMES[source], root
+                        )
+                    continue
                 except OSError as e:
                     unreadable.append(f"{_ROOT_NAMES[source]} cannot be read")
                     if f"{_ROOT_NAMES[source]} cannot be read" not in self._problem:

@@ -58,10 +58,12 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 class Supervisor:
-    def __init__(self, settings: Settings, host: str, port: int) -> None:
+    def __init__(self, settings: Settings, host: str, port: int, sock: socket.socket | None = None) -> None:
         self.settings = settings
         self.host = host
         self.port = port
+        #: The listening socket, when the caller bound it (cgan-serve does, to refuse a bad address at once).
+        self.sock = sock
         self.count = settings.worker_count
         self.workers: list[BaseProcess | None] = [None] * self.count
         self.restart_at: dict[int, float] = {}
@@ -76,7 +78,7 @@ class Supervisor:
     def run(self) -> int:
         configure_logging(self.settings, prefix="[supervisor] ")
         try:
-            sock = bind(self.host, self.port)
+            sock = self.sock or bind(self.host, self.port)
         except OSError as e:
             log.error("cannot listen on %s:%d: %s", self.host, self.port, e.strerror or e)
             return 1

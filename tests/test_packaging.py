@@ -7,8 +7,10 @@ container run is scripts/container-smoke.sh (needs a docker engine; CI runs it a
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import json
+import logging
 import os
 import re
 import shutil
@@ -480,6 +482,83 @@ def test_cgan_train_help_pulls_in_no_tensorflow(argv):
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.startswith("usage: cgan-train") and "usage ok" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "argv", [["train", "--dataset", "mnist-5k", "--steps", "1"], ["evaluate", "models/mnist-5k-cgan-conv/1"]]
+)
+def test_cgan_train_without_the_train_extra_is_one_line(argv, tmp_path):
+    # A service-only install: TensorFlow and Keras cannot be imported. Each command says what to install.
+    shutil.copytree(ROOT / "service" / "bundled", tmp_path / "models")
+    code = (
+        "import sys, importlib.abc\n"
+        "class Hide(importlib.abc.MetaPathFinder):\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in ('tensorflow', 'keras', 'tf2onnx'):\n"
+        "            raise ModuleNotFoundError(f'No module named {name!r}', name=name)\n"
+        "sys.meta_path.insert(0, Hide())\n"
+        f"from trainer.cli import main\nsys.exit(main({argv!r}))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if not line.startswith("INFO ")]
+    assert len(lines) == 1 and "needs the train extra" in lines[0], result.stderr[-2000:]
+    assert lines[0].startswith(f"cgan-train {argv[0]}: error:") and "requirements/train.txt" in lines[0]
+
+
+@pytest.mark.parametrize(
+    "args,message",
+    [
+        (["--port", "99999"], "cgan-serve: error: --port must be 0..65535, got 99999"),
+        (["--port", "abc"], "cgan-serve: error: argument --port: invalid int value: 'abc'"),
+        (
+            ["--host", "no-such-host.invalid", "--port", "0"],
+            "cgan-serve: error: cannot listen on no-such-host.invalid:0",
+        ),
+        (["--workers", "-1"], "cgan-serve: WORKERS"),
+    ],
+)
+def test_cgan_serve_bad_address_is_one_line(args, message, tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "service", *args], cwd=tmp_path, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith(message), result.stderr[-2000:]
+
+
+def test_cgan_serve_without_models_dir_logs_no_warning(tmp_path):
+    # The documented start (README: no MODELS_DIR, no ./models) serves the bundle; nothing is wrong.
+    from service.config import Settings
+    from service.metrics import Metrics
+    from service.registry import ModelRegistry
+
+    registry = ModelRegistry(Settings(models_dir=tmp_path / "models"), Metrics())
+    with _captured("service.registry") as records:
+        registry.scan()
+        registry.scan()
+    assert "mnist-5k-cgan-conv" in registry.models
+    assert [r.levelname for r in records if r.levelno >= logging.WARNING] == []
+    absent = [r.getMessage() for r in records if "does not exist" in r.getMessage()]
+    assert len(absent) == 1, "said once, not per scan"
+
+
+@contextlib.contextmanager
+def _captured(name: str):
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    logger = logging.getLogger(name)
+    logger.addHandler(handler)
+    old, logger.level = logger.level, logging.INFO
+    try:
+        yield records
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
 
 
 def test_cgan_train_console_script_answers_help():

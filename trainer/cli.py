@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="measure an exported model's quality; fills its card")
     evaluate.add_argument("model_dir", type=Path, help="a version directory: MODELS_DIR/<name>/<version>")
+    evaluate.add_argument(
+        "--quiet", action="store_true", help="no progress bar (it is shown on a terminal only)"
+    )
     defaults = EvalOptions()
     evaluate.add_argument(
         "--samples-per-class",
@@ -278,6 +281,7 @@ def cmd_evaluate(args) -> int:
         code_steps=args.code_steps,
         augmentation=not args.no_augmentation,
         augmentation_real_per_class=args.augmentation_real_per_class,
+        progress=not args.quiet,
     )
     print(report)
     return 0
@@ -290,6 +294,10 @@ def cmd_export_judge(args) -> int:
 
 #: Failures that are the user's to fix: one line on stderr and exit 2, no traceback.
 USER_ERRORS = (ConfigError, DataError, ExportError, FileNotFoundError, PermissionError)
+#: What only the train extra installs: without them (a service-only install) a command says so in one line.
+TRAIN_EXTRA_MODULES = frozenset(
+    {"tensorflow", "keras", "tf2onnx", "onnx", "mlxtend", "matplotlib", "tf_keras"}
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -304,6 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     }[args.command]
     try:
         return command(args)
+    except ModuleNotFoundError as exc:
+        if (exc.name or "").split(".")[0] not in TRAIN_EXTRA_MODULES:
+            raise
+        print(
+            f"cgan-train {args.command}: error: needs the train extra ({exc.name} is not installed): "
+            "pip install --require-hashes -r requirements/train.txt",
+            file=sys.stderr,
+        )
+        return 2
     except USER_ERRORS as exc:
         print(f"cgan-train {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2

@@ -139,6 +139,24 @@ def test_save_dataset_streams_any_format(tmp_path: Path, api: Client) -> None:
     assert not (tmp_path / "bad.zip").exists() and list(tmp_path.iterdir()) == [path]
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    "progress,terminal,shown", [(True, True, True), (False, True, False), (True, False, False)]
+)
+def test_save_dataset_progress_bar_on_a_terminal_only(
+    tmp_path: Path, api: Client, monkeypatch: pytest.MonkeyPatch, progress: bool, terminal: bool, shown: bool
+) -> None:
+    err = _Terminal() if terminal else io.StringIO()
+    monkeypatch.setattr("sys.stderr", err)
+    api.save_dataset(tmp_path / "set.npz", 30, seed=0, progress=progress)
+    assert ("set.npz (300 images)" in err.getvalue()) is shown, err.getvalue()
+    assert ("B/s" in err.getvalue()) is shown
+
+
 def test_token_and_bad_input(server: LiveServer, api: Client) -> None:
     with Client(server.url) as anonymous, pytest.raises(ServiceError) as raised:
         anonymous.generate(1, 1)

@@ -280,6 +280,38 @@ def test_job_completion_index_picks_the_shard(models_dir: Path, tmp_path: Path, 
     assert "JOB_COMPLETION_INDEX must be an integer" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("quiet,tty,shown", [(False, True, True), (True, True, False), (False, False, False)])
+def test_progress_bar_on_a_terminal_only(models_dir: Path, tmp_path: Path, quiet, tty, shown) -> None:
+    import pty
+
+    args = _cli(models_dir, tmp_path / "out", "--all", *(["--quiet"] if quiet else []))
+    reader, writer = pty.openpty() if tty else os.pipe()
+    if tty:  # a terminal 100 columns wide (a new pty has none, and tqdm would draw an empty bar)
+        import fcntl
+        import struct
+        import termios
+
+        fcntl.ioctl(writer, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    done = subprocess.run(
+        [sys.executable, "-m", "service.bulk", *args], stdout=subprocess.DEVNULL, stderr=writer, timeout=120
+    )
+    os.close(writer)
+    err = b""
+    while True:
+        try:
+            chunk = os.read(reader, 1 << 16)
+        except OSError:  # a pty reads EIO once its writer is gone
+            break
+        if not chunk:
+            break
+        err += chunk
+    os.close(reader)
+    assert done.returncode == 0, err
+    text = err.decode(errors="replace")
+    assert ("10/10 [" in text) is shown and ("img/s" in text) is shown, text
+    assert "part-00003-of-00004.tar: written (10 images" in text
+
+
 def test_console_script_runs_without_tensorflow(models_dir: Path, tmp_path: Path) -> None:
     code = (
         "import sys; from service import bulk; rc = bulk.main(sys.argv[1:]); "

@@ -569,6 +569,21 @@ def test_evaluate_without_write_leaves_the_directory_alone(models):
     assert quality.augmentation is None and quality.augmentation_seconds is None  # skipped
 
 
+def test_progress_counts_every_step_it_announced(models, monkeypatch):
+    # The bar's total is worked out before the run; a step left uncounted would stall it short of 100%.
+    from trainer.evaluation import score
+
+    finished = []
+    monkeypatch.setattr(score._Steps, "__exit__", lambda self, *exc: finished.append((self.done, self.total)))
+    for augmentation in (False, True):
+        evaluate(
+            models["diverse"], samples_per_class=12, cache_dir=models["cache"], judge_config=TINY,
+            probe_config=TINY, write=False, augmentation=augmentation, augmentation_real_per_class=6,
+            probe_runs=2, progress=True,
+        )  # fmt: skip
+    assert finished == [(2 + 4 + 1, 7), (2 + 4 + 6 + 1, 13)]
+
+
 def test_report_of_a_card_evaluated_before_prdc_and_augmentation(models):
     card = ModelCard.model_validate_json((models["diverse"] / CARD_FILE).read_text())
     old = Quality(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -101,6 +101,8 @@ class EvalOptions:
     #: real-train set's when equal to ``samples_per_class``), or None for the whole split. On a 60k split
     #: the whole-split arms train on up to 180k images, about an hour of probe training on 2 cores.
     augmentation_real_per_class: int | None = None
+    #: A progress bar on stderr (shown only when it is a terminal): ``cgan-train evaluate`` without --quiet.
+    progress: bool = False
 
     def __post_init__(self) -> None:
         if self.samples_per_class < 2:
@@ -211,8 +213,47 @@ def evaluate(
     opts = dataclasses.replace(options or EvalOptions(), **overrides)
     version_dir, card, model_path = open_version(model_dir)
     dataset = dataset_for(card, opts.data_dir)
+    with _Steps(opts, card) as step:
+        return _evaluate(opts, version_dir, card, model_path, dataset, write, started, step)
 
+
+class _Steps:
+    """The evaluation's progress, one step per stage and per probe training (most of the time goes there),
+    as a tqdm bar on stderr when it is a terminal."""
+
+    def __init__(self, opts: EvalOptions, card: ModelCard) -> None:
+        from tqdm import tqdm
+
+        arms = 1 + len(opts.augmentation_multiples) if opts.augmentation else 0
+        total = 2 + opts.probe_runs * (2 + arms) + bool(card.codes) + 1
+        self.total = total
+        self.done = 0
+        self.bar = tqdm(total=total, desc="evaluate", unit="step", disable=None if opts.progress else True)
+
+    def __call__(self, done: str) -> None:
+        self.done += 1
+        self.bar.set_postfix_str(done, refresh=False)
+        self.bar.update(1)
+
+    def __enter__(self) -> _Steps:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+
+
+def _evaluate(
+    opts: EvalOptions,
+    version_dir: Path,
+    card: ModelCard,
+    model_path: Path,
+    dataset: Dataset,
+    write: bool,
+    started: float,
+    step: Callable[[str], None],
+) -> tuple[Quality, str]:
     judge = load_or_train_judge(dataset, opts.cache_dir, opts.judge_config)
+    step("judge")
     log.info(
         "judge %s (test accuracy %.4f)", "loaded" if judge.from_cache else "trained", judge.test_accuracy
     )
@@ -223,8 +264,9 @@ def evaluate(
     images = images[..., 0]
     if images.shape[1:] != dataset.train.images.shape[1:]:
         raise EvaluateError(f"generator makes {list(images.shape[1:])} images, data is 28x28")
+    step("samples")
 
-    quality = measure(judge, dataset, images, labels, opts)
+    quality = measure(judge, dataset, images, labels, opts, step)
     if opts.augmentation:
         aug_started = time.perf_counter()
         real_images, real_labels = augmentation_real(dataset, opts)
@@ -235,7 +277,9 @@ def evaluate(
             pool_images,
             pool_labels,
             dataset.num_classes,
-            lambda x, y, config, run: probe_accuracy(dataset, x, y, config, opts.seed + run),
+            lambda x, y, config, run: _ticked(
+                probe_accuracy(dataset, x, y, config, opts.seed + run), step, "augmentation probe"
+            ),
             opts.probe_config,
             opts.augmentation_multiples,
             opts.probe_runs,
@@ -248,6 +292,7 @@ def evaluate(
         codes, figures = evaluated_codes(
             session, card, opts.code_sweeps, opts.code_steps, opts.seed, name=named
         )
+        step("style codes")
     quality = quality.model_copy(update={"evaluation_seconds": round(time.perf_counter() - started, 1)})
     report = render_report(card, quality)
     if codes is not None:
@@ -260,7 +305,13 @@ def evaluate(
         for j in range(len(card.codes)):
             grid = traversal_grid(session, card, j, opts.code_steps, opts.seed)
             write_png(version_dir / traversal_file(j), grid)
+    step("written" if write else "done")
     return quality, report
+
+
+def _ticked(accuracy: float, step: Callable[[str], None], what: str) -> float:
+    step(what)
+    return accuracy
 
 
 def export_judge_only(model_dir: Path, options: EvalOptions | None = None, **overrides: Any) -> Path:
@@ -322,7 +373,12 @@ def probe_accuracy(
 
 
 def measure(
-    judge: Judge, dataset: Dataset, images: np.ndarray, labels: np.ndarray, opts: EvalOptions
+    judge: Judge,
+    dataset: Dataset,
+    images: np.ndarray,
+    labels: np.ndarray,
+    opts: EvalOptions,
+    step: Callable[[str], None] = lambda done: None,
 ) -> Quality:
     """Every quality figure of generated ``images`` (uint8 ``[N, H, W]``) of ``labels``."""
     num_classes, test = dataset.num_classes, dataset.test
@@ -347,8 +403,14 @@ def measure(
 
     runs = range(opts.probe_runs)
     probe, seed = opts.probe_config, opts.seed
-    gan_runs = [probe_accuracy(dataset, images[gen_idx], labels[gen_idx], probe, seed + r) for r in runs]
-    real_runs = [probe_accuracy(dataset, real_images, real_labels, probe, seed + r) for r in runs]
+    gan_runs = [
+        _ticked(probe_accuracy(dataset, images[gen_idx], labels[gen_idx], probe, seed + r), step, "GAN-train")
+        for r in runs
+    ]
+    real_runs = [
+        _ticked(probe_accuracy(dataset, real_images, real_labels, probe, seed + r), step, "real-train")
+        for r in runs
+    ]
 
     ratios = diversity(gen_feat, labels, test_feat, test.labels, num_classes)
     flat = test.images.reshape(len(test), -1) / 255.0
