@@ -19,10 +19,26 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-K8S = ROOT / "deploy" / "k8s"
-#: Every directory holding a kustomization: the base, the overlays, the bulk Job.
-KUSTOMIZATIONS = sorted(p.parent.relative_to(K8S).as_posix() for p in K8S.rglob("kustomization.yaml"))
-OVERLAYS = [k for k in KUSTOMIZATIONS if k.startswith("overlays/")]
+DEPLOY = ROOT / "deploy"
+
+
+def _kustomizations(kind: str) -> list[str]:
+    found = []
+    for path in DEPLOY.rglob("kustomization.yaml"):
+        if yaml.safe_load(path.read_text()).get("kind", "Kustomization") == kind:
+            found.append(path.parent.relative_to(DEPLOY).as_posix())
+    return sorted(found)
+
+
+#: Every directory under deploy/ holding a kustomization that renders (k8s/base, k8s/overlays/*, k8s/bulk...),
+#: named relative to deploy/; components are rendered through the kustomizations that include them.
+KUSTOMIZATIONS = _kustomizations("Kustomization")
+COMPONENTS = _kustomizations("Component")
+OVERLAYS = [k for k in KUSTOMIZATIONS if k.startswith("k8s/overlays/")]
+#: The one place images are named with a registry and a version; and the overlay that runs the images
+#: built on the laptop instead (its own `images:`, tag `local`).
+IMAGES = "k8s/components/images"
+LOCAL_IMAGES = "k8s/overlays/dev"
 #: Oldest Kubernetes we support (Job backoffLimitPerIndex is GA from 1.33) and the newest schema we have.
 K8S_VERSIONS = ("1.33", "1.37")
 
@@ -98,10 +114,14 @@ def image_uid() -> int:
 @functools.cache
 def _render(kustomization: str) -> str:
     out = subprocess.run(
-        [KUBECTL, "kustomize", str(K8S / kustomization)], capture_output=True, text=True, timeout=120
+        [KUBECTL, "kustomize", str(DEPLOY / kustomization)], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 0, f"kubectl kustomize {kustomization} failed:\n{out.stderr}"
     return out.stdout
+
+
+def kustomization_file(kustomization: str) -> Obj:
+    return yaml.safe_load((DEPLOY / kustomization / "kustomization.yaml").read_text())
 
 
 def render(kustomization: str) -> list[Obj]:
@@ -409,6 +429,72 @@ def check_pinned_images(objs: list[Obj]) -> list[str]:
             tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else None
             if "@sha256:" not in image and tag in (None, "latest", "local"):
                 problems.append(f"{where}/{c['name']}: image {image} is not pinned")
+    return problems
+
+
+def image_refs(entries: list[Obj]) -> dict[str, str]:
+    """What a kustomize `images:` list turns each image name into."""
+    refs = {}
+    for entry in entries:
+        name = entry.get("newName", entry["name"])
+        if "digest" in entry:
+            refs[entry["name"]] = f"{name}@{entry['digest']}"
+        else:
+            refs[entry["name"]] = f"{name}:{entry['newTag']}" if "newTag" in entry else name
+    return refs
+
+
+def images_for(kustomization: str) -> list[Obj]:
+    """The `images:` entries a kustomization's images should come from."""
+    return kustomization_file(LOCAL_IMAGES if kustomization == LOCAL_IMAGES else IMAGES)["images"]
+
+
+def check_images_from_one_place(objs: list[Obj], entries: list[Obj]) -> list[str]:
+    """Every container runs an image an `images:` entry made, so one edit there sets registry and version."""
+    made = set(image_refs(entries).values())
+    return [
+        f"{where}/{c['name']}: image {c['image']} does not come from an images: entry {sorted(made)}"
+        for where, pod in workloads(objs)
+        for c in containers(pod)
+        if c["image"] not in made
+    ]
+
+
+def _image_fields(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "image" and isinstance(value, str):
+                yield value
+            else:
+                yield from _image_fields(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from _image_fields(value)
+
+
+def deploy_sources() -> dict[str, list[Obj]]:
+    """Every YAML file under deploy/, relative to it: its documents."""
+    return {
+        p.relative_to(DEPLOY).as_posix(): [d for d in yaml.safe_load_all(p.read_text()) if d]
+        for p in sorted(DEPLOY.rglob("*.yaml"))
+    }
+
+
+def check_image_sources(sources: dict[str, list[Obj]]) -> list[str]:
+    """Manifests name images by their bare names only, and only the images component (and the dev overlay,
+    for `:local`) turns them into references: a registry or a tag anywhere else is a second place to edit."""
+    problems = []
+    names = {e["name"] for e in kustomization_file(IMAGES)["images"]}
+    allowed = {f"{IMAGES}/kustomization.yaml", f"{LOCAL_IMAGES}/kustomization.yaml"}
+    for path, docs in sources.items():
+        for doc in docs:
+            if path.endswith("kustomization.yaml"):
+                if doc.get("images") and path not in allowed:
+                    problems.append(f"{path}: sets images: (only {sorted(allowed)} may)")
+                continue
+            for image in _image_fields(doc):
+                if image not in names:
+                    problems.append(f"{path}: image {image} is not one of the bare names {sorted(names)}")
     return problems
 
 

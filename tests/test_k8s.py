@@ -1,10 +1,11 @@
 """The Kubernetes manifests (deploy/k8s) render, validate, and say what the service really does.
 
-Every kustomization under deploy/k8s (base, overlays/*, bulk) is rendered with ``kubectl kustomize`` and each
-object is validated offline against the Kubernetes OpenAPI schemas (``kubernetes-validate``, strict: an
-unknown or misspelt field fails). Then the facts that matter are checked against their sources rather than
-against copies of them: probe paths against the FastAPI app's own routes (``/openapi.json``), the port
-against the Dockerfile's ``EXPOSE`` and ``CMD``, the uid against its ``USER``.
+Every kustomization under deploy/ (k8s/base, k8s/overlays/*, k8s/bulk) is rendered with ``kubectl
+kustomize`` and each object is validated offline against the Kubernetes OpenAPI schemas
+(``kubernetes-validate``, strict: an unknown or misspelt field fails). Then the facts that matter are checked
+against their sources rather than against copies of them: probe paths against the FastAPI app's own routes
+(``/openapi.json``), the port against the Dockerfile's ``EXPOSE`` and ``CMD``, the uid against its ``USER``,
+every image against the one ``images:`` list that names them (k8s/components/images).
 
 Each check is a function returning the problems it finds; ``test_checks_catch_broken_manifests`` breaks a
 rendered manifest in one way per check and asserts the check notices, so no check passes vacuously.
@@ -18,14 +19,19 @@ from collections.abc import Callable
 import pytest
 
 from tests.k8s import (
+    COMPONENTS,
+    IMAGES,
     K8S_VERSIONS,
     KUBECTL,
     KUSTOMIZATIONS,
+    LOCAL_IMAGES,
     OVERLAYS,
     ROOT,
     Obj,
     check_api_token,
     check_bulk_job,
+    check_image_sources,
+    check_images_from_one_place,
     check_models_volume,
     check_pinned_images,
     check_pod_security,
@@ -33,8 +39,10 @@ from tests.k8s import (
     check_prod_availability,
     check_rollout,
     check_service_routing,
+    deploy_sources,
     find,
     health_routes,
+    images_for,
     one,
     pvc_mounts,
     render,
@@ -51,7 +59,9 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_layout():
-    assert {"base", "bulk", "overlays/dev", "overlays/prod"} <= set(KUSTOMIZATIONS), KUSTOMIZATIONS
+    wanted = {"k8s/base", "k8s/bulk", "k8s/overlays/dev", "k8s/overlays/prod"}
+    assert wanted <= set(KUSTOMIZATIONS), KUSTOMIZATIONS
+    assert IMAGES in COMPONENTS, COMPONENTS
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -70,7 +80,7 @@ def test_renders_and_validates(kustomization):
 def test_validation_rejects_a_misspelt_field():
     import kubernetes_validate
 
-    deployment = one(render("overlays/prod"), "Deployment", "cgan-serve")
+    deployment = one(render("k8s/overlays/prod"), "Deployment", "cgan-serve")
     c = deployment["spec"]["template"]["spec"]["containers"][0]
     c["securityContext"]["readOnlyRootFileSystem"] = c["securityContext"].pop("readOnlyRootFilesystem")
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -101,14 +111,33 @@ def test_overlay(overlay, check):
 
 
 def test_prod():
-    objs = render("overlays/prod")
+    objs = render("k8s/overlays/prod")
     assert check_prod_availability(objs) == []
-    assert check_pinned_images(objs) == []
     assert not find(objs, "Secret"), "prod must not ship the API token; it is created out of band"
 
 
+@pytest.mark.parametrize("kustomization", [k for k in KUSTOMIZATIONS if k not in ("k8s/base", LOCAL_IMAGES)])
+def test_deployed_images_are_pinned(kustomization):
+    assert check_pinned_images(render(kustomization)) == []
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_images_come_from_one_place(kustomization):
+    objs = render(kustomization)
+    if kustomization == "k8s/base":  # not applied alone: its images are still bare names
+        assert {c["image"] for _, pod in workloads(objs) for c in pod["containers"]} <= {
+            e["name"] for e in images_for(IMAGES)
+        }
+        return
+    assert check_images_from_one_place(objs, images_for(kustomization)) == []
+
+
+def test_image_sources():
+    assert check_image_sources(deploy_sources()) == []
+
+
 def test_dev_is_one_replica():
-    objs = render("overlays/dev")
+    objs = render("k8s/overlays/dev")
     deployment, _, c = serve(objs)
     assert deployment["spec"]["replicas"] == 1
     assert not find(objs, "HorizontalPodAutoscaler") and not find(objs, "PodDisruptionBudget")
@@ -117,7 +146,7 @@ def test_dev_is_one_replica():
 
 
 def test_bulk_indexed_job():
-    assert check_bulk_job(render("bulk")) == []
+    assert check_bulk_job(render("k8s/bulk")) == []
 
 
 def test_bulk_job_runs_the_real_cli():
@@ -127,7 +156,7 @@ def test_bulk_job_runs_the_real_cli():
 
     from service import bulk
 
-    c = one(render("bulk"), "Job", "cgan-bulk")["spec"]["template"]["spec"]["containers"][0]
+    c = one(render("k8s/bulk"), "Job", "cgan-bulk")["spec"]["template"]["spec"]["containers"][0]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert c["command"] == ["cgan-bulk"] and scripts["cgan-bulk"] == "service.bulk:main"
     args = bulk.parser().parse_args(c["args"])
@@ -152,6 +181,10 @@ def _bulk(objs: list[Obj]) -> Obj:
     return one(objs, "Job", "cgan-bulk")["spec"]
 
 
+def _released_images(objs: list[Obj]) -> list[str]:
+    return check_images_from_one_place(objs, images_for(IMAGES))
+
+
 def _set_mount_readonly(pod: Obj, claim: str, value: bool) -> None:
     c = pod["containers"][0]
     mount, volume = pvc_mounts(pod, c)[claim]
@@ -161,165 +194,170 @@ def _set_mount_readonly(pod: Obj, claim: str, value: bool) -> None:
 
 BREAKAGES: dict[str, tuple[str, Callable[[list[Obj]], list[str]], Callable[[list[Obj]], None]]] = {
     "root": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_pod_security,
         lambda o: _trainer(o)["securityContext"].update(runAsUser=0),
     ),
     "writable root": (
-        "bulk",
+        "k8s/bulk",
         check_pod_security,
         lambda o: _bulk(o)["template"]["spec"]["containers"][0]["securityContext"].update(
             readOnlyRootFilesystem=False
         ),
     ),
     "capability added": (
-        "overlays/dev",
+        "k8s/overlays/dev",
         check_pod_security,
         lambda o: _serve_container(o)["securityContext"]["capabilities"].update(add=["NET_ADMIN"]),
     ),
     "no seccomp": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_pod_security,
         lambda o: serve(o)[1]["securityContext"].pop("seccompProfile"),
     ),
     "escalation": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_pod_security,
         lambda o: _serve_container(o)["securityContext"].update(allowPrivilegeEscalation=True),
     ),
     "no memory limit": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_pod_security,
         lambda o: _serve_container(o)["resources"]["limits"].pop("memory"),
     ),
     "sa token": (
-        "bulk",
+        "k8s/bulk",
         check_pod_security,
         lambda o: _bulk(o)["template"]["spec"].pop("automountServiceAccountToken"),
     ),
     "readiness on /healthz": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_probes,
         lambda o: _serve_container(o)["readinessProbe"]["httpGet"].update(path="/healthz"),
     ),
     "liveness on /readyz": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_probes,
         lambda o: _serve_container(o)["livenessProbe"]["httpGet"].update(path="/readyz"),
     ),
     "startup on a made-up path": (
-        "overlays/dev",
+        "k8s/overlays/dev",
         check_probes,
         lambda o: _serve_container(o)["startupProbe"]["httpGet"].update(path="/health"),
     ),
     "probe on the wrong port": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_probes,
         lambda o: _serve_container(o)["livenessProbe"]["httpGet"].update(port=8080),
     ),
     "containerPort 8080": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_probes,
         lambda o: _serve_container(o)["ports"][0].update(containerPort=8080),
     ),
     "service targets 8080": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_service_routing,
         lambda o: one(o, "Service", "cgan-serve")["spec"]["ports"][0].update(targetPort=8080),
     ),
     "ingress from anywhere": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_service_routing,
         lambda o: one(o, "NetworkPolicy", "cgan-serve")["spec"]["ingress"][0].pop("from"),
     ),
     "egress allowed": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_service_routing,
         lambda o: one(o, "NetworkPolicy", "cgan-serve")["spec"].update(egress=[{}]),
     ),
     "no default deny": (
-        "overlays/dev",
+        "k8s/overlays/dev",
         check_service_routing,
         lambda o: o.remove(one(o, "NetworkPolicy", "cgan-default-deny-ingress")),
     ),
     "literal token": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_api_token,
         lambda o: _token(o).update(value="s3cr3t") or _token(o).pop("valueFrom"),
     ),
     "real-looking token committed": (
-        "overlays/dev",
+        "k8s/overlays/dev",
         check_api_token,
         lambda o: find(o, "Secret")[0].update(data={"API_TOKEN": "czNjcjN0LXQwazNu"}),
     ),
     "optional token": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_api_token,
         lambda o: _token(o)["valueFrom"]["secretKeyRef"].update(optional=True),
     ),
     "service writes models": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_models_volume,
         lambda o: _set_mount_readonly(serve(o)[1], "cgan-models", False),
     ),
     "trainer cannot write": (
-        "overlays/dev",
+        "k8s/overlays/dev",
         check_models_volume,
         lambda o: _set_mount_readonly(_trainer(o), "cgan-models", True),
     ),
     "trainer exports elsewhere": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_models_volume,
         lambda o: _trainer(o)["containers"][0]["args"].__setitem__(
             [a.startswith("--out") for a in _trainer(o)["containers"][0]["args"]].index(True), "--out=/tmp/m"
         ),
     ),
     "rolling update drops a pod": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_rollout,
         lambda o: serve(o)[0]["spec"]["strategy"]["rollingUpdate"].update(maxUnavailable=1),
     ),
     "grace too short": (
-        "overlays/dev",
+        "k8s/overlays/dev",
         check_rollout,
         lambda o: serve(o)[1].update(terminationGracePeriodSeconds=10),
     ),
     "one replica minimum": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_prod_availability,
         lambda o: one(o, "HorizontalPodAutoscaler", "cgan-serve")["spec"].update(minReplicas=1),
     ),
     "replicas in the manifest": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_prod_availability,
         lambda o: serve(o)[0]["spec"].update(replicas=3),
     ),
     "no PDB": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_prod_availability,
         lambda o: o.remove(one(o, "PodDisruptionBudget", "cgan-serve")),
     ),
     "PDB blocks drains": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_prod_availability,
         lambda o: one(o, "PodDisruptionBudget", "cgan-serve")["spec"].update(maxUnavailable=2),
     ),
     "models RWO": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_prod_availability,
         lambda o: one(o, "PersistentVolumeClaim", "cgan-models")["spec"].update(
             accessModes=["ReadWriteOnce"]
         ),
     ),
     "unpinned image": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_pinned_images,
         lambda o: _trainer(o)["containers"][0].update(image="registry.example.com/cgan-synth/trainer:latest"),
     ),
-    "not indexed": ("bulk", check_bulk_job, lambda o: _bulk(o).update(completionMode="NonIndexed")),
-    "shard count disagrees": ("bulk", check_bulk_job, lambda o: _bulk(o).update(parallelism=8)),
+    "image from elsewhere": (
+        "k8s/bulk",
+        _released_images,
+        lambda o: _bulk(o)["template"]["spec"]["containers"][0].update(image="ghcr.io/someone/cgan:0.1.0"),
+    ),
+    "not indexed": ("k8s/bulk", check_bulk_job, lambda o: _bulk(o).update(completionMode="NonIndexed")),
+    "shard count disagrees": ("k8s/bulk", check_bulk_job, lambda o: _bulk(o).update(parallelism=8)),
     "bulk writes models": (
-        "bulk",
+        "k8s/bulk",
         check_bulk_job,
         lambda o: _set_mount_readonly(_bulk(o)["template"]["spec"], "cgan-models", False),
     ),
@@ -333,3 +371,22 @@ def test_checks_catch_broken_manifests(breakage):
     assert check(copy.deepcopy(objs)) == [], "the check must pass before the breakage"
     breaks(objs)
     assert check(objs), f"{check.__name__} did not notice: {breakage}"
+
+
+# The same for the sources the images come from: a second place that sets a registry or a tag.
+SOURCE_BREAKAGES: dict[str, Callable[[dict[str, list[Obj]]], None]] = {
+    "an overlay sets images:": lambda s: s["k8s/overlays/prod/kustomization.yaml"][0].update(
+        images=[{"name": "cgan-synth/service", "newTag": "0.2.0"}]
+    ),
+    "a manifest names a registry": lambda s: s["k8s/bulk/bulk-job.yaml"][0]["spec"]["template"]["spec"][
+        "containers"
+    ][0].update(image="registry.example.com/cgan-synth/service:0.1.0"),
+}
+
+
+@pytest.mark.parametrize("breakage", SOURCE_BREAKAGES)
+def test_image_source_check_catches(breakage):
+    sources = deploy_sources()
+    assert check_image_sources(copy.deepcopy(sources)) == []
+    SOURCE_BREAKAGES[breakage](sources)
+    assert check_image_sources(sources), f"check_image_sources did not notice: {breakage}"
