@@ -102,6 +102,19 @@ def image_port() -> int:
     return port
 
 
+def grpc_port() -> int:
+    """The port of the Open Inference Protocol over gRPC: GRPC_PORT's default (service/config.py) once the
+    service has that setting; 8001 until then, the port issue #31 gives it."""
+    from service.config import Settings
+
+    field = Settings.model_fields.get("grpc_port")
+    return 8001 if field is None else int(field.default)
+
+
+def api_ports() -> set[int]:
+    return {image_port(), grpc_port()}
+
+
 def image_uid() -> int:
     users = re.findall(r"^USER (\d+)", dockerfile_stage("service"), flags=re.M)
     assert users, "the service image sets no numeric USER"
@@ -258,8 +271,9 @@ def check_probes(objs: list[Obj]) -> list[str]:
     port = image_port()
     _, pod, c = serve(objs)
     listening = [p["containerPort"] for p in c.get("ports", [])]
-    if listening != [port]:
-        problems.append(f"containerPorts {listening}, the image listens on {port}")
+    # HTTP first: KServe routes its HTTP traffic to the first port, and it is the probes' port here.
+    if listening[:1] != [port] or set(listening) != api_ports():
+        problems.append(f"containerPorts {listening}, the service listens on {port} (HTTP) and {grpc_port()}")
     if flag(c, "--port") not in (None, str(port)):
         problems.append(f"container overrides --port {flag(c, '--port')}, probes expect {port}")
     wanted = {"startupProbe": live, "livenessProbe": live, "readinessProbe": ready}
@@ -275,21 +289,47 @@ def check_probes(objs: list[Obj]) -> list[str]:
     return problems
 
 
+API_ACCESS = ("cgan-synth.io/api-access", "true")
+
+
+def admits_api_clients(peer: Obj) -> bool:
+    """A NetworkPolicy peer naming the namespaces or pods labelled cgan-synth.io/api-access=true."""
+    key, value = API_ACCESS
+    return any(
+        peer.get(s, {}).get("matchLabels", {}).get(key) == value for s in ("namespaceSelector", "podSelector")
+    )
+
+
 def check_service_routing(objs: list[Obj]) -> list[str]:
-    """The Service and the NetworkPolicy reach the pods on the port they listen on, and nothing else."""
+    """The Service and the NetworkPolicy reach the pods on the ports they listen on (HTTP and gRPC), and
+    nothing else: API clients get both ports, nothing gets another."""
     problems = []
-    port = image_port()
+    api = api_ports()
     _, pod, c = serve(objs)
     labels = one(objs, "Deployment", "cgan-serve")["spec"]["template"]["metadata"]["labels"]
     service = one(objs, "Service", "cgan-serve")
     if not service["spec"]["selector"].items() <= labels.items():
         problems.append("Service selector does not select the service pods")
+    targets = set()
     for p in service["spec"]["ports"]:
-        if named_port(c, p.get("targetPort", p["port"])) != port:
-            problems.append(f"Service targetPort {p.get('targetPort')!r} is not {port}")
+        target = named_port(c, p.get("targetPort", p["port"]))
+        targets.add(target)
+        if target == grpc_port() and p.get("appProtocol") != "kubernetes.io/h2c":
+            problems.append(f"Service port {p['name']} carries gRPC without appProtocol kubernetes.io/h2c")
+    if targets != api:
+        problems.append(
+            f"Service targets ports {sorted(targets, key=str)}, the service listens on {sorted(api)}"
+        )
+    problems += _policy_problems(objs, labels, c, api)
+    return problems
+
+
+def _policy_problems(objs: list[Obj], labels: Obj, c: Obj, api: set[int]) -> list[str]:
+    problems = []
     policies = [n for n in find(objs, "NetworkPolicy") if labels_match(n["spec"]["podSelector"], labels)]
     if not policies:
         problems.append("no NetworkPolicy selects the service pods")
+    admitted: set[int | None] = set()
     for n in policies:
         name = n["metadata"]["name"]
         if "Egress" not in n["spec"].get("policyTypes", []) or n["spec"].get("egress"):
@@ -297,9 +337,17 @@ def check_service_routing(objs: list[Obj]) -> list[str]:
         for rule in n["spec"].get("ingress", []):
             if not rule.get("from"):
                 problems.append(f"NetworkPolicy/{name}: ingress from anywhere")
-            ports = [named_port(c, p.get("port")) for p in rule.get("ports", [])]
-            if ports != [port]:
-                problems.append(f"NetworkPolicy/{name}: ingress ports {ports}, not [{port}]")
+            ports = {named_port(c, p.get("port")) for p in rule.get("ports", [])}
+            if not ports or not ports <= api:
+                problems.append(
+                    f"NetworkPolicy/{name}: ingress ports {sorted(ports, key=str)}, not within {sorted(api)}"
+                )
+            if any(admits_api_clients(peer) for peer in rule.get("from", [])):
+                admitted |= ports
+    if admitted != api:
+        problems.append(
+            f"API clients (api-access label) reach ports {sorted(admitted, key=str)}, not {sorted(api)}"
+        )
     deny_all = [
         n
         for n in find(objs, "NetworkPolicy")

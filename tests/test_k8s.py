@@ -260,6 +260,26 @@ BREAKAGES: dict[str, tuple[str, Callable[[list[Obj]], list[str]], Callable[[list
         check_service_routing,
         lambda o: one(o, "Service", "cgan-serve")["spec"]["ports"][0].update(targetPort=8080),
     ),
+    "gRPC not admitted": (
+        "k8s/overlays/prod",
+        check_service_routing,
+        lambda o: one(o, "NetworkPolicy", "cgan-serve")["spec"]["ingress"][0]["ports"].pop(),
+    ),
+    "a port beyond the API admitted": (
+        "k8s/overlays/dev",
+        check_service_routing,
+        lambda o: one(o, "NetworkPolicy", "cgan-serve")["spec"]["ingress"][0]["ports"].append({"port": 9090}),
+    ),
+    "gRPC Service port without h2c": (
+        "k8s/overlays/prod",
+        check_service_routing,
+        lambda o: one(o, "Service", "cgan-serve")["spec"]["ports"][1].pop("appProtocol"),
+    ),
+    "no gRPC containerPort": (
+        "k8s/overlays/prod",
+        check_probes,
+        lambda o: _serve_container(o)["ports"].pop(),
+    ),
     "ingress from anywhere": (
         "k8s/overlays/prod",
         check_service_routing,
