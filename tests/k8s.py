@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from tests import kserve_pod
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPLOY = ROOT / "deploy"
@@ -35,6 +38,7 @@ def _kustomizations(kind: str) -> list[str]:
 KUSTOMIZATIONS = _kustomizations("Kustomization")
 COMPONENTS = _kustomizations("Component")
 OVERLAYS = [k for k in KUSTOMIZATIONS if k.startswith("k8s/overlays/")]
+SCHEMAS = ROOT / "tests" / "schemas"
 #: The one place images are named with a registry and a version; and the overlay that runs the images
 #: built on the laptop instead (its own `images:`, tag `local`).
 IMAGES = "k8s/components/images"
@@ -142,6 +146,59 @@ def render(kustomization: str) -> list[Obj]:
     return [doc for doc in yaml.safe_load_all(_render(kustomization)) if doc]
 
 
+# --- custom resources: validated against the vendored CRD schemas (tests/schemas/README.md) -----------------
+
+
+@functools.cache
+def crd_schema(api_version: str, kind: str) -> Obj | None:
+    """The vendored schema of a custom resource kind, closed as the API server applies it; None if we have
+    none (a core kind: kubernetes-validate knows those)."""
+    group, _, version = api_version.rpartition("/")
+    path = SCHEMAS / f"{group}_{version}_{kind.lower()}.json"
+    return _closed(json.loads(path.read_text())) if path.exists() else None
+
+
+def _closed(schema: Obj) -> Obj:
+    """The API server drops (``kubectl apply --validate=strict``: refuses) fields a structural schema does
+    not declare; JSON Schema allows them unless told. anyOf/allOf/oneOf/not branches stay open: they only
+    constrain fields the schema around them declares."""
+    schema = dict(schema)
+    if "properties" in schema:
+        schema["properties"] = {name: _closed(s) for name, s in schema["properties"].items()}
+        if "additionalProperties" not in schema and not schema.get("x-kubernetes-preserve-unknown-fields"):
+            schema["additionalProperties"] = False
+    if isinstance(schema.get("additionalProperties"), dict):
+        schema["additionalProperties"] = _closed(schema["additionalProperties"])
+    if isinstance(schema.get("items"), dict):
+        schema["items"] = _closed(schema["items"])
+    return schema
+
+
+def validate_custom(obj: Obj) -> list[str]:
+    """A custom resource's schema errors: its CRD's schema for the body; ObjectMeta's (the same for every
+    kind, and only ``type: object`` in a CRD) for the metadata, through kubernetes-validate."""
+    import jsonschema
+    import kubernetes_validate
+
+    where = f"{obj.get('kind')}/{obj.get('metadata', {}).get('name')}"
+    schema = crd_schema(obj.get("apiVersion", ""), obj.get("kind", ""))
+    if schema is None:
+        return [f"{where}: no vendored schema for {obj.get('apiVersion')} {obj.get('kind')}"]
+    errors = jsonschema.Draft4Validator(schema).iter_errors(obj)
+    problems = [f"{where}: {e.json_path}: {e.message}" for e in errors]
+    as_core = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": obj.get("metadata", {})}
+    try:
+        kubernetes_validate.validate(as_core, K8S_VERSIONS[-1], strict=True)
+    except kubernetes_validate.ValidationError as e:
+        problems.append(f"{where}: metadata: {e.message}")
+    return problems
+
+
+def check_custom_resources(objs: list[Obj]) -> list[str]:
+    """Schema errors of every rendered object we have a CRD schema for."""
+    return [p for o in objs if crd_schema(o["apiVersion"], o["kind"]) is not None for p in validate_custom(o)]
+
+
 def find(objs: list[Obj], kind: str, name: str | None = None) -> list[Obj]:
     return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
 
@@ -153,9 +210,15 @@ def one(objs: list[Obj], kind: str, name: str) -> Obj:
 
 
 def workloads(objs: list[Obj]) -> Iterator[tuple[str, Obj]]:
-    """("Kind/name", pod spec) of every object that runs pods."""
+    """("Kind/name", pod spec) of every object that runs pods; for an InferenceService, the pod KServe makes
+    of it and its runtime (an InferenceService whose runtime is not rendered yields none: check_kserve
+    reports it)."""
     for o in objs:
-        if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
+        if o["kind"] == "InferenceService":
+            runtime = kserve_pod.runtime_of(objs, o)
+            if runtime is not None:
+                yield f"InferenceService/{o['metadata']['name']}", kserve_pod.predictor_pod(o, runtime)
+        elif o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
             yield f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"]
         elif o["kind"] == "CronJob":
             yield f"CronJob/{o['metadata']['name']}", o["spec"]["jobTemplate"]["spec"]["template"]["spec"]
@@ -203,10 +266,32 @@ def flag(container: Obj, name: str) -> str | None:
     return None
 
 
+#: The InferenceService that runs the API on KServe (deploy/kserve) instead of Deployment/cgan-serve.
+ISVC = "cgan-synth"
+
+
 def serve(objs: list[Obj]) -> tuple[Obj, Obj, Obj]:
+    """(owner, pod spec, API container) of the API: Deployment/cgan-serve, or on KServe the InferenceService
+    and the pod KServe makes of it."""
+    if find(objs, "InferenceService"):
+        isvc = one(objs, "InferenceService", ISVC)
+        runtime = kserve_pod.runtime_of(objs, isvc)
+        assert runtime is not None, "the InferenceService's runtime is not rendered"
+        pod = kserve_pod.predictor_pod(isvc, runtime)
+        return isvc, pod, pod["containers"][0]
     deployment = one(objs, "Deployment", "cgan-serve")
     pod = deployment["spec"]["template"]["spec"]
     return deployment, pod, pod["containers"][0]
+
+
+def serve_labels(objs: list[Obj]) -> Obj:
+    """The labels of the API's pods."""
+    owner, _, _ = serve(objs)
+    if owner["kind"] == "InferenceService":
+        runtime = kserve_pod.runtime_of(objs, owner)
+        assert runtime is not None
+        return kserve_pod.predictor_labels(owner, runtime)
+    return owner["spec"]["template"]["metadata"]["labels"]
 
 
 def named_port(container: Obj, port: int | str) -> int | None:
@@ -303,10 +388,12 @@ def admits_api_clients(peer: Obj) -> bool:
 def check_service_routing(objs: list[Obj]) -> list[str]:
     """The Service and the NetworkPolicy reach the pods on the ports they listen on (HTTP and gRPC), and
     nothing else: API clients get both ports, nothing gets another."""
-    problems = []
     api = api_ports()
-    _, pod, c = serve(objs)
-    labels = one(objs, "Deployment", "cgan-serve")["spec"]["template"]["metadata"]["labels"]
+    owner, _, c = serve(objs)
+    labels = serve_labels(objs)
+    problems = _policy_problems(objs, labels, c, api)
+    if owner["kind"] == "InferenceService":
+        return problems  # KServe makes the Service from the runtime's ports: check_kserve checks those
     service = one(objs, "Service", "cgan-serve")
     if not service["spec"]["selector"].items() <= labels.items():
         problems.append("Service selector does not select the service pods")
@@ -320,7 +407,6 @@ def check_service_routing(objs: list[Obj]) -> list[str]:
         problems.append(
             f"Service targets ports {sorted(targets, key=str)}, the service listens on {sorted(api)}"
         )
-    problems += _policy_problems(objs, labels, c, api)
     return problems
 
 
@@ -387,7 +473,8 @@ def check_models_volume(objs: list[Obj]) -> list[str]:
     mount, volume = pvc_mounts(pod, c).get("cgan-models", (None, None))
     if mount is None:
         return ["the service does not mount the models PVC"]
-    if mount.get("readOnly") is not True or volume["persistentVolumeClaim"].get("readOnly") is not True:
+    # Either makes the mount read-only; KServe sets the mount's only.
+    if mount.get("readOnly") is not True and volume["persistentVolumeClaim"].get("readOnly") is not True:
         problems.append("the service mounts the models volume writable")
     if container_env(objs, c).get("MODELS_DIR") != mount["mountPath"]:
         problems.append("the service's MODELS_DIR is not where the models volume is mounted")
@@ -409,8 +496,11 @@ def check_models_volume(objs: list[Obj]) -> list[str]:
 def check_rollout(objs: list[Obj]) -> list[str]:
     """Rolling updates never go below ready capacity, and SIGKILL never cuts the drain short."""
     problems = []
-    deployment, pod, c = serve(objs)
-    strategy = deployment["spec"].get("strategy", {})
+    owner, pod, c = serve(objs)
+    if owner["kind"] == "InferenceService":
+        strategy = owner["spec"]["predictor"].get("deploymentStrategy", {})
+    else:
+        strategy = owner["spec"].get("strategy", {})
     rolling = strategy.get("rollingUpdate", {})
     if strategy.get("type") != "RollingUpdate" or str(rolling.get("maxUnavailable")) not in ("0", "0%"):
         problems.append("rolling update may take a ready pod away first (maxUnavailable must be 0)")
@@ -454,19 +544,82 @@ def check_prod_availability(objs: list[Obj]) -> list[str]:
         resource = metric.get("resource", {}).get("name")
         if resource and resource not in c.get("resources", {}).get("requests", {}):
             problems.append(f"HPA scales on {resource} utilization, the pods request none")
+    return problems + _spread_problems(objs, labels, low)
+
+
+def _spread_problems(objs: list[Obj], labels: Obj, low: int) -> list[str]:
+    """With at least ``low`` API pods: drains take one at a time, and pods on any node see the models."""
+    problems = []
     pdbs = [p for p in find(objs, "PodDisruptionBudget") if labels_match(p["spec"]["selector"], labels)]
     if len(pdbs) != 1:
-        return [*problems, "prod needs one PodDisruptionBudget selecting the service pods"]
-    spec = pdbs[0]["spec"]
-    if "maxUnavailable" in spec:
-        if not 0 < int(spec["maxUnavailable"]) < low:
-            problems.append(f"PDB maxUnavailable {spec['maxUnavailable']} does not keep a pod up")
-    elif not 0 < int(spec.get("minAvailable", 0)) < low:
-        problems.append(f"PDB minAvailable {spec.get('minAvailable')} keeps none up or blocks every drain")
+        problems.append("prod needs one PodDisruptionBudget selecting the service pods")
+    else:
+        spec = pdbs[0]["spec"]
+        if "maxUnavailable" in spec:
+            if not 0 < int(spec["maxUnavailable"]) < low:
+                problems.append(f"PDB maxUnavailable {spec['maxUnavailable']} does not keep a pod up")
+        elif not 0 < int(spec.get("minAvailable", 0)) < low:
+            problems.append(
+                f"PDB minAvailable {spec.get('minAvailable')} keeps none up or blocks every drain"
+            )
     models = one(objs, "PersistentVolumeClaim", "cgan-models")
     if "ReadWriteMany" not in models["spec"]["accessModes"]:
         problems.append("the models PVC is not ReadWriteMany: pods on other nodes cannot mount it")
     return problems
+
+
+def check_kserve(objs: list[Obj]) -> list[str]:
+    """The InferenceService runs our runtime as we mean it: what KServe's webhook and controller would refuse
+    or do otherwise only on a cluster (runtime, format, protocol, storage, ports), and prod's availability."""
+    problems = []
+    isvc = one(objs, "InferenceService", ISVC)
+    mode = isvc["metadata"].get("annotations", {}).get("serving.kserve.io/deploymentMode")
+    if mode not in ("Standard", "RawDeployment"):
+        problems.append(
+            f"deployment mode {mode!r}: Knative serves one port (no gRPC beside HTTP), scales to 0"
+        )
+    predictor = isvc["spec"]["predictor"]
+    model = predictor.get("model", {})
+    kinds = ("ServingRuntime", "ClusterServingRuntime")
+    runtimes = {r["metadata"]["name"] for kind in kinds for r in find(objs, kind)}
+    if unused := runtimes - {model.get("runtime")}:
+        problems.append(f"runtimes no InferenceService runs (nothing checks them): {sorted(unused)}")
+    runtime = kserve_pod.runtime_of(objs, isvc)
+    if runtime is None:
+        return [*problems, f"the model's runtime {model.get('runtime')!r} is not rendered"]
+    spec = runtime["spec"]
+    if spec.get("disabled"):
+        problems.append("the runtime is disabled")
+    wanted = model.get("modelFormat", {})
+    if not any(
+        f["name"] == wanted.get("name") and f.get("version") in (None, wanted.get("version"))
+        for f in spec.get("supportedModelFormats", [])
+    ):
+        problems.append(f"the runtime does not support the model's format {wanted}")
+    if model.get("protocolVersion") != "v2":
+        problems.append(
+            f"the model asks for protocol {model.get('protocolVersion')!r}; the service speaks v2"
+        )
+    if not {"v2", "grpc-v2"} <= set(spec.get("protocolVersions", [])):
+        problems.append(f"the runtime declares protocols {spec.get('protocolVersions')}, not v2 and grpc-v2")
+    if kserve_pod.parse_pvc_uri(model.get("storageUri", "")) is None:
+        problems.append(
+            f"storageUri {model.get('storageUri')!r} is not pvc://: KServe would copy the models once at"
+            " start (an init container, with egress) and never see a new version"
+        )
+    ports = next((c.get("ports", []) for c in spec["containers"] if c["name"] == kserve_pod.CONTAINER), [])
+    if [p["containerPort"] for p in ports[:1]] != [image_port()]:
+        problems.append(f"the runtime's first port is not HTTP ({image_port()}): KServe sends HTTP to it")
+    if [p["containerPort"] for p in ports if p.get("name") == "h2c"] != [grpc_port()]:
+        problems.append(
+            f"no port named h2c is the gRPC port {grpc_port()}: KServe would not serve it as gRPC"
+        )
+    low = predictor.get("minReplicas", 1)
+    if low < 2:
+        problems.append(f"minReplicas {low} < 2")
+    if predictor.get("maxReplicas", low) <= low:
+        problems.append("the predictor cannot scale out (maxReplicas <= minReplicas)")
+    return problems + _spread_problems(objs, serve_labels(objs), low)
 
 
 def check_pinned_images(objs: list[Obj]) -> list[str]:
@@ -506,6 +659,11 @@ def check_images_from_one_place(objs: list[Obj], entries: list[Obj]) -> list[str
         for c in containers(pod)
         if c["image"] not in made
     ]
+
+
+def check_released_images(objs: list[Obj]) -> list[str]:
+    """check_images_from_one_place against the release images (all but overlays/dev)."""
+    return check_images_from_one_place(objs, images_for(IMAGES))
 
 
 def _image_fields(node: Any) -> Iterator[str]:
