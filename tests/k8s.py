@@ -137,6 +137,18 @@ def _render(kustomization: str) -> str:
     return out.stdout
 
 
+def compose(where: Path, resources: list[str], components: list[str]) -> list[Obj]:
+    """Render a kustomization written in ``where`` over kustomizations and components of deploy/ (named
+    relative to it), as an operator's own kustomization would include them."""
+    rel = [os.path.relpath(DEPLOY / r, where) for r in resources]
+    comps = [os.path.relpath(DEPLOY / c, where) for c in components]
+    kustomization = {"namespace": "cgan-synth", "resources": rel, "components": comps}
+    (where / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
+    out = subprocess.run([KUBECTL, "kustomize", str(where)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, f"kubectl kustomize {where} failed:\n{out.stderr}"
+    return [doc for doc in yaml.safe_load_all(out.stdout) if doc]
+
+
 def kustomization_file(kustomization: str) -> Obj:
     return yaml.safe_load((DEPLOY / kustomization / "kustomization.yaml").read_text())
 
@@ -305,6 +317,19 @@ def labels_match(selector: Obj, labels: Obj) -> bool:
     return bool(selector.get("matchLabels")) and selector["matchLabels"].items() <= labels.items()
 
 
+def selects(selector: Obj, labels: Obj) -> bool:
+    """A label selector (matchLabels and matchExpressions) matches these labels; an empty one matches all."""
+    ops = {
+        "In": lambda key, values: labels.get(key) in values,
+        "NotIn": lambda key, values: labels.get(key) not in values,
+        "Exists": lambda key, values: key in labels,
+        "DoesNotExist": lambda key, values: key not in labels,
+    }
+    return selector.get("matchLabels", {}).items() <= labels.items() and all(
+        ops[e["operator"]](e["key"], e.get("values", [])) for e in selector.get("matchExpressions", [])
+    )
+
+
 # --- checks: each returns the problems it finds ------------------------------------------------------------
 
 SECRET_PLACEHOLDER = re.compile(r"placeholder|not-a-secret|change-?me", re.I)
@@ -415,10 +440,13 @@ def _policy_problems(objs: list[Obj], labels: Obj, c: Obj, api: set[int]) -> lis
     policies = [n for n in find(objs, "NetworkPolicy") if labels_match(n["spec"]["podSelector"], labels)]
     if not policies:
         problems.append("no NetworkPolicy selects the service pods")
+    # Policies add up: one that restricts egress and allows none is a deny; any egress rule opens some.
+    if policies and not any("Egress" in n["spec"].get("policyTypes", []) for n in policies):
+        problems.append("no NetworkPolicy restricts the service pods' egress: they may open connections")
     admitted: set[int | None] = set()
     for n in policies:
         name = n["metadata"]["name"]
-        if "Egress" not in n["spec"].get("policyTypes", []) or n["spec"].get("egress"):
+        if n["spec"].get("egress"):
             problems.append(f"NetworkPolicy/{name}: the service pods may open connections")
         for rule in n["spec"].get("ingress", []):
             if not rule.get("from"):
@@ -620,6 +648,108 @@ def check_kserve(objs: list[Obj]) -> list[str]:
     if predictor.get("maxReplicas", low) <= low:
         problems.append("the predictor cannot scale out (maxReplicas <= minReplicas)")
     return problems + _spread_problems(objs, serve_labels(objs), low)
+
+
+#: The labels the Prometheus Operator gives the pods of a Prometheus (or PrometheusAgent) it runs.
+PROMETHEUS_POD = {"app.kubernetes.io/name": "prometheus"}
+
+
+def check_monitoring(objs: list[Obj]) -> list[str]:
+    """Prometheus scrapes every API pod, once, on the port and path the app serves its metrics on without a
+    token; the NetworkPolicy lets it; Grafana's sidecar finds the dashboard."""
+    problems = []
+    _, _, c = serve(objs)
+    labels = serve_labels(objs)
+    monitors = [m for m in find(objs, "PodMonitor") if selects(m["spec"]["selector"], labels)]
+    # A ServiceMonitor reaches the pods through a Service that selects them: a second scrape of each pod.
+    services = [s for s in find(objs, "Service") if s["spec"].get("selector", {}).items() <= labels.items()]
+    doubles = [
+        m
+        for m in find(objs, "ServiceMonitor")
+        if any(selects(m["spec"]["selector"], s["metadata"].get("labels", {})) for s in services)
+    ]
+    if len(monitors) != 1 or doubles:
+        return [
+            f"{len(monitors)} PodMonitors and {len(doubles)} ServiceMonitors scrape the API pods: want one"
+        ]
+    endpoints = monitors[0]["spec"].get("podMetricsEndpoints", [])
+    if len(endpoints) != 1:
+        problems.append(f"the PodMonitor has {len(endpoints)} endpoints, want the HTTP port's")
+    for ep in endpoints:
+        port = named_port(c, ep["port"]) if "port" in ep else ep.get("portNumber")
+        if port != image_port():
+            problems.append(
+                f"the PodMonitor scrapes port {ep.get('port', port)!r}, not the HTTP port {image_port()}"
+            )
+        path = ep.get("path", "/metrics")
+        op = openapi()["paths"].get(path, {}).get("get")
+        if op is None or op.get("security") or "metrics" not in path:
+            problems.append(f"the PodMonitor scrapes {path!r}, not an open metrics route of the app")
+        if ep.get("scheme", "http").lower() != "http":
+            problems.append(f"the PodMonitor scrapes over {ep['scheme']}; the pods serve plain HTTP")
+    admitted = [
+        n
+        for n in find(objs, "NetworkPolicy")
+        if labels_match(n["spec"]["podSelector"], labels)
+        for rule in n["spec"].get("ingress", [])
+        if image_port() in {named_port(c, p.get("port")) for p in rule.get("ports", [])}
+        # A rule for Prometheus' pods by their labels, not one that admits it if its namespace is labelled
+        and any(
+            peer.get("podSelector") and selects(peer["podSelector"], PROMETHEUS_POD) for peer in rule["from"]
+        )
+    ]
+    if not admitted:
+        problems.append(f"no NetworkPolicy admits Prometheus' pods ({PROMETHEUS_POD}) to port {image_port()}")
+    dashboards = [
+        m for m in find(objs, "ConfigMap") if m["metadata"].get("labels", {}).get("grafana_dashboard") == "1"
+    ]
+    if not any(key.endswith(".json") for m in dashboards for key in m.get("data", {})):
+        problems.append("no ConfigMap labelled grafana_dashboard=1 holds a dashboard (.json)")
+    return problems
+
+
+def _bytes(size: str) -> int:
+    """An nginx size (``4m``, ``512k``, ``100``) in bytes."""
+    number, unit = re.fullmatch(r"(\d+)([kKmMgG]?)", size).groups()  # type: ignore[union-attr]
+    return int(number) * 1024 ** " kmg".index(unit.lower() or " ")
+
+
+def check_ingress(objs: list[Obj]) -> list[str]:
+    """Each Ingress reaches the API's Service on the port for its protocol (gRPC on the h2c port, marked
+    GRPC for nginx; HTTP on the HTTP port), behind TLS, and lets the largest request the service takes
+    through."""
+    problems = []
+    _, _, c = serve(objs)
+    from service.config import Settings
+
+    largest = Settings.model_fields["max_infer_body_bytes"].default
+    ingresses = find(objs, "Ingress")
+    if not ingresses:
+        return ["no Ingress"]
+    for ing in ingresses:
+        name, spec = ing["metadata"]["name"], ing["spec"]
+        annotations = ing["metadata"].get("annotations", {})
+        grpc = annotations.get("nginx.ingress.kubernetes.io/backend-protocol", "HTTP").upper() == "GRPC"
+        hosts = {r.get("host") for r in spec.get("rules", [])}
+        tls = {h for t in spec.get("tls", []) for h in t.get("hosts", [])}
+        if None in hosts or not hosts <= tls:
+            problems.append(f"Ingress/{name}: hosts {sorted(hosts - tls, key=str)} without TLS")
+        if _bytes(annotations.get("nginx.ingress.kubernetes.io/proxy-body-size", "1m")) < largest:
+            problems.append(f"Ingress/{name}: bodies up to MAX_INFER_BODY_BYTES ({largest}) are refused")
+        for rule in spec.get("rules", []):
+            for path in rule.get("http", {}).get("paths", []):
+                backend = path["backend"]["service"]
+                found = find(objs, "Service", backend["name"])
+                ports = found[0]["spec"]["ports"] if found else []
+                wanted = backend["port"].get("name") or backend["port"].get("number")
+                port = next((p for p in ports if wanted in (p.get("name"), p["port"])), None)
+                target = None if port is None else named_port(c, port.get("targetPort", port["port"]))
+                if target != (grpc_port() if grpc else image_port()):
+                    kind = "gRPC" if grpc else "HTTP"
+                    problems.append(
+                        f"Ingress/{name}: {kind} goes to {backend['name']}:{wanted} (pod port {target})"
+                    )
+    return problems
 
 
 def check_pinned_images(objs: list[Obj]) -> list[str]:

@@ -32,6 +32,7 @@ from tests.k8s import (
     check_bulk_job,
     check_image_sources,
     check_images_from_one_place,
+    check_ingress,
     check_models_volume,
     check_pinned_images,
     check_pod_security,
@@ -53,6 +54,8 @@ from tests.k8s import (
     workloads,
 )
 
+PLATFORM = "k8s/overlays/platform"
+
 pytestmark = pytest.mark.skipif(
     KUBECTL is None, reason="kubectl is not installed: the Kubernetes manifests cannot be rendered"
 )
@@ -64,7 +67,7 @@ pytestmark = pytest.mark.skipif(
 def test_layout():
     wanted = {"k8s/base", "k8s/bulk", "k8s/overlays/dev", "k8s/overlays/prod"}
     assert wanted <= set(KUSTOMIZATIONS), KUSTOMIZATIONS
-    assert IMAGES in COMPONENTS, COMPONENTS
+    assert {IMAGES, "k8s/components/ingress", "monitoring"} <= set(COMPONENTS), COMPONENTS
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -116,8 +119,9 @@ def test_overlay(overlay, check):
     assert check(render(overlay)) == []
 
 
-def test_prod():
-    objs = render("k8s/overlays/prod")
+@pytest.mark.parametrize("overlay", ["k8s/overlays/prod", PLATFORM])
+def test_prod(overlay):
+    objs = render(overlay)
     assert check_prod_availability(objs) == []
     assert not find(objs, "Secret"), "prod must not ship the API token; it is created out of band"
 
@@ -140,6 +144,10 @@ def test_images_come_from_one_place(kustomization):
 
 def test_image_sources():
     assert check_image_sources(deploy_sources()) == []
+
+
+def test_ingress_example():
+    assert check_ingress(render(PLATFORM)) == []
 
 
 def test_dev_is_one_replica():
@@ -185,6 +193,14 @@ def _trainer(objs: list[Obj]) -> Obj:
 
 def _bulk(objs: list[Obj]) -> Obj:
     return one(objs, "Job", "cgan-bulk")["spec"]
+
+
+def _ingress(objs: list[Obj], name: str = "cgan-serve") -> Obj:
+    return one(objs, "Ingress", name)
+
+
+def _backend_port(objs: list[Obj], name: str) -> Obj:
+    return _ingress(objs, name)["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]
 
 
 def _set_mount_readonly(pod: Obj, claim: str, value: bool) -> None:
@@ -375,6 +391,31 @@ BREAKAGES: dict[str, tuple[str, Callable[[list[Obj]], list[str]], Callable[[list
         "k8s/bulk",
         check_released_images,
         lambda o: _bulk(o)["template"]["spec"]["containers"][0].update(image="ghcr.io/someone/cgan:0.1.0"),
+    ),
+    "ingress to a port the Service lacks": (
+        PLATFORM,
+        check_ingress,
+        lambda o: _backend_port(o, "cgan-serve").update(name="https"),
+    ),
+    "gRPC ingress to the HTTP port": (
+        PLATFORM,
+        check_ingress,
+        lambda o: _backend_port(o, "cgan-serve-grpc").update(name="http"),
+    ),
+    "gRPC ingress not marked GRPC": (
+        PLATFORM,
+        check_ingress,
+        lambda o: _ingress(o, "cgan-serve-grpc")["metadata"]["annotations"].pop(
+            "nginx.ingress.kubernetes.io/backend-protocol"
+        ),
+    ),
+    "ingress without TLS": (PLATFORM, check_ingress, lambda o: _ingress(o)["spec"].pop("tls")),
+    "ingress refuses inference bodies": (
+        PLATFORM,
+        check_ingress,
+        lambda o: _ingress(o)["metadata"]["annotations"].update(
+            {"nginx.ingress.kubernetes.io/proxy-body-size": "1m"}
+        ),
     ),
     "not indexed": ("k8s/bulk", check_bulk_job, lambda o: _bulk(o).update(completionMode="NonIndexed")),
     "shard count disagrees": ("k8s/bulk", check_bulk_job, lambda o: _bulk(o).update(parallelism=8)),
