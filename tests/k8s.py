@@ -1,7 +1,9 @@
-"""The Kubernetes manifests as the tests see them: rendered objects, the facts they must agree with (taken
-from their sources: the app's routes, the Dockerfile), and the checks, each a function returning the problems
-it finds. Shared by the manifest tests (tests/test_k8s.py and its siblings); a plain module, like
-tests/fakes.py, so no test module imports another.
+"""The manifests under deploy/ as the tests see them: rendered objects (an InferenceService read as the pod
+KServe makes of it, tests/kserve_pod.py), custom resources validated against their vendored CRD schemas
+(tests/schemas), the facts the manifests must agree with (taken from their sources: the app's routes, its
+settings, the Dockerfile), and the checks, each a function returning the problems it finds. Shared by
+tests/test_k8s.py, test_kserve.py and test_monitoring.py; a plain module, like tests/fakes.py, so no test
+module imports another.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ def _kustomizations(kind: str) -> list[str]:
     return sorted(found)
 
 
-#: Every directory under deploy/ holding a kustomization that renders (k8s/base, k8s/overlays/*, k8s/bulk...),
-#: named relative to deploy/; components are rendered through the kustomizations that include them.
+#: Every directory under deploy/ holding a kustomization that renders (k8s/base, k8s/overlays/*, k8s/bulk,
+#: kserve), named relative to deploy/; components are rendered through the kustomizations that include them.
 KUSTOMIZATIONS = _kustomizations("Kustomization")
 COMPONENTS = _kustomizations("Component")
 OVERLAYS = [k for k in KUSTOMIZATIONS if k.startswith("k8s/overlays/")]
+#: The KServe and Prometheus Operator CRD schemas custom resources are validated against.
 SCHEMAS = ROOT / "tests" / "schemas"
 #: The one place images are named with a registry and a version; and the overlay that runs the images
 #: built on the laptop instead (its own `images:`, tag `local`).
@@ -95,14 +98,15 @@ def dockerfile_stage(target: str) -> str:
 
 
 def image_port() -> int:
-    """The port the service image listens on: its EXPOSE, which its CMD's --port must agree with."""
+    """The HTTP port the service image listens on: its CMD's --port, which its EXPOSE must list."""
     stage = dockerfile_stage("service")
     exposed = {int(p) for p in re.findall(r"^EXPOSE (\d+)", stage, flags=re.M)}
     cmd = re.search(r"^CMD (\[.*\])", stage, flags=re.M)
     assert cmd, "the service stage has no CMD"
     args = yaml.safe_load(cmd.group(1))
     port = int(args[args.index("--port") + 1])
-    assert exposed == {port}, f"Dockerfile EXPOSE {exposed} but CMD --port {port}"
+    # The gRPC port may be exposed too (it is not on the command line: GRPC_PORT sets it).
+    assert port in exposed <= {port, grpc_port()}, f"Dockerfile EXPOSE {exposed} but CMD --port {port}"
     return port
 
 

@@ -1,11 +1,14 @@
-"""The Kubernetes manifests (deploy/k8s) render, validate, and say what the service really does.
+"""The Kubernetes manifests (deploy/) render, validate, and say what the service really does.
 
-Every kustomization under deploy/ (k8s/base, k8s/overlays/*, k8s/bulk) is rendered with ``kubectl
-kustomize`` and each object is validated offline against the Kubernetes OpenAPI schemas
-(``kubernetes-validate``, strict: an unknown or misspelt field fails). Then the facts that matter are checked
-against their sources rather than against copies of them: probe paths against the FastAPI app's own routes
-(``/openapi.json``), the port against the Dockerfile's ``EXPOSE`` and ``CMD``, the uid against its ``USER``,
-every image against the one ``images:`` list that names them (k8s/components/images).
+Every kustomization under deploy/ (k8s/base, k8s/overlays/*, k8s/bulk, kserve) is rendered with ``kubectl
+kustomize`` and each object is validated offline: core kinds against the Kubernetes OpenAPI schemas
+(``kubernetes-validate``), KServe's and the Prometheus Operator's against their vendored CRD schemas
+(tests/schemas); strict either way, so an unknown or misspelt field fails. Then the facts that matter are
+checked against their sources rather than against copies of them: probe paths against the FastAPI app's own
+routes (``/openapi.json``), the ports against the Dockerfile's ``EXPOSE`` and ``CMD`` (and GRPC_PORT), the uid
+against its ``USER``, every image against the one ``images:`` list that names them (k8s/components/images),
+the Ingress example's backends against the Service. The checks live in tests/k8s.py; KServe's and
+monitoring's own tests are tests/test_kserve.py and tests/test_monitoring.py.
 
 Each check is a function returning the problems it finds; ``test_checks_catch_broken_manifests`` breaks a
 rendered manifest in one way per check and asserts the check notices, so no check passes vacuously.
@@ -65,7 +68,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def test_layout():
-    wanted = {"k8s/base", "k8s/bulk", "k8s/overlays/dev", "k8s/overlays/prod"}
+    wanted = {"k8s/base", "k8s/bulk", "k8s/overlays/dev", "k8s/overlays/prod", PLATFORM, "kserve"}
     assert wanted <= set(KUSTOMIZATIONS), KUSTOMIZATIONS
     assert {IMAGES, "k8s/components/ingress", "monitoring"} <= set(COMPONENTS), COMPONENTS
 
@@ -108,7 +111,12 @@ def test_every_pod_is_locked_down():
         objs = render(kustomization)
         assert check_pod_security(objs) == [], kustomization
         seen |= {where for where, _ in workloads(objs)}
-    assert {"Deployment/cgan-serve", "Job/cgan-trainer", "Job/cgan-bulk"} <= seen, seen
+    assert {
+        "Deployment/cgan-serve",
+        "Job/cgan-trainer",
+        "Job/cgan-bulk",
+        "InferenceService/cgan-synth",
+    } <= seen
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

@@ -203,9 +203,8 @@ def test_promql_lexer():
     assert functions == {"histogram_quantile", "sum", "rate"}
 
 
-@pytest.mark.parametrize("kustomization", [PLATFORM])
-def test_platform_is_monitored(kustomization):
-    assert check_monitoring(render(kustomization)) == []
+def test_platform_is_monitored():
+    assert check_monitoring(render(PLATFORM)) == []
 
 
 def test_kserve_is_monitored(tmp_path):
