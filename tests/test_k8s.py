@@ -1,10 +1,14 @@
-"""The Kubernetes manifests (deploy/k8s) render, validate, and say what the service really does.
+"""The Kubernetes manifests (deploy/) render, validate, and say what the service really does.
 
-Every kustomization under deploy/k8s (base, overlays/*, bulk) is rendered with ``kubectl kustomize`` and each
-object is validated offline against the Kubernetes OpenAPI schemas (``kubernetes-validate``, strict: an
-unknown or misspelt field fails). Then the facts that matter are checked against their sources rather than
-against copies of them: probe paths against the FastAPI app's own routes (``/openapi.json``), the port
-against the Dockerfile's ``EXPOSE`` and ``CMD``, the uid against its ``USER``.
+Every kustomization under deploy/ (k8s/base, k8s/overlays/*, k8s/bulk, kserve) is rendered with ``kubectl
+kustomize`` and each object is validated offline: core kinds against the Kubernetes OpenAPI schemas
+(``kubernetes-validate``), KServe's and the Prometheus Operator's against their vendored CRD schemas
+(tests/schemas); strict either way, so an unknown or misspelt field fails. Then the facts that matter are
+checked against their sources rather than against copies of them: probe paths against the FastAPI app's own
+routes (``/openapi.json``), the ports against the Dockerfile's ``EXPOSE`` and ``CMD`` (and GRPC_PORT), the uid
+against its ``USER``, every image against the one ``images:`` list that names them (k8s/components/images),
+the Ingress example's backends against the Service. The checks live in tests/k8s.py; KServe's and
+monitoring's own tests are tests/test_kserve.py and tests/test_monitoring.py.
 
 Each check is a function returning the problems it finds; ``test_checks_catch_broken_manifests`` breaks a
 rendered manifest in one way per check and asserts the check notices, so no check passes vacuously.
@@ -12,445 +16,61 @@ rendered manifest in one way per check and asserts the check notices, so no chec
 
 from __future__ import annotations
 
-import base64
 import copy
-import functools
-import os
-import re
-import shutil
-import subprocess
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable
 
 import pytest
-import yaml
 
-ROOT = Path(__file__).resolve().parents[1]
-K8S = ROOT / "deploy" / "k8s"
-#: Every directory holding a kustomization: the base, the overlays, the bulk Job.
-KUSTOMIZATIONS = sorted(p.parent.relative_to(K8S).as_posix() for p in K8S.rglob("kustomization.yaml"))
-OVERLAYS = [k for k in KUSTOMIZATIONS if k.startswith("overlays/")]
-#: Oldest Kubernetes we support (Job backoffLimitPerIndex is GA from 1.33) and the newest schema we have.
-K8S_VERSIONS = ("1.33", "1.37")
+from tests.k8s import (
+    COMPONENTS,
+    IMAGES,
+    K8S_VERSIONS,
+    KUBECTL,
+    KUSTOMIZATIONS,
+    LOCAL_IMAGES,
+    OVERLAYS,
+    ROOT,
+    Obj,
+    check_api_token,
+    check_bulk_job,
+    check_image_sources,
+    check_images_from_one_place,
+    check_ingress,
+    check_models_volume,
+    check_pinned_images,
+    check_pod_security,
+    check_probes,
+    check_prod_availability,
+    check_released_images,
+    check_rollout,
+    check_service_routing,
+    crd_schema,
+    deploy_sources,
+    find,
+    health_routes,
+    images_for,
+    one,
+    pvc_mounts,
+    render,
+    serve,
+    validate_custom,
+    workloads,
+)
 
-KUBECTL = shutil.which("kubectl")
-if KUBECTL is None and os.environ.get("CI"):
-    raise RuntimeError("kubectl is missing on a CI machine: tests/test_k8s.py cannot render the manifests")
+PLATFORM = "k8s/overlays/platform"
+
 pytestmark = pytest.mark.skipif(
     KUBECTL is None, reason="kubectl is not installed: the Kubernetes manifests cannot be rendered"
 )
-
-Obj = dict[str, Any]
-
-
-# --- sources of truth --------------------------------------------------------------------------------------
-
-
-@functools.cache
-def openapi() -> Obj:
-    from fastapi.testclient import TestClient
-
-    from service.app import create_app
-
-    old = os.environ.get("MODELS_DIR")
-    os.environ["MODELS_DIR"] = str(ROOT / "deploy" / "no-models-here")  # empty: starts, not ready
-    try:
-        with TestClient(create_app()) as client:
-            response = client.get("/openapi.json")
-    finally:
-        if old is None:
-            del os.environ["MODELS_DIR"]
-        else:
-            os.environ["MODELS_DIR"] = old
-    assert response.status_code == 200
-    return response.json()
-
-
-def health_routes() -> tuple[set[str], set[str]]:
-    """(liveness, readiness) GET paths of the app: open health routes; readiness ones can answer 503."""
-    live, ready = set(), set()
-    for path, ops in openapi()["paths"].items():
-        op = ops.get("get")
-        if op is None or "{" in path or op.get("security") or not re.search(r"health|live|ready", path):
-            continue
-        (ready if "503" in op.get("responses", {}) else live).add(path)
-    return live, ready
-
-
-def dockerfile_stage(target: str) -> str:
-    text = (ROOT / "Dockerfile").read_text()
-    match = re.search(rf"^FROM \S+ AS {target}\n(.*?)(?=^FROM |\Z)", text, flags=re.M | re.S)
-    assert match, f"Dockerfile has no stage {target!r}"
-    return match.group(1)
-
-
-def image_port() -> int:
-    """The port the service image listens on: its EXPOSE, which its CMD's --port must agree with."""
-    stage = dockerfile_stage("service")
-    exposed = {int(p) for p in re.findall(r"^EXPOSE (\d+)", stage, flags=re.M)}
-    cmd = re.search(r"^CMD (\[.*\])", stage, flags=re.M)
-    assert cmd, "the service stage has no CMD"
-    args = yaml.safe_load(cmd.group(1))
-    port = int(args[args.index("--port") + 1])
-    assert exposed == {port}, f"Dockerfile EXPOSE {exposed} but CMD --port {port}"
-    return port
-
-
-def image_uid() -> int:
-    users = re.findall(r"^USER (\d+)", dockerfile_stage("service"), flags=re.M)
-    assert users, "the service image sets no numeric USER"
-    return int(users[-1].split(":")[0])
-
-
-# --- rendering ---------------------------------------------------------------------------------------------
-
-
-@functools.cache
-def _render(kustomization: str) -> str:
-    out = subprocess.run(
-        [KUBECTL, "kustomize", str(K8S / kustomization)], capture_output=True, text=True, timeout=120
-    )
-    assert out.returncode == 0, f"kubectl kustomize {kustomization} failed:\n{out.stderr}"
-    return out.stdout
-
-
-def render(kustomization: str) -> list[Obj]:
-    """A fresh copy of the rendered objects (tests may mutate it)."""
-    return [doc for doc in yaml.safe_load_all(_render(kustomization)) if doc]
-
-
-def find(objs: list[Obj], kind: str, name: str | None = None) -> list[Obj]:
-    return [o for o in objs if o["kind"] == kind and (name is None or o["metadata"]["name"] == name)]
-
-
-def one(objs: list[Obj], kind: str, name: str) -> Obj:
-    found = find(objs, kind, name)
-    assert len(found) == 1, f"expected one {kind}/{name}, found {len(found)}"
-    return found[0]
-
-
-def workloads(objs: list[Obj]) -> Iterator[tuple[str, Obj]]:
-    """("Kind/name", pod spec) of every object that runs pods."""
-    for o in objs:
-        if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job", "ReplicaSet"):
-            yield f"{o['kind']}/{o['metadata']['name']}", o["spec"]["template"]["spec"]
-        elif o["kind"] == "CronJob":
-            yield f"CronJob/{o['metadata']['name']}", o["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-        elif o["kind"] == "Pod":
-            yield f"Pod/{o['metadata']['name']}", o["spec"]
-
-
-def containers(pod: Obj) -> list[Obj]:
-    return pod.get("initContainers", []) + pod["containers"]
-
-
-def container_env(objs: list[Obj], container: Obj) -> dict[str, Any]:
-    """The container's environment: ConfigMap envFrom values, then env (value or the valueFrom dict)."""
-    env: dict[str, Any] = {}
-    for source in container.get("envFrom", []):
-        if "configMapRef" in source:
-            env.update(one(objs, "ConfigMap", source["configMapRef"]["name"]).get("data", {}))
-    for var in container.get("env", []):
-        env[var["name"]] = var["value"] if "value" in var else var.get("valueFrom")
-    return env
-
-
-def pvc_mounts(pod: Obj, container: Obj) -> dict[str, tuple[Obj, Obj]]:
-    """claimName -> (volumeMount, volume) for the container's PVC mounts."""
-    volumes = {v["name"]: v for v in pod.get("volumes", [])}
-    found = {}
-    for mount in container.get("volumeMounts", []):
-        volume = volumes[mount["name"]]
-        if "persistentVolumeClaim" in volume:
-            found[volume["persistentVolumeClaim"]["claimName"]] = (mount, volume)
-    return found
-
-
-def all_args(container: Obj) -> list[str]:
-    return [str(a) for a in container.get("command", []) + container.get("args", [])]
-
-
-def flag(container: Obj, name: str) -> str | None:
-    args = all_args(container)
-    for i, arg in enumerate(args):
-        if arg == name and i + 1 < len(args):
-            return args[i + 1]
-        if arg.startswith(name + "="):
-            return arg.split("=", 1)[1]
-    return None
-
-
-def serve(objs: list[Obj]) -> tuple[Obj, Obj, Obj]:
-    deployment = one(objs, "Deployment", "cgan-serve")
-    pod = deployment["spec"]["template"]["spec"]
-    return deployment, pod, pod["containers"][0]
-
-
-def named_port(container: Obj, port: int | str) -> int | None:
-    if isinstance(port, int):
-        return port
-    return next((p["containerPort"] for p in container.get("ports", []) if p.get("name") == port), None)
-
-
-def labels_match(selector: Obj, labels: Obj) -> bool:
-    assert not selector.get("matchExpressions"), "only matchLabels selectors are checked here"
-    return bool(selector.get("matchLabels")) and selector["matchLabels"].items() <= labels.items()
-
-
-# --- checks: each returns the problems it finds ------------------------------------------------------------
-
-SECRET_PLACEHOLDER = re.compile(r"placeholder|not-a-secret|change-?me", re.I)
-
-
-def check_pod_security(objs: list[Obj]) -> list[str]:
-    problems = []
-    uid = image_uid()
-    for where, pod in workloads(objs):
-        ctx = pod.get("securityContext", {})
-        if pod.get("automountServiceAccountToken") is not False:
-            problems.append(f"{where}: mounts a service account token")
-        for host in ("hostNetwork", "hostPID", "hostIPC"):
-            if pod.get(host):
-                problems.append(f"{where}: {host}")
-        for c in containers(pod):
-            at = f"{where}/{c['name']}"
-            sc = c.get("securityContext", {})
-
-            def get(key: str, sc: Obj = sc, ctx: Obj = ctx) -> Any:
-                return sc.get(key, ctx.get(key))
-
-            if get("runAsNonRoot") is not True:
-                problems.append(f"{at}: runAsNonRoot is not true")
-            if get("runAsUser") != uid:
-                problems.append(f"{at}: runAsUser {get('runAsUser')} is not the image's uid {uid}")
-            if (get("seccompProfile") or {}).get("type") != "RuntimeDefault":
-                problems.append(f"{at}: seccomp profile is not RuntimeDefault")
-            if sc.get("allowPrivilegeEscalation") is not False:
-                problems.append(f"{at}: allowPrivilegeEscalation is not false")
-            if sc.get("readOnlyRootFilesystem") is not True:
-                problems.append(f"{at}: root filesystem is writable")
-            if sc.get("privileged"):
-                problems.append(f"{at}: privileged")
-            caps = sc.get("capabilities", {})
-            if caps.get("drop") != ["ALL"] or caps.get("add"):
-                problems.append(f"{at}: capabilities are not drop [ALL] and add nothing")
-            res = c.get("resources", {})
-            for kind in ("requests", "limits"):
-                for resource in ("cpu", "memory"):
-                    if resource not in res.get(kind, {}):
-                        problems.append(f"{at}: no {resource} {kind}")
-    return problems
-
-
-def check_probes(objs: list[Obj]) -> list[str]:
-    problems = []
-    live, ready = health_routes()
-    port = image_port()
-    _, pod, c = serve(objs)
-    listening = [p["containerPort"] for p in c.get("ports", [])]
-    if listening != [port]:
-        problems.append(f"containerPorts {listening}, the image listens on {port}")
-    if flag(c, "--port") not in (None, str(port)):
-        problems.append(f"container overrides --port {flag(c, '--port')}, probes expect {port}")
-    wanted = {"startupProbe": live, "livenessProbe": live, "readinessProbe": ready}
-    for probe, paths in wanted.items():
-        get = c.get(probe, {}).get("httpGet")
-        if get is None:
-            problems.append(f"no {probe} httpGet")
-            continue
-        if get["path"] not in paths:
-            problems.append(f"{probe} path {get['path']!r} is not one of the app's routes {sorted(paths)}")
-        if named_port(c, get["port"]) != port:
-            problems.append(f"{probe} port {get['port']!r} is not {port}")
-    return problems
-
-
-def check_service_routing(objs: list[Obj]) -> list[str]:
-    """The Service and the NetworkPolicy reach the pods on the port they listen on, and nothing else."""
-    problems = []
-    port = image_port()
-    _, pod, c = serve(objs)
-    labels = one(objs, "Deployment", "cgan-serve")["spec"]["template"]["metadata"]["labels"]
-    service = one(objs, "Service", "cgan-serve")
-    if not service["spec"]["selector"].items() <= labels.items():
-        problems.append("Service selector does not select the service pods")
-    for p in service["spec"]["ports"]:
-        if named_port(c, p.get("targetPort", p["port"])) != port:
-            problems.append(f"Service targetPort {p.get('targetPort')!r} is not {port}")
-    policies = [n for n in find(objs, "NetworkPolicy") if labels_match(n["spec"]["podSelector"], labels)]
-    if not policies:
-        problems.append("no NetworkPolicy selects the service pods")
-    for n in policies:
-        name = n["metadata"]["name"]
-        if "Egress" not in n["spec"].get("policyTypes", []) or n["spec"].get("egress"):
-            problems.append(f"NetworkPolicy/{name}: the service pods may open connections")
-        for rule in n["spec"].get("ingress", []):
-            if not rule.get("from"):
-                problems.append(f"NetworkPolicy/{name}: ingress from anywhere")
-            ports = [named_port(c, p.get("port")) for p in rule.get("ports", [])]
-            if ports != [port]:
-                problems.append(f"NetworkPolicy/{name}: ingress ports {ports}, not [{port}]")
-    deny_all = [
-        n
-        for n in find(objs, "NetworkPolicy")
-        if n["spec"]["podSelector"] == {}
-        and "Ingress" in n["spec"]["policyTypes"]
-        and not n["spec"].get("ingress")
-    ]
-    if not deny_all:
-        problems.append("no default-deny ingress NetworkPolicy for the namespace")
-    return problems
-
-
-def check_api_token(objs: list[Obj]) -> list[str]:
-    problems = []
-    _, _, c = serve(objs)
-    token = {v["name"]: v for v in c.get("env", [])}.get("API_TOKEN")
-    ref = (token or {}).get("valueFrom", {}).get("secretKeyRef")
-    if ref is None or "value" in (token or {}):
-        return ["API_TOKEN does not come from a Secret"]
-    if ref.get("optional"):
-        problems.append("API_TOKEN's Secret is optional: a missing Secret would silently turn auth off")
-    for secret in find(objs, "Secret"):
-        values = {**secret.get("stringData", {}), **secret.get("data", {})}
-        for key, value in values.items():
-            plain = value if key in secret.get("stringData", {}) else base64.b64decode(value).decode()
-            if not SECRET_PLACEHOLDER.search(plain):
-                problems.append(f"Secret/{secret['metadata']['name']} commits a value for {key}")
-    generated = find(objs, "Secret", ref["name"])
-    if generated and ref["key"] not in {**generated[0].get("data", {}), **generated[0].get("stringData", {})}:
-        problems.append(f"Secret/{ref['name']} has no key {ref['key']}")
-    return problems
-
-
-def check_models_volume(objs: list[Obj]) -> list[str]:
-    problems = []
-    _, pod, c = serve(objs)
-    mount, volume = pvc_mounts(pod, c).get("cgan-models", (None, None))
-    if mount is None:
-        return ["the service does not mount the models PVC"]
-    if mount.get("readOnly") is not True or volume["persistentVolumeClaim"].get("readOnly") is not True:
-        problems.append("the service mounts the models volume writable")
-    if container_env(objs, c).get("MODELS_DIR") != mount["mountPath"]:
-        problems.append("the service's MODELS_DIR is not where the models volume is mounted")
-    trainer = one(objs, "Job", "cgan-trainer")["spec"]["template"]["spec"]
-    t = trainer["containers"][0]
-    mount, volume = pvc_mounts(trainer, t).get("cgan-models", (None, None))
-    if mount is None:
-        return [*problems, "the trainer does not mount the models PVC"]
-    if mount.get("readOnly") or volume["persistentVolumeClaim"].get("readOnly"):
-        problems.append("the trainer mounts the models volume read-only")
-    out = flag(t, "--out") or container_env(objs, t).get("MODELS_DIR")
-    if out != mount["mountPath"]:
-        problems.append(f"the trainer exports into {out}, the models volume is at {mount['mountPath']}")
-    if flag(t, "--name") != container_env(objs, c).get("DEFAULT_MODEL"):
-        problems.append("the trainer's --name is not the service's DEFAULT_MODEL")
-    return problems
-
-
-def check_rollout(objs: list[Obj]) -> list[str]:
-    """Rolling updates never go below ready capacity, and SIGKILL never cuts the drain short."""
-    problems = []
-    deployment, pod, c = serve(objs)
-    strategy = deployment["spec"].get("strategy", {})
-    rolling = strategy.get("rollingUpdate", {})
-    if strategy.get("type") != "RollingUpdate" or str(rolling.get("maxUnavailable")) not in ("0", "0%"):
-        problems.append("rolling update may take a ready pod away first (maxUnavailable must be 0)")
-    if str(rolling.get("maxSurge", "25%")) in ("0", "0%"):
-        problems.append("maxSurge 0 with maxUnavailable 0 can never roll")
-    from service.config import Settings
-
-    defaults = Settings.model_fields
-    env = container_env(objs, c)
-    drain = float(env.get("SHUTDOWN_DRAIN_SECONDS", defaults["shutdown_drain_seconds"].default))
-    grace = float(env.get("SHUTDOWN_GRACE_SECONDS", defaults["shutdown_grace_seconds"].default))
-    period = pod.get("terminationGracePeriodSeconds", 30)
-    if period <= drain + grace:
-        problems.append(f"terminationGracePeriodSeconds {period} <= drain {drain} + grace {grace}")
-    return problems
-
-
-def check_prod_availability(objs: list[Obj]) -> list[str]:
-    problems = []
-    deployment, pod, c = serve(objs)
-    labels = deployment["spec"]["template"]["metadata"]["labels"]
-    hpas = [
-        h
-        for h in find(objs, "HorizontalPodAutoscaler")
-        if h["spec"]["scaleTargetRef"]["kind"] == "Deployment"
-        and h["spec"]["scaleTargetRef"]["name"] == "cgan-serve"
-    ]
-    if len(hpas) != 1:
-        return ["prod needs exactly one HorizontalPodAutoscaler on Deployment/cgan-serve"]
-    hpa = hpas[0]
-    low = hpa["spec"].get("minReplicas", 1)
-    if low < 2:
-        problems.append(f"HPA minReplicas {low} < 2")
-    if hpa["spec"]["maxReplicas"] <= low:
-        problems.append("HPA cannot scale out (maxReplicas <= minReplicas)")
-    if deployment["spec"].get("replicas", 2) < 2:
-        problems.append("Deployment replicas < 2")
-    if "replicas" in deployment["spec"]:
-        problems.append("Deployment sets replicas: every apply would fight the HPA")
-    for metric in hpa["spec"].get("metrics", []):
-        resource = metric.get("resource", {}).get("name")
-        if resource and resource not in c.get("resources", {}).get("requests", {}):
-            problems.append(f"HPA scales on {resource} utilization, the pods request none")
-    pdbs = [p for p in find(objs, "PodDisruptionBudget") if labels_match(p["spec"]["selector"], labels)]
-    if len(pdbs) != 1:
-        return [*problems, "prod needs one PodDisruptionBudget selecting the service pods"]
-    spec = pdbs[0]["spec"]
-    if "maxUnavailable" in spec:
-        if not 0 < int(spec["maxUnavailable"]) < low:
-            problems.append(f"PDB maxUnavailable {spec['maxUnavailable']} does not keep a pod up")
-    elif not 0 < int(spec.get("minAvailable", 0)) < low:
-        problems.append(f"PDB minAvailable {spec.get('minAvailable')} keeps none up or blocks every drain")
-    models = one(objs, "PersistentVolumeClaim", "cgan-models")
-    if "ReadWriteMany" not in models["spec"]["accessModes"]:
-        problems.append("the models PVC is not ReadWriteMany: pods on other nodes cannot mount it")
-    return problems
-
-
-def check_pinned_images(objs: list[Obj]) -> list[str]:
-    problems = []
-    for where, pod in workloads(objs):
-        for c in containers(pod):
-            image = c["image"]
-            tag = image.rsplit(":", 1)[1] if ":" in image.rsplit("/", 1)[-1] else None
-            if "@sha256:" not in image and tag in (None, "latest", "local"):
-                problems.append(f"{where}/{c['name']}: image {image} is not pinned")
-    return problems
-
-
-def check_bulk_job(objs: list[Obj]) -> list[str]:
-    problems = []
-    job = one(objs, "Job", "cgan-bulk")
-    spec = job["spec"]
-    pod = spec["template"]["spec"]
-    c = pod["containers"][0]
-    if spec.get("completionMode") != "Indexed":
-        problems.append("the bulk Job is not Indexed")
-    shards = flag(c, "--shards")
-    counts = {spec.get("completions"), spec.get("parallelism")} | ({int(shards)} if shards else set())
-    if len(counts) != 1 or None in counts:
-        problems.append(f"completions, parallelism and --shards disagree: {counts}")
-    if "cgan-synth/service" not in c["image"]:
-        problems.append(f"the bulk Job runs {c['image']}, not the service image")
-    mounts = pvc_mounts(pod, c)
-    if "cgan-models" not in mounts or mounts["cgan-models"][0].get("readOnly") is not True:
-        problems.append("the bulk Job does not mount the models read-only")
-    outs = [m for claim, (m, _) in mounts.items() if claim != "cgan-models" and not m.get("readOnly")]
-    if len(outs) != 1 or flag(c, "--out") != outs[0]["mountPath"]:
-        problems.append("the bulk Job's --out is not its writable output volume")
-    return problems
 
 
 # --- tests -------------------------------------------------------------------------------------------------
 
 
 def test_layout():
-    assert {"base", "bulk", "overlays/dev", "overlays/prod"} <= set(KUSTOMIZATIONS), KUSTOMIZATIONS
+    wanted = {"k8s/base", "k8s/bulk", "k8s/overlays/dev", "k8s/overlays/prod", PLATFORM, "kserve"}
+    assert wanted <= set(KUSTOMIZATIONS), KUSTOMIZATIONS
+    assert {IMAGES, "k8s/components/ingress", "monitoring"} <= set(COMPONENTS), COMPONENTS
 
 
 @pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
@@ -459,8 +79,11 @@ def test_renders_and_validates(kustomization):
 
     objs = render(kustomization)
     assert objs
-    for version in K8S_VERSIONS:
-        for obj in objs:
+    for obj in objs:
+        if crd_schema(obj["apiVersion"], obj["kind"]) is not None:
+            assert validate_custom(obj) == []  # KServe's and the Prometheus Operator's kinds
+            continue
+        for version in K8S_VERSIONS:
             kubernetes_validate.validate(obj, version, strict=True)  # raises on any schema error
     namespaces = {o["metadata"].get("namespace") for o in objs if o["kind"] != "Namespace"}
     assert namespaces == {"cgan-synth"}, namespaces
@@ -469,7 +92,7 @@ def test_renders_and_validates(kustomization):
 def test_validation_rejects_a_misspelt_field():
     import kubernetes_validate
 
-    deployment = one(render("overlays/prod"), "Deployment", "cgan-serve")
+    deployment = one(render("k8s/overlays/prod"), "Deployment", "cgan-serve")
     c = deployment["spec"]["template"]["spec"]["containers"][0]
     c["securityContext"]["readOnlyRootFileSystem"] = c["securityContext"].pop("readOnlyRootFilesystem")
     with pytest.raises(kubernetes_validate.ValidationError):
@@ -488,7 +111,12 @@ def test_every_pod_is_locked_down():
         objs = render(kustomization)
         assert check_pod_security(objs) == [], kustomization
         seen |= {where for where, _ in workloads(objs)}
-    assert {"Deployment/cgan-serve", "Job/cgan-trainer", "Job/cgan-bulk"} <= seen, seen
+    assert {
+        "Deployment/cgan-serve",
+        "Job/cgan-trainer",
+        "Job/cgan-bulk",
+        "InferenceService/cgan-synth",
+    } <= seen
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
@@ -499,15 +127,39 @@ def test_overlay(overlay, check):
     assert check(render(overlay)) == []
 
 
-def test_prod():
-    objs = render("overlays/prod")
+@pytest.mark.parametrize("overlay", ["k8s/overlays/prod", PLATFORM])
+def test_prod(overlay):
+    objs = render(overlay)
     assert check_prod_availability(objs) == []
-    assert check_pinned_images(objs) == []
     assert not find(objs, "Secret"), "prod must not ship the API token; it is created out of band"
 
 
+@pytest.mark.parametrize("kustomization", [k for k in KUSTOMIZATIONS if k not in ("k8s/base", LOCAL_IMAGES)])
+def test_deployed_images_are_pinned(kustomization):
+    assert check_pinned_images(render(kustomization)) == []
+
+
+@pytest.mark.parametrize("kustomization", KUSTOMIZATIONS)
+def test_images_come_from_one_place(kustomization):
+    objs = render(kustomization)
+    if kustomization == "k8s/base":  # not applied alone: its images are still bare names
+        assert {c["image"] for _, pod in workloads(objs) for c in pod["containers"]} <= {
+            e["name"] for e in images_for(IMAGES)
+        }
+        return
+    assert check_images_from_one_place(objs, images_for(kustomization)) == []
+
+
+def test_image_sources():
+    assert check_image_sources(deploy_sources()) == []
+
+
+def test_ingress_example():
+    assert check_ingress(render(PLATFORM)) == []
+
+
 def test_dev_is_one_replica():
-    objs = render("overlays/dev")
+    objs = render("k8s/overlays/dev")
     deployment, _, c = serve(objs)
     assert deployment["spec"]["replicas"] == 1
     assert not find(objs, "HorizontalPodAutoscaler") and not find(objs, "PodDisruptionBudget")
@@ -516,7 +168,7 @@ def test_dev_is_one_replica():
 
 
 def test_bulk_indexed_job():
-    assert check_bulk_job(render("bulk")) == []
+    assert check_bulk_job(render("k8s/bulk")) == []
 
 
 def test_bulk_job_runs_the_real_cli():
@@ -526,7 +178,7 @@ def test_bulk_job_runs_the_real_cli():
 
     from service import bulk
 
-    c = one(render("bulk"), "Job", "cgan-bulk")["spec"]["template"]["spec"]["containers"][0]
+    c = one(render("k8s/bulk"), "Job", "cgan-bulk")["spec"]["template"]["spec"]["containers"][0]
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert c["command"] == ["cgan-bulk"] and scripts["cgan-bulk"] == "service.bulk:main"
     args = bulk.parser().parse_args(c["args"])
@@ -551,6 +203,14 @@ def _bulk(objs: list[Obj]) -> Obj:
     return one(objs, "Job", "cgan-bulk")["spec"]
 
 
+def _ingress(objs: list[Obj], name: str = "cgan-serve") -> Obj:
+    return one(objs, "Ingress", name)
+
+
+def _backend_port(objs: list[Obj], name: str) -> Obj:
+    return _ingress(objs, name)["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["port"]
+
+
 def _set_mount_readonly(pod: Obj, claim: str, value: bool) -> None:
     c = pod["containers"][0]
     mount, volume = pvc_mounts(pod, c)[claim]
@@ -560,165 +220,215 @@ def _set_mount_readonly(pod: Obj, claim: str, value: bool) -> None:
 
 BREAKAGES: dict[str, tuple[str, Callable[[list[Obj]], list[str]], Callable[[list[Obj]], None]]] = {
     "root": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_pod_security,
         lambda o: _trainer(o)["securityContext"].update(runAsUser=0),
     ),
     "writable root": (
-        "bulk",
+        "k8s/bulk",
         check_pod_security,
         lambda o: _bulk(o)["template"]["spec"]["containers"][0]["securityContext"].update(
             readOnlyRootFilesystem=False
         ),
     ),
     "capability added": (
-        "overlays/dev",
+        "k8s/overlays/dev",
         check_pod_security,
         lambda o: _serve_container(o)["securityContext"]["capabilities"].update(add=["NET_ADMIN"]),
     ),
     "no seccomp": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_pod_security,
         lambda o: serve(o)[1]["securityContext"].pop("seccompProfile"),
     ),
     "escalation": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_pod_security,
         lambda o: _serve_container(o)["securityContext"].update(allowPrivilegeEscalation=True),
     ),
     "no memory limit": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_pod_security,
         lambda o: _serve_container(o)["resources"]["limits"].pop("memory"),
     ),
     "sa token": (
-        "bulk",
+        "k8s/bulk",
         check_pod_security,
         lambda o: _bulk(o)["template"]["spec"].pop("automountServiceAccountToken"),
     ),
     "readiness on /healthz": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_probes,
         lambda o: _serve_container(o)["readinessProbe"]["httpGet"].update(path="/healthz"),
     ),
     "liveness on /readyz": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_probes,
         lambda o: _serve_container(o)["livenessProbe"]["httpGet"].update(path="/readyz"),
     ),
     "startup on a made-up path": (
-        "overlays/dev",
+        "k8s/overlays/dev",
         check_probes,
         lambda o: _serve_container(o)["startupProbe"]["httpGet"].update(path="/health"),
     ),
     "probe on the wrong port": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_probes,
         lambda o: _serve_container(o)["livenessProbe"]["httpGet"].update(port=8080),
     ),
     "containerPort 8080": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_probes,
         lambda o: _serve_container(o)["ports"][0].update(containerPort=8080),
     ),
     "service targets 8080": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_service_routing,
         lambda o: one(o, "Service", "cgan-serve")["spec"]["ports"][0].update(targetPort=8080),
     ),
+    "gRPC not admitted": (
+        "k8s/overlays/prod",
+        check_service_routing,
+        lambda o: one(o, "NetworkPolicy", "cgan-serve")["spec"]["ingress"][0]["ports"].pop(),
+    ),
+    "a port beyond the API admitted": (
+        "k8s/overlays/dev",
+        check_service_routing,
+        lambda o: one(o, "NetworkPolicy", "cgan-serve")["spec"]["ingress"][0]["ports"].append({"port": 9090}),
+    ),
+    "gRPC Service port without h2c": (
+        "k8s/overlays/prod",
+        check_service_routing,
+        lambda o: one(o, "Service", "cgan-serve")["spec"]["ports"][1].pop("appProtocol"),
+    ),
+    "no gRPC containerPort": (
+        "k8s/overlays/prod",
+        check_probes,
+        lambda o: _serve_container(o)["ports"].pop(),
+    ),
     "ingress from anywhere": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_service_routing,
         lambda o: one(o, "NetworkPolicy", "cgan-serve")["spec"]["ingress"][0].pop("from"),
     ),
     "egress allowed": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_service_routing,
         lambda o: one(o, "NetworkPolicy", "cgan-serve")["spec"].update(egress=[{}]),
     ),
     "no default deny": (
-        "overlays/dev",
+        "k8s/overlays/dev",
         check_service_routing,
         lambda o: o.remove(one(o, "NetworkPolicy", "cgan-default-deny-ingress")),
     ),
     "literal token": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_api_token,
         lambda o: _token(o).update(value="s3cr3t") or _token(o).pop("valueFrom"),
     ),
     "real-looking token committed": (
-        "overlays/dev",
+        "k8s/overlays/dev",
         check_api_token,
         lambda o: find(o, "Secret")[0].update(data={"API_TOKEN": "czNjcjN0LXQwazNu"}),
     ),
     "optional token": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_api_token,
         lambda o: _token(o)["valueFrom"]["secretKeyRef"].update(optional=True),
     ),
     "service writes models": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_models_volume,
         lambda o: _set_mount_readonly(serve(o)[1], "cgan-models", False),
     ),
     "trainer cannot write": (
-        "overlays/dev",
+        "k8s/overlays/dev",
         check_models_volume,
         lambda o: _set_mount_readonly(_trainer(o), "cgan-models", True),
     ),
     "trainer exports elsewhere": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_models_volume,
         lambda o: _trainer(o)["containers"][0]["args"].__setitem__(
             [a.startswith("--out") for a in _trainer(o)["containers"][0]["args"]].index(True), "--out=/tmp/m"
         ),
     ),
     "rolling update drops a pod": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_rollout,
         lambda o: serve(o)[0]["spec"]["strategy"]["rollingUpdate"].update(maxUnavailable=1),
     ),
     "grace too short": (
-        "overlays/dev",
+        "k8s/overlays/dev",
         check_rollout,
         lambda o: serve(o)[1].update(terminationGracePeriodSeconds=10),
     ),
     "one replica minimum": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_prod_availability,
         lambda o: one(o, "HorizontalPodAutoscaler", "cgan-serve")["spec"].update(minReplicas=1),
     ),
     "replicas in the manifest": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_prod_availability,
         lambda o: serve(o)[0]["spec"].update(replicas=3),
     ),
     "no PDB": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_prod_availability,
         lambda o: o.remove(one(o, "PodDisruptionBudget", "cgan-serve")),
     ),
     "PDB blocks drains": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_prod_availability,
         lambda o: one(o, "PodDisruptionBudget", "cgan-serve")["spec"].update(maxUnavailable=2),
     ),
     "models RWO": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_prod_availability,
         lambda o: one(o, "PersistentVolumeClaim", "cgan-models")["spec"].update(
             accessModes=["ReadWriteOnce"]
         ),
     ),
     "unpinned image": (
-        "overlays/prod",
+        "k8s/overlays/prod",
         check_pinned_images,
         lambda o: _trainer(o)["containers"][0].update(image="registry.example.com/cgan-synth/trainer:latest"),
     ),
-    "not indexed": ("bulk", check_bulk_job, lambda o: _bulk(o).update(completionMode="NonIndexed")),
-    "shard count disagrees": ("bulk", check_bulk_job, lambda o: _bulk(o).update(parallelism=8)),
+    "image from elsewhere": (
+        "k8s/bulk",
+        check_released_images,
+        lambda o: _bulk(o)["template"]["spec"]["containers"][0].update(image="ghcr.io/someone/cgan:0.1.0"),
+    ),
+    "ingress to a port the Service lacks": (
+        PLATFORM,
+        check_ingress,
+        lambda o: _backend_port(o, "cgan-serve").update(name="https"),
+    ),
+    "gRPC ingress to the HTTP port": (
+        PLATFORM,
+        check_ingress,
+        lambda o: _backend_port(o, "cgan-serve-grpc").update(name="http"),
+    ),
+    "gRPC ingress not marked GRPC": (
+        PLATFORM,
+        check_ingress,
+        lambda o: _ingress(o, "cgan-serve-grpc")["metadata"]["annotations"].pop(
+            "nginx.ingress.kubernetes.io/backend-protocol"
+        ),
+    ),
+    "ingress without TLS": (PLATFORM, check_ingress, lambda o: _ingress(o)["spec"].pop("tls")),
+    "ingress refuses inference bodies": (
+        PLATFORM,
+        check_ingress,
+        lambda o: _ingress(o)["metadata"]["annotations"].update(
+            {"nginx.ingress.kubernetes.io/proxy-body-size": "1m"}
+        ),
+    ),
+    "not indexed": ("k8s/bulk", check_bulk_job, lambda o: _bulk(o).update(completionMode="NonIndexed")),
+    "shard count disagrees": ("k8s/bulk", check_bulk_job, lambda o: _bulk(o).update(parallelism=8)),
     "bulk writes models": (
-        "bulk",
+        "k8s/bulk",
         check_bulk_job,
         lambda o: _set_mount_readonly(_bulk(o)["template"]["spec"], "cgan-models", False),
     ),
@@ -732,3 +442,22 @@ def test_checks_catch_broken_manifests(breakage):
     assert check(copy.deepcopy(objs)) == [], "the check must pass before the breakage"
     breaks(objs)
     assert check(objs), f"{check.__name__} did not notice: {breakage}"
+
+
+# The same for the sources the images come from: a second place that sets a registry or a tag.
+SOURCE_BREAKAGES: dict[str, Callable[[dict[str, list[Obj]]], None]] = {
+    "an overlay sets images:": lambda s: s["k8s/overlays/prod/kustomization.yaml"][0].update(
+        images=[{"name": "cgan-synth/service", "newTag": "0.2.0"}]
+    ),
+    "a manifest names a registry": lambda s: s["k8s/bulk/bulk-job.yaml"][0]["spec"]["template"]["spec"][
+        "containers"
+    ][0].update(image="registry.example.com/cgan-synth/service:0.1.0"),
+}
+
+
+@pytest.mark.parametrize("breakage", SOURCE_BREAKAGES)
+def test_image_source_check_catches(breakage):
+    sources = deploy_sources()
+    assert check_image_sources(copy.deepcopy(sources)) == []
+    SOURCE_BREAKAGES[breakage](sources)
+    assert check_image_sources(sources), f"check_image_sources did not notice: {breakage}"
