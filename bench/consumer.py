@@ -24,7 +24,6 @@ import argparse
 import contextlib
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 
@@ -138,7 +137,9 @@ def torch_accuracy(batches, x_test: np.ndarray, y_test: np.ndarray, seed: int, w
     return float((predicted == y_test).mean())
 
 
-def torch_rows(api, per_label: int, seeds: list[int], x_test, y_test, width: int = 32) -> dict[str, list[float]]:
+def torch_rows(
+    api, per_label: int, seeds: list[int], x_test, y_test, width: int = 32
+) -> dict[str, list[float]]:
     import torch
     from torch.utils.data import DataLoader, TensorDataset
 
@@ -149,7 +150,9 @@ def torch_rows(api, per_label: int, seeds: list[int], x_test, y_test, width: int
     found: dict[str, list[float]] = {order: [] for order in ORDERS}
     for run in seeds:
         for order in ("shuffled", "by_class"):
-            loader = DataLoader(ServiceDataset(api.config, per_label, seed=seed, order=order), batch_size=None)
+            loader = DataLoader(
+                ServiceDataset(api.config, per_label, seed=seed, order=order), batch_size=None
+            )
             found[order].append(torch_accuracy(loader, x_test, y_test, run, width))
         generator = torch.Generator().manual_seed(run)
         whole = TensorDataset(torch.from_numpy(x), torch.from_numpy(y))
@@ -196,7 +199,9 @@ def main() -> None:
     print(f"{info.get('cpu_model')}, {info['cpus_affinity']} cores; {len(seeds)} training seed(s); "
           f"{time.perf_counter() - began:.0f} s")  # fmt: skip
     print(markdown_table(["adapter", "order", "epochs", "images", "held-out real accuracy (range)"], rows))
-    write_json("consumer.json", {"machine": info, "per_label": args.per_label, "seeds": seeds, "results": results})
+    write_json(
+        "consumer.json", {"machine": info, "per_label": args.per_label, "seeds": seeds, "results": results}
+    )
 
 
 if __name__ == "__main__":

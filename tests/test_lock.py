@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-EXTRAS = ("service", "train", "ray", "dev")
+EXTRAS = ("client", "service", "train", "ray", "dev")
 
 uv = pytest.importorskip("uv", reason="uv comes with the dev install (requirements/dev.txt)")
 

@@ -408,3 +408,19 @@ def test_style_code_sliders_and_the_traverse_grid(models_dir: Path, tmp_path: Pa
         wait_for_grid(page)
         assert "traverse" not in curl_url(page) and "codes" not in curl_url(page)
         assert grid_size(page) == imaging.grid_size(4, (h, w))
+
+
+def test_the_readme_screenshot_script_draws_the_live_page(tmp_path: Path) -> None:
+    # scripts/playground-screenshot made docs/playground.png; it must keep working against today's page.
+    if find_chromium() is None:
+        pytest.skip("no Chromium")
+    out = tmp_path / "playground.png"
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "playground-screenshot"), "--out", str(out)],
+        capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    from PIL import Image
+
+    with Image.open(out) as image:
+        assert image.width == 1100 and image.height > 900  # the whole page, card and quality included
