@@ -17,6 +17,7 @@ rendered manifest in one way per check and asserts the check notices, so no chec
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 
 import pytest
@@ -47,6 +48,7 @@ from tests.k8s import (
     crd_schema,
     deploy_sources,
     find,
+    flag,
     health_routes,
     images_for,
     one,
@@ -461,3 +463,41 @@ def test_image_source_check_catches(breakage):
     assert check_image_sources(copy.deepcopy(sources)) == []
     SOURCE_BREAKAGES[breakage](sources)
     assert check_image_sources(sources), f"check_image_sources did not notice: {breakage}"
+
+
+# --- the README says what the manifests say -------------------------------------------------------------
+
+
+def readme_facts(text: str) -> dict[str, str]:
+    """The figures the README's Kubernetes section quotes: the serving pods' CPU and memory, the bulk Job's
+    model. Each is found by the sentence that states it, so a reworded sentence fails loudly, not silently."""
+    sizing = re.search(
+        r"Each pod requests and is limited to (\S+) CPUs.*?(\S+) of memory, limited to (\S+)\.", text, re.S
+    )
+    bulk = re.search(r"`cgan-bulk\s+--shards=\d+\s+--models-dir=/models\s+--model=(\S+?)\s", text)
+    assert sizing and bulk, "README.md no longer states the pods' sizing or the bulk Job's command"
+    return {"cpu": sizing[1], "memory_request": sizing[2], "memory_limit": sizing[3], "bulk_model": bulk[1]}
+
+
+def manifest_facts() -> dict[str, str]:
+    _, _, container = serve(render("k8s/overlays/prod"))
+    resources = container["resources"]
+    assert resources["requests"]["cpu"] == resources["limits"]["cpu"]
+    (job,) = [obj for obj in render("k8s/bulk") if obj["kind"] == "Job"]
+    (bulk,) = job["spec"]["template"]["spec"]["containers"]
+    return {
+        "cpu": str(resources["limits"]["cpu"]),
+        "memory_request": resources["requests"]["memory"],
+        "memory_limit": resources["limits"]["memory"],
+        "bulk_model": flag(bulk, "--model"),
+    }
+
+
+def test_readme_quotes_the_manifests() -> None:
+    assert readme_facts((ROOT / "README.md").read_text()) == manifest_facts()
+
+
+def test_readme_check_can_fail() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert readme_facts(text.replace("limited to 1Gi", "limited to 1.5Gi", 1)) != manifest_facts()
+    assert readme_facts(text.replace("--model=mnist-5k-cgan-conv", "--model=mnist-5k", 1)) != manifest_facts()
