@@ -115,15 +115,19 @@ def build_judge(
     target: int = 0,
     pixel: int | None = 0,
     confidence: float = 1.0,
+    decoy: int | None = None,
 ) -> bytes:
-    """A judge whose confidence the test controls: class ``target`` gets probability ``p`` and the other
-    classes share ``1 - p``, with ``p`` = pixel ``pixel`` (flat index) / 255 of the image, or the constant
-    ``confidence`` when ``pixel`` is None. So a test knows exactly which images it accepts.
+    """A judge whose confidence the test controls: class ``target`` gets probability ``p`` and class
+    ``decoy`` (default: the next one) gets ``1 - p``, with ``p`` = pixel ``pixel`` (flat index) / 255 of the
+    image, or the constant ``confidence`` when ``pixel`` is None. So a test knows exactly which images it
+    accepts; and since the most probable class is the decoy whenever ``p < 0.5``, "the probability of the
+    requested class" and "the largest probability" differ for half the images, not only for other labels.
     """
     pixels = int(np.prod(image_shape))
     target_row = np.zeros((1, num_classes), np.float32)
     target_row[0, target] = 1.0
-    rest = (1.0 - target_row) / (num_classes - 1)
+    rest = np.zeros((1, num_classes), np.float32)
+    rest[0, (target + 1) % num_classes if decoy is None else decoy] = 1.0
     initializers = [
         numpy_helper.from_array(np.array([-1, pixels], np.int64), "flat_shape"),
         numpy_helper.from_array(np.array([pixel or 0], np.int64), "which"),
