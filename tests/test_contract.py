@@ -346,3 +346,38 @@ def test_open_session_options() -> None:
     assert default.intra_op_num_threads == 0 and default.graph_optimization_level.name == "ORT_ENABLE_ALL"
     with pytest.raises(RuntimeError, match="does not have configuration"):
         default.get_session_config_entry("session.intra_op.allow_spinning")
+
+
+def test_runner_run_batched_splits_labels_noise_and_codes_alike() -> None:
+    from cgan_contract import runner
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.feeds: list[dict] = []
+
+        def run(self, outputs, feed):
+            self.feeds.append(feed)
+            return [feed["label"][:, None].astype(np.uint8)]
+
+    session, z = Recorder(), contract.noise(3, 5, 4)
+    codes = np.arange(10, dtype=np.float64).reshape(5, 2)
+    images = runner.run_batched(session, np.arange(5), z, codes, batch_size=2)
+    assert images.ravel().tolist() == [0, 1, 2, 3, 4] and len(session.feeds) == 3
+    np.testing.assert_array_equal(np.concatenate([f["z"] for f in session.feeds]), z)
+    np.testing.assert_array_equal(np.concatenate([f["codes"] for f in session.feeds]), codes)
+    assert all(f["codes"].dtype == np.float32 for f in session.feeds)
+    session.feeds.clear()
+    assert runner.run_batched(session, np.arange(3), z[:3]).ravel().tolist() == [0, 1, 2]
+    assert len(session.feeds) == 1 and "codes" not in session.feeds[0]
+    session.feeds.clear()
+    assert runner.run_batched(session, np.arange(0), z[:0], batch_size=4).shape == (0, 1)
+
+
+def test_judge_signature() -> None:
+    inputs, outputs = contract.judge_signature((28, 28, 1), 10)
+    assert [spec.model_dump() for spec in inputs] == [
+        {"name": "image", "dtype": "uint8", "shape": [None, 28, 28, 1]}
+    ]
+    assert [spec.model_dump() for spec in outputs] == [
+        {"name": "probabilities", "dtype": "float32", "shape": [None, 10]}
+    ]
