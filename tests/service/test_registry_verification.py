@@ -233,3 +233,44 @@ def test_a_judge_whose_file_differs_from_its_card_is_refused(registry: ModelRegi
         "incomplete",
         f"{contract.JUDGE_FILE} is missing (the card declares a judge)",
     )
+
+
+def test_the_warm_up_runs_the_last_class(registry: ModelRegistry, root: Path) -> None:
+    # Nine classes in the graph, ten on the card: only label 9 is out of range.
+    version = write_version(root, "digits", 1, onnx_bytes=build_generator(num_classes=9))
+    reason, message = refusal(registry, version)
+    assert reason == "warmup" and message.startswith("warm-up run failed: ")
+
+
+def test_the_judge_is_held_to_the_generators_rules(registry: ModelRegistry, root: Path) -> None:
+    judge = build_judge()
+    version = write_version(root, "digits", 1, judge_bytes=judge, judge=judge_section(judge, num_classes=12))
+    assert refusal(registry, version) == (
+        "judge",
+        "card's judge inputs/outputs do not match its image_shape and classes",
+    )
+    card = json.loads((version / contract.CARD_FILE).read_text())
+    card["judge"] = judge_section(b"not onnx").model_dump(mode="json")
+    (version / contract.CARD_FILE).write_text(json.dumps(card))
+    (version / contract.JUDGE_FILE).write_bytes(b"not onnx")
+    reason, message = refusal(registry, version)
+    assert reason == "judge" and message.startswith(f"onnxruntime cannot load {contract.JUDGE_FILE}: ")
+    (version / contract.JUDGE_FILE).unlink()
+    (version / contract.JUDGE_FILE).mkdir()
+    reason, message = refusal(registry, version)
+    assert reason == "unreadable" and message.startswith(f"{contract.JUDGE_FILE} is unreadable: ")
+
+
+def test_a_judge_that_is_not_probabilities_says_what_its_rows_sum_to(
+    registry: ModelRegistry, root: Path
+) -> None:
+    judge = build_judge(pixel=None, confidence=0.25, decoy=0)  # rows: 0.25 + 0.75, then a negative one
+    ok = write_version(root, "digits", 1, judge_bytes=judge)
+    assert registry.load("digits", 1, ok).judge is not None
+    bad = build_judge(pixel=None, confidence=2.0)
+    version = write_version(root, "digits", 2, judge_bytes=bad)
+    reason, message = refusal(registry, version)
+    assert (
+        reason == "judge"
+        and message == f"{contract.JUDGE_FILE} output is not probabilities (rows sum to [1. 1.])"
+    )
