@@ -32,12 +32,15 @@ def build_generator(
     graph_latent_dim: int | None = None,
     float_output: bool = False,
     num_codes: int = 0,
+    batch: int | str = "N",
+    label_type: int = TensorProto.INT64,
 ) -> bytes:
     """image = uint8(clip(round((tanh(z @ W + E[label]) + 1) * 127.5))) reshaped to [N, H, W, C].
 
     With ``num_codes`` = k it takes a third input ``codes`` float32 [N, k] and adds ``codes @ Wc`` to the
     logits, strongly enough that moving one code visibly changes every image.
-    ``noise_name``, ``graph_latent_dim`` and ``float_output`` break the contract on purpose for the drills.
+    ``noise_name``, ``graph_latent_dim``, ``float_output``, ``batch`` (a fixed batch size instead of ``N``)
+    and ``label_type`` break the contract on purpose for the drills.
     """
     rng = np.random.default_rng(weights_seed)
     pixels = int(np.prod(image_shape))
@@ -65,8 +68,8 @@ def build_generator(
         helper.make_node("Clip", ["rounded", "lo", "hi"], ["clipped"]),
     ]
     inputs = [
-        helper.make_tensor_value_info(noise_name, TensorProto.FLOAT, ["N", graph_latent_dim]),
-        helper.make_tensor_value_info(contract.INPUT_LABEL, TensorProto.INT64, ["N"]),
+        helper.make_tensor_value_info(noise_name, TensorProto.FLOAT, [batch, graph_latent_dim]),
+        helper.make_tensor_value_info(contract.INPUT_LABEL, label_type, [batch]),
     ]
     if num_codes:
         style = (3.0 * rng.standard_normal((num_codes, pixels))).astype(np.float32)
@@ -76,7 +79,7 @@ def build_generator(
             helper.make_node("Add", ["content", "cw"], ["logits"]),
         ]
         inputs.append(
-            helper.make_tensor_value_info(contract.INPUT_CODES, TensorProto.FLOAT, ["N", num_codes])
+            helper.make_tensor_value_info(contract.INPUT_CODES, TensorProto.FLOAT, [batch, num_codes])
         )
     if float_output:
         nodes.append(helper.make_node("Reshape", ["clipped", "shape"], [contract.OUTPUT_IMAGE]))
@@ -89,7 +92,7 @@ def build_generator(
         nodes,
         "tiny_generator",
         inputs,
-        [helper.make_tensor_value_info(contract.OUTPUT_IMAGE, out_type, ["N", *image_shape])],
+        [helper.make_tensor_value_info(contract.OUTPUT_IMAGE, out_type, [batch, *image_shape])],
         initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], producer_name="tests")
@@ -112,15 +115,19 @@ def build_judge(
     target: int = 0,
     pixel: int | None = 0,
     confidence: float = 1.0,
+    decoy: int | None = None,
 ) -> bytes:
-    """A judge whose confidence the test controls: class ``target`` gets probability ``p`` and the other
-    classes share ``1 - p``, with ``p`` = pixel ``pixel`` (flat index) / 255 of the image, or the constant
-    ``confidence`` when ``pixel`` is None. So a test knows exactly which images it accepts.
+    """A judge whose confidence the test controls: class ``target`` gets probability ``p`` and class
+    ``decoy`` (default: the next one) gets ``1 - p``, with ``p`` = pixel ``pixel`` (flat index) / 255 of the
+    image, or the constant ``confidence`` when ``pixel`` is None. So a test knows exactly which images it
+    accepts; and since the most probable class is the decoy whenever ``p < 0.5``, "the probability of the
+    requested class" and "the largest probability" differ for half the images, not only for other labels.
     """
     pixels = int(np.prod(image_shape))
     target_row = np.zeros((1, num_classes), np.float32)
     target_row[0, target] = 1.0
-    rest = (1.0 - target_row) / (num_classes - 1)
+    rest = np.zeros((1, num_classes), np.float32)
+    rest[0, (target + 1) % num_classes if decoy is None else decoy] = 1.0
     initializers = [
         numpy_helper.from_array(np.array([-1, pixels], np.int64), "flat_shape"),
         numpy_helper.from_array(np.array([pixel or 0], np.int64), "which"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import subprocess
 import sys
 from datetime import UTC, datetime
@@ -206,3 +207,177 @@ def test_contract_imports_nothing_heavy():
         "sys.exit(sorted(heavy & set(m.split('.')[0] for m in sys.modules)) or 0)"
     )
     assert subprocess.run([sys.executable, "-c", code], capture_output=True).returncode == 0
+
+
+# --- the rest of each rule, edge by edge (scripts/mutation's survivors of the contract, closed) ----------
+
+
+def test_pixel_rule_rounds_clips_and_types() -> None:
+    pixels = contract.to_uint8(np.array([-2.0, -1.0, 0.0, 0.5, 1.0, 2.0]))
+    assert pixels.dtype == np.uint8 and pixels.tolist() == [0, 0, 128, 191, 255, 255]
+    back = contract.from_uint8(np.array([0, 191, 255], np.uint8))
+    assert back.dtype == np.float32
+    np.testing.assert_allclose(back, [-1.0, 191 / 127.5 - 1, 1.0], rtol=1e-6)
+
+
+def test_card_json_is_indented_by_two() -> None:
+    assert contract.card_json(card()).splitlines()[1] == '  "contract_version": 1,'
+
+
+def test_read_card(tmp_path) -> None:
+    (tmp_path / contract.CARD_FILE).write_text(contract.card_json(card()))
+    assert contract.read_card(tmp_path).name == "mnist-5k-cgan-conv"
+
+
+def test_label_index_errors_name_what_is_valid() -> None:
+    c = card(class_names=["a", "b", "c"])
+    assert c.label_index(0) == 0 and c.label_index("0") == 0 and c.label_index(" 2 ") == 2
+    for bad, message in (
+        (True, "label must be an integer or a class name"),
+        (3, "label 3 is outside 0..2"),
+        (-1, "label -1 is outside 0..2"),
+        ("-1", "label -1 is outside 0..2"),
+        ("d", "unknown label 'd'; classes are ['a', 'b', 'c']"),
+        ("1-", "unknown label '1-'; classes are ['a', 'b', 'c']"),
+    ):
+        with pytest.raises(ValueError) as raised:
+            c.label_index(bad)
+        assert str(raised.value) == message
+
+
+def test_seed_and_truncation_errors_say_the_range() -> None:
+    with pytest.raises(ValueError, match=rf"^seed must be in 0\.\.{contract.MAX_SEED}$"):
+        contract.request_seeds(-1, 1)
+    assert contract.request_seeds(contract.MAX_SEED, 1).tolist() == [contract.MAX_SEED]
+    with pytest.raises(ValueError, match=r"^truncation must be in 0\.5\.\.5\.9, got 6\.0$"):
+        contract.truncated_noise_for_seeds([0], 8, 6.0)
+    with pytest.raises(ValueError, match=r"got 0\.4$"):
+        contract.truncated_noise_for_seeds([0], 8, 0.4)
+    # Both ends are allowed; at the top nothing changes (every entry is within 5.9 already).
+    np.testing.assert_array_equal(
+        contract.truncated_noise_for_seeds([0, 41082], 100, contract.MAX_TRUNCATION),
+        contract.noise_for_seeds([0, 41082], 100),
+    )
+
+
+def test_truncation_takes_seeds_in_any_shape_and_clamps_what_stays_out(monkeypatch) -> None:
+    flat = contract.truncated_noise_for_seeds([0, 41082, 7], 100, 0.5)
+    column = contract.truncated_noise_for_seeds(np.array([[0], [41082], [7]]), 100, 0.5)
+    np.testing.assert_array_equal(column, flat)
+    # With no redraw rounds every entry beyond the threshold is clamped to it, on both sides.
+    noise_rule = importlib.import_module("cgan_contract.noise")
+    monkeypatch.setattr(noise_rule, "TRUNCATION_ROUNDS", 0)
+    z = contract.noise_for_seeds([0, 1, 2], 100)
+    clamped = contract.truncated_noise_for_seeds([0, 1, 2], 100, 0.5)
+    np.testing.assert_array_equal(clamped, np.clip(z, np.float32(-0.5), np.float32(0.5)))
+    assert clamped.min() == np.float32(-0.5) and clamped.max() == np.float32(0.5)
+
+
+def test_codes_are_exact_and_typed() -> None:
+    # Codes are float64 sums and products of exact 24-bit draws: the same bits on every platform.
+    codes = contract.codes_for_seeds([0, 7, 41082], 100, [(-1.0, 1.0), (2.0, 3.0), (0.0, 8.0)])
+    assert codes.dtype == np.float32
+    assert codes.tobytes().hex() == (
+        "a170073fb9de3540e2fbe9404ef0c8be20122340b4aaa94098ecf9bd83b73540d0871a3e"
+    )
+    empty = contract.codes_for_seeds(np.array([[1], [2]]), 100, [])
+    assert empty.shape == (2, 0) and empty.dtype == np.float32
+
+
+def test_runner_generate_takes_any_shape_and_runs_in_pieces() -> None:
+    from cgan_contract import runner
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.feeds: list[dict] = []
+
+        def run(self, outputs, feed):
+            assert outputs == [contract.OUTPUT_IMAGE]
+            self.feeds.append(feed)
+            return [np.repeat(feed["label"][:, None], 2, axis=1).astype(np.uint8)]
+
+    session = Recorder()
+    images = runner.generate(session, [[3], [4], [5], [6], [7]], [10, 11, 12, 13, 14], 8, batch_size=2)
+    assert images.tolist() == [[3, 3], [4, 4], [5, 5], [6, 6], [7, 7]]
+    assert [len(f["label"]) for f in session.feeds] == [2, 2, 1]
+    assert all(f["label"].dtype == np.int64 and f["z"].dtype == np.float32 for f in session.feeds)
+    np.testing.assert_array_equal(np.concatenate([f["z"] for f in session.feeds]), contract.noise(10, 5, 8))
+    session.feeds.clear()
+    runner.generate(session, np.arange(3), np.array([[0], [1], [2]]), 100, truncation=0.5, batch_size=2)
+    np.testing.assert_array_equal(
+        np.concatenate([f["z"] for f in session.feeds]), contract.noise(0, 3, 100, truncation=0.5)
+    )
+    session.feeds.clear()
+    one = runner.generate(session, [1], [5], 8)
+    assert one.tolist() == [[1, 1]] and len(session.feeds) == 1
+
+
+def test_runner_classify_feeds_uint8_images() -> None:
+    from cgan_contract import runner
+
+    class Judge:
+        def run(self, outputs, feed):
+            assert outputs == [contract.JUDGE_OUTPUT] and set(feed) == {contract.JUDGE_INPUT}
+            assert (
+                feed[contract.JUDGE_INPUT].dtype == np.uint8 and feed[contract.JUDGE_INPUT].flags.c_contiguous
+            )
+            return [np.full((len(feed[contract.JUDGE_INPUT]), 3), 1 / 3, np.float32), "second output"]
+
+    images = np.zeros((2, 28, 28, 1), np.int64)[:, ::-1]
+    assert runner.classify(Judge(), images).shape == (2, 3)
+
+
+def test_open_session_options() -> None:
+    from cgan_contract import runner
+    from tests.fakes import build_generator
+
+    model = build_generator()
+    pinned = runner.open_session(model, threads=1, spinning=False).get_session_options()
+    assert (pinned.intra_op_num_threads, pinned.inter_op_num_threads) == (1, 1)
+    assert pinned.execution_mode.name == "ORT_SEQUENTIAL" and pinned.log_severity_level == 3
+    assert pinned.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert (
+        runner.open_session(model, spinning=True)
+        .get_session_options()
+        .get_session_config_entry("session.intra_op.allow_spinning")
+        == "1"
+    )
+    default = runner.open_session(model).get_session_options()
+    assert default.intra_op_num_threads == 0 and default.graph_optimization_level.name == "ORT_ENABLE_ALL"
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        default.get_session_config_entry("session.intra_op.allow_spinning")
+
+
+def test_runner_run_batched_splits_labels_noise_and_codes_alike() -> None:
+    from cgan_contract import runner
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.feeds: list[dict] = []
+
+        def run(self, outputs, feed):
+            self.feeds.append(feed)
+            return [feed["label"][:, None].astype(np.uint8)]
+
+    session, z = Recorder(), contract.noise(3, 5, 4)
+    codes = np.arange(10, dtype=np.float64).reshape(5, 2)
+    images = runner.run_batched(session, np.arange(5), z, codes, batch_size=2)
+    assert images.ravel().tolist() == [0, 1, 2, 3, 4] and len(session.feeds) == 3
+    np.testing.assert_array_equal(np.concatenate([f["z"] for f in session.feeds]), z)
+    np.testing.assert_array_equal(np.concatenate([f["codes"] for f in session.feeds]), codes)
+    assert all(f["codes"].dtype == np.float32 for f in session.feeds)
+    session.feeds.clear()
+    assert runner.run_batched(session, np.arange(3), z[:3]).ravel().tolist() == [0, 1, 2]
+    assert len(session.feeds) == 1 and "codes" not in session.feeds[0]
+    session.feeds.clear()
+    assert runner.run_batched(session, np.arange(0), z[:0], batch_size=4).shape == (0, 1)
+
+
+def test_judge_signature() -> None:
+    inputs, outputs = contract.judge_signature((28, 28, 1), 10)
+    assert [spec.model_dump() for spec in inputs] == [
+        {"name": "image", "dtype": "uint8", "shape": [None, 28, 28, 1]}
+    ]
+    assert [spec.model_dump() for spec in outputs] == [
+        {"name": "probabilities", "dtype": "float32", "shape": [None, 10]}
+    ]

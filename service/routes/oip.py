@@ -161,6 +161,22 @@ async def model_version_ready(name: NamePath, version: VersionPath, runtime: Run
     return ModelReady(name=served_model(runtime, name, version).name, ready=True)
 
 
+def _inline_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema with its ``$defs`` written in place: these schemas are not registered under
+    ``components/schemas``, so a ``$ref`` there would dangle and no client could read the body's shape."""
+    schema = model.model_json_schema()
+    defs = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return inline(defs[node["$ref"].rsplit("/", 1)[1]])
+            return {key: inline(value) for key, value in node.items()}
+        return [inline(value) for value in node] if isinstance(node, list) else node
+
+    return inline(schema)
+
+
 _INFER_DOC: dict[str, Any] = {
     "requestBody": {
         "required": True,
@@ -169,9 +185,7 @@ _INFER_DOC: dict[str, Any] = {
         "`Inference-Header-Content-Length` bytes long, followed by the raw bytes of each input that gives "
         "`parameters.binary_data_size`.",
         "content": {
-            "application/json": {
-                "schema": InferenceRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            },
+            "application/json": {"schema": _inline_schema(InferenceRequest)},
         },
     }
 }
@@ -180,9 +194,7 @@ _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
         "description": "The images: JSON, or a JSON header of `Inference-Header-Content-Length` bytes "
         "followed by the image bytes when binary output was asked for.",
         "content": {
-            "application/json": {
-                "schema": InferenceResponse.model_json_schema(ref_template="#/components/schemas/{model}")
-            },
+            "application/json": {"schema": _inline_schema(InferenceResponse)},
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
         },
     },

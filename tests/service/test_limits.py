@@ -83,8 +83,19 @@ def secured(root: Path, open_client) -> Iterator[TestClient]:
 
 @pytest.mark.parametrize(
     "headers",
-    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": TOKEN}, {"Authorization": f"Basic {TOKEN}"}],
-    ids=["missing", "wrong", "no-scheme", "basic"],
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+        # The whole token, not a prefix or an extension of it.
+        {"Authorization": f"Bearer {TOKEN}x"},
+        {"Authorization": f"Bearer {TOKEN} {TOKEN}"},
+        {"Authorization": f"Bearer {TOKEN[:-1]}"},
+        {"Authorization": "Bearer "},
+        {"Authorization": f"Bearer{TOKEN}"},
+    ],
+    ids=["missing", "wrong", "no-scheme", "basic", "suffixed", "twice", "truncated", "empty", "no-space"],
 )
 def test_token_required_on_generating_routes(secured: TestClient, headers: dict[str, str]) -> None:
     for method, path, body in (("POST", "/generate", {"label": 1}), ("POST", "/dataset", {"per_label": 1})):

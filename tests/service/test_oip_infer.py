@@ -17,7 +17,8 @@ import tritonclient.http as triton
 from tritonclient.utils import InferenceServerException
 
 import cgan_contract as contract
-from tests.fakes import LATENT_DIM
+from cgan_contract import runner
+from tests.fakes import LATENT_DIM, build_generator
 from tests.live_server import LiveServer
 
 TOKEN = "s3cret-token"
@@ -317,6 +318,21 @@ def test_binary_request_by_hand_matches_json(server: LiveServer) -> None:
     assert meta["outputs"][0]["parameters"] == {"binary_data_size": 2 * 784}
     assert len(response.content) == split + 2 * 784
     assert response.headers["x-model-version"] == "2"
+    pixels = np.frombuffer(response.content[split:], np.uint8).reshape(meta["outputs"][0]["shape"])
+    # The pixels themselves: the same inputs as JSON, and the served graph run here, give the same images.
+    as_json = {
+        "inputs": [
+            {"name": "label", "shape": [2], "datatype": "INT64", "data": [5, 6]},
+            {"name": "z", "shape": [2, LATENT_DIM], "datatype": "FP32", "data": z.ravel().tolist()},
+        ]
+    }
+    json_response = _post(server, json.dumps(as_json).encode())
+    assert json_response.status_code == 200, json_response.text
+    output = json_response.json()["outputs"][0]
+    np.testing.assert_array_equal(np.array(output["data"], np.uint8).reshape(output["shape"]), pixels)
+    session = runner.open_session(build_generator(weights_seed=2), threads=1)
+    np.testing.assert_array_equal(pixels, runner.run(session, np.array([5, 6]), z))
+    assert pixels.any() and not np.array_equal(pixels[0], pixels[1])
 
 
 # --- the guard, in-process (a gate holds the generator so the test decides when work finishes) ---------

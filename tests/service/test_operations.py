@@ -9,6 +9,8 @@ import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
+import cgan_contract as contract
+
 
 def _families(client: TestClient) -> dict:
     response = client.get("/metrics")
@@ -56,8 +58,21 @@ def test_v1_models_list_cards_with_quality(shared_client: TestClient, fashion_cl
     ]
     card = shared_client.get("/v1/models/fashion").json()["card"]
     assert card["class_names"] == fashion_classes and card["latent_dim"] == 8
-    assert "quality" in card and "sha256" in card
+    # The whole card as the version directory holds it: quality (None until evaluated) and all.
+    path = shared_client.app.state.runtime.registry.models["fashion"].path  # type: ignore[attr-defined]
+    assert card == contract.read_card(path).model_dump(mode="json")
+    assert card["quality"] is None and len(card["sha256"]) == 64
     assert shared_client.get("/v1/models/nope").status_code == 404
+
+
+def test_an_evaluated_card_is_served_with_its_quality_figures(tmp_path: Path, open_client) -> None:
+    from service.config import BUNDLED_DIR
+
+    on_disk = contract.read_card(BUNDLED_DIR / "mnist-5k-cgan-conv" / "1").model_dump(mode="json")
+    with open_client(tmp_path, bundled_models=True) as client:
+        card = client.get("/v1/models/mnist-5k-cgan-conv").json()["card"]
+    assert card == on_disk
+    assert card["quality"]["label_accuracy"] == on_disk["quality"]["label_accuracy"] > 0.9
 
 
 def test_metrics_expose_requests_latency_inference_and_models(shared_client: TestClient) -> None:
@@ -130,11 +145,22 @@ def test_lifespan_shutdown_turns_not_ready(models_dir: Path, open_client, runtim
     assert state.readiness() == (False, "shutting down")
 
 
-def test_root_serves_the_playground_or_the_docs(shared_client: TestClient) -> None:
+def test_root_serves_the_playground(shared_client: TestClient) -> None:
+    from service.routes import ui
+
     response = shared_client.get("/", follow_redirects=False)
-    assert response.status_code in (200, 307)
-    if response.status_code == 200:
-        assert response.headers["content-type"].startswith("text/html")
-    else:
-        assert response.headers["location"] == "/docs"
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/html")
+    assert response.content == (ui.STATIC_DIR / "index.html").read_bytes()
+    assert "<title>cgan-synth playground</title>" in response.text
+    assert response.headers["content-security-policy"] == ui.page_csp(response.content)
     assert shared_client.get("/static/does-not-exist.js").status_code == 404
+
+
+def test_root_redirects_to_the_docs_without_a_page(
+    shared_client: TestClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from service.routes import ui
+
+    monkeypatch.setattr(ui, "STATIC_DIR", tmp_path)  # an install that ships no playground page
+    response = shared_client.get("/", follow_redirects=False)
+    assert response.status_code == 307 and response.headers["location"] == "/docs"

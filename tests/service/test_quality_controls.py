@@ -1,7 +1,9 @@
 """Serve-time quality controls: ``truncation`` and judge-filtered generation (``min_confidence``).
 
 The fake judge (tests/fakes.py ``build_judge``) gives the target class the probability pixel/255 of one
-pixel, so the test knows from the unfiltered images alone which candidates it must accept.
+pixel and a decoy class the rest, so the test knows from the unfiltered images alone which candidates it
+must accept, and a filter that read the largest probability instead of the requested class's would keep
+them all.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ SIGTERM drains them all, and nothing outlives a killed supervisor."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -70,6 +71,21 @@ def server(tmp_path: Path, models_dir: Path):
     running.stop()
 
 
+def _images_made(samples: Path) -> float:
+    """cgan_images_generated_total as one worker's own multiprocess file holds it."""
+    from prometheus_client.mmap_dict import MmapedDict
+
+    store = MmapedDict(str(samples), read_mode=True)
+    try:
+        return sum(
+            value
+            for key, value, _ in store.read_all_values()
+            if json.loads(key)[1] == "cgan_images_generated_total"
+        )
+    finally:
+        store.close()
+
+
 def test_two_workers_serve_one_port_and_every_scrape_counts_both(server: LiveServer, tmp_path: Path) -> None:
     def post(_: int) -> int:
         # A fresh connection each, eight at once, so the kernel hands them to both workers.
@@ -78,9 +94,11 @@ def test_two_workers_serve_one_port_and_every_scrape_counts_both(server: LiveSer
 
     with ThreadPoolExecutor(8) as pool:
         assert set(pool.map(post, range(48))) == {200}
-    # Each worker writes its samples to the shared directory (files named by pid).
-    for pid in workers_of(server):
-        assert (tmp_path / "metrics" / f"counter_{pid}.db").exists()
+    # Each worker writes its samples to the shared directory (files named by pid), and each served some of
+    # the requests: a file alone exists from a worker's start, before any traffic, and totals that one worker
+    # made would show nothing of how scrapes add the workers up.
+    served = {pid: _images_made(tmp_path / "metrics" / f"counter_{pid}.db") for pid in workers_of(server)}
+    assert sum(served.values()) == 96 and all(served.values()), served
     # Whichever worker answers a scrape, it reports the service's totals, not its own.
     for _ in range(8):
         (images,) = family(server.url, "cgan_images_generated")
