@@ -1,6 +1,7 @@
 """The /dataset archive writers (service/archives.py) on their own, no app: the tar is a whole number of
 tar records, byte for byte what Python's tarfile writes for the same members; the npz, zip and tar hold
-what they say, in sample order. test_dataset.py drives the same writers through /dataset."""
+what they say, in the plan's order (by_class here, so positions are indices; test_dataset.py drives the
+shuffled default through /dataset)."""
 
 from __future__ import annotations
 
@@ -32,7 +33,9 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> LoadedModel:
 
 
 def plan(model: LoadedModel, **fields: object) -> DatasetPlan:
-    given: dict[str, object] = {"labels": (3, 0), "per_label": 3, "seed": 5, "batch": 4, **fields}
+    given: dict[str, object] = {
+        "labels": (3, 0), "per_label": 3, "seed": 5, "batch": 4, "order": "by_class", **fields
+    }  # fmt: skip
     return DatasetPlan(model=model, **given)  # type: ignore[arg-type]
 
 
@@ -81,6 +84,7 @@ def test_the_tar_holds_each_sample_in_order(model: LoadedModel) -> None:
             "label": labels[j],
             "class_name": FASHION[labels[j]],
             "seed": seeds[j],
+            "index": j,
             "model": "fashion",
             "version": 2,
             "truncation": 1.5,
@@ -91,23 +95,35 @@ def test_the_tar_holds_each_sample_in_order(model: LoadedModel) -> None:
 def test_keys_are_zero_padded_to_the_last_sample(model: LoadedModel) -> None:
     p = plan(model, labels=(1,), per_label=11)
     assert [p.key(j) for j in (0, 9, 10)] == ["00", "09", "10"]
-    assert p.image_path(0) == "1_Trouser/00.png" and p.image_path(10) == "1_Trouser/10.png"
-    assert plan(model, labels=(1,), per_label=10).image_path(9) == "1_Trouser/9.png"
+    assert p.image_path(0) == "Trouser/00.png" and p.image_path(10) == "Trouser/10.png"
+    assert plan(model, labels=(1,), per_label=10).image_path(9) == "Trouser/9.png"
     assert p.filename("tar") == "fashion-v2-seed5.tar"
-    assert archives._folder(0, "T-shirt/top") == "0_T-shirt_top" and archives._folder(4, "..") == "4_class"
+    assert plan(model, start=2, stop=7).filename("npz") == "fashion-v2-seed5-2-7.npz"
+    assert archives.folders((0, 4), ["T-shirt/top", "", "", "", ".."]) == {0: "0_T-shirt_top", 4: "4_class"}
 
 
 def test_batches_cover_every_sample_in_order(model: LoadedModel) -> None:
     p = plan(model, batch=4)
-    got = [(first, labels.tolist(), seeds.tolist()) for first, labels, seeds in p.batches()]
-    assert got == [(0, [3, 3, 3, 0], [5, 6, 7, 8]), (4, [0, 0], [9, 10])]
-    assert [(f, s.tolist()) for f, _, s in p.batches(2, 5)] == [(2, [7, 8, 9])]
-    assert p.total == 6 and p.seed_of(4) == 9 and p.acceptance_rate is None and p.controls() == {}
+    got = [(b.first, b.indices.tolist(), b.labels.tolist(), b.seeds.tolist()) for b in p.batches()]
+    assert got == [(0, [0, 1, 2, 3], [3, 3, 3, 0], [5, 6, 7, 8]), (4, [4, 5], [0, 0], [9, 10])]
+    assert [(b.first, b.seeds.tolist()) for b in p.batches(2, 5)] == [(2, [7, 8, 9])]
+    assert p.total == 6 and p.seeds_of(np.array([4])).tolist() == [9]
+    assert p.acceptance_rate is None and p.controls() == {}
+    mixed = plan(model, order="shuffled", batch=4)
+    indices = np.concatenate([b.indices for b in mixed.batches()])
+    assert sorted(indices.tolist()) == list(range(6)) and indices.tolist() != list(range(6))
+    for b in mixed.batches():  # labels and seeds follow each index, whatever the order
+        assert b.seeds.tolist() == (b.indices + 5).tolist() and b.labels.tolist() == [
+            (3, 0)[j // 3] for j in b.indices
+        ]
+    part = plan(model, order="shuffled", start=1, stop=4)
+    assert part.total == 3 and [b.indices.tolist() for b in part.batches()] == [indices[1:4].tolist()]
 
 
 def test_the_npz_holds_x_and_y_in_sample_order(model: LoadedModel) -> None:
     data = np.load(io.BytesIO(b"".join(npz_chunks(plan(model)))))
-    assert data.files == ["x", "y"]
+    assert data.files == ["order", "y", "seeds", "x"]
+    assert str(data["order"]) == "by_class" and data["seeds"].tolist() == list(range(5, 11))
     assert data["x"].shape == (6, 28, 28) and data["x"].dtype == np.uint8
     assert data["y"].tolist() == [3, 3, 3, 0, 0, 0] and data["y"].dtype == np.int64
     np.testing.assert_array_equal(data["x"], expected(model, [3, 3, 3, 0, 0, 0], list(range(5, 11)))[..., 0])
@@ -117,11 +133,11 @@ def test_a_filtered_npz_adds_the_seeds_and_the_acceptance_rate(model: LoadedMode
     seeds = np.array([5, 9, 12, 13, 20, 22], np.uint64)
     p = plan(model, seeds=seeds, min_confidence=0.5, examined=8)
     data = np.load(io.BytesIO(b"".join(npz_chunks(p))))
-    assert data.files == ["x", "y", "seeds", "acceptance_rate"]
+    assert data.files == ["order", "y", "seeds", "x", "acceptance_rate"]
     assert data["seeds"].tolist() == seeds.tolist() and data["seeds"].dtype == np.int64
     assert data["acceptance_rate"].tolist() == [0.75]
     np.testing.assert_array_equal(data["x"], expected(model, [3, 3, 3, 0, 0, 0], seeds.tolist())[..., 0])
-    assert p.seed_of(2) == 12
+    assert p.seeds_of(np.array([2])).tolist() == [12]
     assert p.controls() == {"min_confidence": 0.5, "acceptance_rate": 0.75, "candidates_judged": 8}
 
 
@@ -131,17 +147,18 @@ def test_the_zip_holds_pngs_per_class_and_its_manifests(model: LoadedModel) -> N
         names = archive.namelist()
         manifest = json.loads(archive.read("manifest.json"))
         rows = list(csv.reader(io.StringIO(archive.read("manifest.csv").decode())))
-        first = np.asarray(Image.open(io.BytesIO(archive.read("3_Dress/0.png"))))
-    paths = [f"3_Dress/{i}.png" for i in range(3)] + [f"0_T-shirt_top/{i}.png" for i in range(3)]
+        first = np.asarray(Image.open(io.BytesIO(archive.read("Dress/0.png"))))
+    paths = [f"Dress/{i}.png" for i in range(3)] + [f"T-shirt_top/{i}.png" for i in range(3)]
     assert names == [*paths, "manifest.json", "manifest.csv"]
-    assert rows[0] == ["path", "label", "class_name", "seed"]
+    assert rows[0] == ["path", "label", "class_name", "seed", "index"]
     assert rows[1:] == [
-        [path, str(label), FASHION[label], str(5 + j)]
+        [path, str(label), FASHION[label], str(5 + j), str(j)]
         for j, (path, label) in enumerate(zip(paths, [3] * 3 + [0] * 3, strict=True))
     ]
     assert manifest["count"] == 6 and manifest["seed"] == 5 and manifest["labels"] == [3, 0]
     assert manifest["truncation"] == 2.0 and manifest["sha256"] == model.card.sha256
-    assert manifest["order"].endswith("uses seed + j")
+    assert manifest["order"] == "by_class" and manifest["rule"].startswith("image j of the set")
+    assert manifest["folders"] == ["Dress", "T-shirt_top"] and manifest["positions"] == [0, 6]
     np.testing.assert_array_equal(
         first, model.generate(np.array([3]), np.array([5], np.uint64), truncation=2.0)[0, ..., 0]
     )
