@@ -46,18 +46,25 @@ from cgan_contract.layout import (
     version_dirs,
 )
 from cgan_contract.noise import (
-    MAX_SEED,
     MAX_TRUNCATION,
     MIN_TRUNCATION,
     codes_for_seeds,
-    index_seeds,
     noise,
     noise_for_seeds,
-    request_seeds,
     truncated_noise_for_seeds,
 )
 from cgan_contract.order import DEFAULT_ORDER, ORDERS, Order, check_order, image_indices
 from cgan_contract.pixels import BACKGROUND, INK, from_uint8, to_uint8
+from cgan_contract.seeds import (
+    MAX_DRAWS_PER_IMAGE,
+    MAX_SEED,
+    block_candidates,
+    check_seed,
+    index_seeds,
+    last_first_seed,
+    request_candidates,
+    request_seeds,
+)
 from cgan_contract.tensors import (
     CODES_DTYPE,
     IMAGE_DTYPE,
@@ -89,6 +96,7 @@ __all__ = [
     "JUDGE_INPUT",
     "JUDGE_OUTPUT",
     "LABEL_DTYPE",
+    "MAX_DRAWS_PER_IMAGE",
     "MAX_SEED",
     "MAX_TRUNCATION",
     "MIN_TRUNCATION",
@@ -107,7 +115,9 @@ __all__ = [
     "StyleCode",
     "TensorSpec",
     "Training",
+    "block_candidates",
     "card_json",
+    "check_seed",
     "check_order",
     "codes_for_seeds",
     "from_uint8",
@@ -118,6 +128,8 @@ __all__ = [
     "read_card",
     "request_seeds",
     "judge_signature",
+    "last_first_seed",
+    "request_candidates",
     "signature",
     "to_uint8",
     "truncated_noise_for_seeds",

@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Seeds are JSON- and JavaScript-safe integers.
-MAX_SEED = 2**53 - 1
+# The seed arithmetic lives in cgan_contract.seeds; these names stay importable from here too.
+from cgan_contract.seeds import MAX_SEED, index_seeds, request_seeds  # noqa: F401
+
 #: Truncation thresholds a request may ask for: below 0.5 most entries need many redraws, and every
 #: entry already satisfies ``|z| < 5.9`` (see :func:`noise_for_seeds`), so a larger one changes nothing.
 MIN_TRUNCATION = 0.5
@@ -126,18 +127,6 @@ def codes_for_seeds(
     low = np.array([r[0] for r in ranges], dtype=np.float64)
     high = np.array([r[1] for r in ranges], dtype=np.float64)
     return (low + unit * (high - low)).astype(np.float32)
-
-
-def request_seeds(seed: int, n: int) -> np.ndarray:
-    """The per-image seeds of a request: image i uses ``seed + i``."""
-    if not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"seed must be in 0..{MAX_SEED}")
-    return np.arange(seed, seed + n, dtype=np.uint64)
-
-
-def index_seeds(seed: int, indices: np.ndarray) -> np.ndarray:
-    """uint64 seeds of images ``indices`` of a request or data set with ``seed``: image j uses seed + j."""
-    return np.asarray(indices, dtype=np.uint64) + np.uint64(seed)
 
 
 def noise(seed: int, n: int, latent_dim: int, truncation: float | None = None) -> np.ndarray:

@@ -117,11 +117,12 @@ def resolve_label(model: LoadedModel, label: int | str, field: str = "label") ->
 
 def resolve_seed(seed: int | None, count: int) -> int:
     """The request seed, or a random one; image ``i`` uses ``seed + i``, which must stay <= MAX_SEED."""
-    last = contract.MAX_SEED - count + 1
     if seed is None:
-        return secrets.randbelow(last + 1)
-    if seed > last:
-        raise RequestError(f"seed: seed + {count} images - 1 exceeds MAX_SEED ({contract.MAX_SEED})", "seed")
+        return secrets.randbelow(contract.last_first_seed(count) + 1)
+    try:
+        contract.check_seed(seed, count)
+    except ValueError as e:
+        raise RequestError(f"seed: {e}", "seed") from None
     return seed
 
 
@@ -399,7 +400,7 @@ def _run_filtered(job: Job, lane: bool) -> bytes | BaseException:
         job.selection = filtering.select(
             job.model.on_lanes if lane else job.model,
             job.label,
-            filtering.generate_candidates(job.seed, job.n),
+            contract.request_candidates(job.seed, job.n),
             job.n,
             job.min_confidence,
             truncation=job.truncation,
@@ -653,7 +654,7 @@ def _filtered_plan(plan: DatasetPlan, min_confidence: float) -> DatasetPlan:
     archive streams (memory stays one batch), so a filtered archive costs about twice the generator runs."""
     seeds, examined = [], 0
     for block, label in enumerate(plan.labels):
-        candidates = filtering.dataset_candidates(plan.seed, plan.per_label, len(plan.labels), block)
+        candidates = contract.block_candidates(plan.seed, plan.per_label, len(plan.labels), block)
         try:
             selection = filtering.select(
                 plan.model,

@@ -2,8 +2,8 @@
 at least ``min_confidence``, drawing further seeds in a fixed order until the count is met.
 
 The candidates of a request are a fixed sequence of seeds (the request's own first, then the next ones
-after them, see :func:`generate_candidates` and :func:`dataset_candidates`); the images kept are the
-first ``count`` candidates the judge accepts, in candidate order. So the same request gives the same
+after them: :func:`cgan_contract.request_candidates`, :func:`~cgan_contract.block_candidates`); the images
+kept are the first ``count`` candidates the judge accepts, in candidate order. So the same request gives the same
 images, however the candidates are batched, and each kept image is the unfiltered image of its seed.
 At most :data:`MAX_DRAWS_PER_IMAGE` candidates per requested image are judged; a request that needs
 more is refused (:class:`NotEnoughAccepted`), never answered short.
@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+import cgan_contract as contract
+
 if TYPE_CHECKING:
     from service.registry import LoadedModel
 
-#: Candidates judged per requested image at most: ``n`` images may cost up to 20 n generated and judged
-#: ones, so a min_confidence the model rarely reaches is refused after bounded work.
-MAX_DRAWS_PER_IMAGE = 20
+#: Candidates judged per requested image at most (the contract's): ``n`` images may cost up to 20 n
+#: generated and judged ones, so a min_confidence the model rarely reaches is refused after bounded work.
+MAX_DRAWS_PER_IMAGE = contract.MAX_DRAWS_PER_IMAGE
 
 
 class NotEnoughAccepted(Exception):
@@ -51,24 +53,6 @@ class Selection:
     @property
     def acceptance_rate(self) -> float:
         return len(self.seeds) / self.examined if self.examined else 1.0
-
-
-def generate_candidates(seed: int, n: int) -> np.ndarray:
-    """The candidates of ``n`` images from ``seed``: seed, seed + 1, ... (``MAX_DRAWS_PER_IMAGE * n``)."""
-    return np.arange(seed, seed + MAX_DRAWS_PER_IMAGE * n, dtype=np.uint64)
-
-
-def dataset_candidates(seed: int, per_label: int, labels: int, block: int) -> np.ndarray:
-    """The candidates of label block ``block`` of a dataset of ``labels`` blocks of ``per_label``.
-
-    First the block's own seeds (``seed + block * per_label + i``, as unfiltered), then the seeds after
-    the request's ``labels * per_label``, taken in turn by the blocks (``seed + total + m * labels +
-    block``), so no two blocks share a seed. With one label this is :func:`generate_candidates`.
-    """
-    total = labels * per_label
-    own = np.arange(per_label, dtype=np.uint64) + np.uint64(seed + block * per_label)
-    extra = np.arange((MAX_DRAWS_PER_IMAGE - 1) * per_label, dtype=np.uint64) * np.uint64(labels)
-    return np.concatenate([own, extra + np.uint64(seed + total + block)])
 
 
 def select(

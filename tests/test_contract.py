@@ -246,9 +246,13 @@ def test_label_index_errors_name_what_is_valid() -> None:
 
 
 def test_seed_and_truncation_errors_say_the_range() -> None:
-    with pytest.raises(ValueError, match=rf"^seed must be in 0\.\.{contract.MAX_SEED}$"):
+    with pytest.raises(ValueError, match=rf"^seed must be in 0\.\.{contract.MAX_SEED}, got -1$"):
         contract.request_seeds(-1, 1)
     assert contract.request_seeds(contract.MAX_SEED, 1).tolist() == [contract.MAX_SEED]
+    with pytest.raises(ValueError, match=rf"^seed \+ 2 images - 1 exceeds MAX_SEED \({contract.MAX_SEED}\)$"):
+        contract.request_seeds(contract.MAX_SEED, 2)  # the last image would need a seed past the bound
+    assert contract.last_first_seed(2) == contract.MAX_SEED - 1
+    contract.check_seed(contract.MAX_SEED - 1, 2)
     with pytest.raises(ValueError, match=r"^truncation must be in 0\.5\.\.5\.9, got 6\.0$"):
         contract.truncated_noise_for_seeds([0], 8, 6.0)
     with pytest.raises(ValueError, match=r"got 0\.4$"):
@@ -381,3 +385,13 @@ def test_judge_signature() -> None:
     assert [spec.model_dump() for spec in outputs] == [
         {"name": "probabilities", "dtype": "float32", "shape": [None, 10]}
     ]
+
+
+def test_candidate_seeds_of_a_request_and_of_each_label_block() -> None:
+    assert contract.request_candidates(7, 2).tolist() == list(range(7, 7 + 2 * contract.MAX_DRAWS_PER_IMAGE))
+    blocks = [contract.block_candidates(10, 4, 3, b) for b in range(3)]
+    assert blocks[1][:6].tolist() == [14, 15, 16, 17, 23, 26]  # its own four, then every third after the set
+    every = np.concatenate(blocks)
+    assert len(np.unique(every)) == len(every) == 3 * 4 * contract.MAX_DRAWS_PER_IMAGE
+    assert every.max() == 10 + 3 * 4 * contract.MAX_DRAWS_PER_IMAGE - 1
+    np.testing.assert_array_equal(contract.block_candidates(5, 3, 1, 0), contract.request_candidates(5, 3))
