@@ -3,8 +3,9 @@ at least ``min_confidence``, drawing further seeds in a fixed order until the co
 
 The candidates of a request are a fixed sequence of seeds (the request's own first, then the next ones
 after them: :func:`cgan_contract.request_candidates`, :func:`~cgan_contract.block_candidates`); the images
-kept are the first ``count`` candidates the judge accepts, in candidate order. So the same request gives the same
-images, however the candidates are batched, and each kept image is the unfiltered image of its seed.
+kept are the first ``count`` candidates the judge accepts, in candidate order. So the same request gives
+the same images, however the candidates are batched, and each kept image is the unfiltered image of its
+seed.
 At most :data:`MAX_DRAWS_PER_IMAGE` candidates per requested image are judged; a request that needs
 more is refused (:class:`NotEnoughAccepted`), never answered short.
 
