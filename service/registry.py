@@ -532,7 +532,10 @@ class ModelRegistry:
                     )
                 except FileNotFoundError:
                     # Not an error: the documented start without a model directory (the bundle serves),
-                    # or one a trainer has yet to create. Said once, at info.
+                    # or one a trainer has yet to create. Said once, at info; the reason when nothing serves.
+                    unreadable.append(
+                        f"{_ROOT_NAMES[source]} {'do' if source == 'bundled' else 'does'} not exist"
+                    )
                     if root not in self._absent_roots:
                         self._absent_roots.add(root)
                         log.info(

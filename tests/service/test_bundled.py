@@ -139,12 +139,12 @@ def test_not_ready_names_both_roots(open_client, tmp_path: Path) -> None:
     empty.mkdir()
     with open_client(tmp_path / "models", bundled_models=True, bundled_models_dir=empty) as client:
         ready = client.get("/readyz")
-        assert ready.json()["reason"] == "MODELS_DIR cannot be read", ready.text
+        assert ready.json()["reason"] == "MODELS_DIR does not exist", ready.text
         assert str(tmp_path) not in ready.text  # the path goes to the log only
         empty.rmdir()
         client.app.state.runtime.registry.scan()
         reason = client.get("/readyz").json()["reason"]
-        assert reason == "MODELS_DIR cannot be read; the bundled models cannot be read", reason
+        assert reason == "MODELS_DIR does not exist; the bundled models do not exist", reason
 
 
 def test_settings_from_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
