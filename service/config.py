@@ -63,8 +63,8 @@ class Settings(BaseSettings):
     #: 0 means no limit.
     queue_timeout_seconds: float = Field(10.0, ge=0)
 
-    #: Connection limits of ``python -m service`` (service.http.protocol): request line plus headers at most
-    #: this many bytes (431 beyond), arriving within HEADER_TIMEOUT_SECONDS of the connection opening or
+    #: Connection limits of ``python -m service`` (service.http.connections): request line plus headers at
+    #: most this many bytes (431 beyond), arriving within HEADER_TIMEOUT_SECONDS of the connection opening or
     #: going idle (408/close), the body within BODY_TIMEOUT_SECONDS after the headers (408), and a response
     #: write the client does not read for SEND_TIMEOUT_SECONDS closes the connection (frees its slot).
     max_header_bytes: int = Field(16_384, ge=1024)

@@ -9,7 +9,7 @@ one way from a request to bytes::
     TensorRequest -> prepare_tensors() (limits, model, version, labels, z | seed) -> Job    (batched by the
                                                              Batcher, or alone in images_now)
 
-Style codes (:mod:`service.codes`) ride in the same jobs: a job's codes are the caller's or its seeds'
+Style codes (:mod:`service.style_codes`) ride in the same jobs: a job's codes are the caller's or its seeds'
 (the contract's seed rule), and a traversal is a job whose images repeat their row's seed.
 
 and every image, here or in an archive, comes from :meth:`service.registry.LoadedModel.generate`. Quality
@@ -31,8 +31,7 @@ import numpy as np
 import orjson
 
 import cgan_contract as contract
-from service import codes as style_codes
-from service import filtering, imaging
+from service import filtering, imaging, style_codes
 from service.archives import MEDIA_TYPES as ARCHIVE_MEDIA_TYPES
 from service.archives import DatasetPlan, npz_chunks, tar_chunks, zip_chunks
 from service.registry import LoadedModel
@@ -178,10 +177,10 @@ class ImageRequest:
     nrow: int | None = None
     pad: int = 2
     version: int | None = None
-    #: Style codes (see :mod:`service.codes`): k values for all images, or one list of k per image.
+    #: Style codes (see :mod:`service.style_codes`): k values for all images, or one list of k per image.
     codes: Sequence[float] | Sequence[Sequence[float]] | None = None
     #: A traversal grid instead of ``n`` images: ``n`` rows (seeds) of ``traverse.steps`` columns.
-    traverse: style_codes.Traverse | None = None
+    traverse: style_codes.Traversal | None = None
     #: Redraw noise entries beyond this (the contract's truncation rule); None: plain noise.
     truncation: float | None = None
     #: Keep only images the judge gives the label at least this probability (service.filtering).

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from service import codes, dataplane
+from service import dataplane, style_codes
 from service.dataplane import ImageRequest, RequestError
 from service.http.errors import error_responses
 from service.http.middleware import GuardedRoute, guarded
@@ -83,7 +83,9 @@ async def generate(body: GenerateRequest, request: Request) -> Response:
         pad=body.pad,
         version=body.version,
         codes=body.codes,
-        traverse=None if body.traverse is None else codes.Traverse(body.traverse.code, body.traverse.steps),
+        traverse=None
+        if body.traverse is None
+        else style_codes.Traversal(body.traverse.code, body.traverse.steps),
         truncation=body.truncation,
         min_confidence=body.min_confidence,
     )
@@ -101,12 +103,13 @@ async def generate_png(query: Annotated[GenerateQuery, Query()], request: Reques
     """The PNG grid of `POST /generate`, addressable by URL (`codes=0.5,-1`, `traverse=slant&steps=8`)."""
     q = query
     try:
-        values = None if q.codes is None else codes.parse_text(q.codes)
-    except codes.CodesError as e:
+        values = None if q.codes is None else style_codes.parse_text(q.codes)
+    except style_codes.CodesError as e:
         raise RequestError(str(e), e.field) from None
     if q.steps is not None and q.traverse is None:
         raise RequestError("steps: only with traverse (the code to sweep)", "steps")
-    sweep = None if q.traverse is None else codes.Traverse(q.traverse, q.steps or codes.DEFAULT_STEPS)
+    steps = q.steps or style_codes.DEFAULT_STEPS
+    sweep = None if q.traverse is None else style_codes.Traversal(q.traverse, steps)
     wanted = ImageRequest(
         label=q.label,
         n=q.n,

@@ -32,7 +32,7 @@ class CodesError(ValueError):
 
 
 @dataclass(frozen=True)
-class Traverse:
+class Traversal:
     """Sweep code ``code`` (name or index) from its low to its high value in ``steps`` columns."""
 
     code: int | str
@@ -138,7 +138,7 @@ def code_index(card: ModelCard, code: int | str, field: str = "traverse.code") -
 
 
 def traversal(
-    card: ModelCard, row_seeds: np.ndarray, traverse: Traverse, base: np.ndarray | None
+    card: ModelCard, row_seeds: np.ndarray, traverse: Traversal, base: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-image ``(seeds, codes)`` of a traversal grid, row-major: image ``r * steps + c`` has row ``r``'s
     seed and codes (``base[r]``, else the seed rule's) with the swept code at column ``c``'s value."""
