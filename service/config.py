@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cgan_contract import valid_model_name
 
+#: Request fields capped by a setting (field -> setting). The data plane enforces them; service.http.openapi
+#: writes the same caps into the schema, so the documented and the enforced limit cannot drift apart.
+LIMITS = {"n": "max_n", "nrow": "max_n", "per_label": "max_per_label", "steps": "max_n"}
+
 #: The trained default models shipped inside the package (package data), served when MODELS_DIR has none.
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 

@@ -34,32 +34,14 @@ import cgan_contract as contract
 from service import filtering, imaging, style_codes
 from service.archives import MEDIA_TYPES as ARCHIVE_MEDIA_TYPES
 from service.archives import DatasetPlan, npz_chunks, tar_chunks, zip_chunks
+from service.config import LIMITS
+from service.errors import ModelNotFound, NotReady, RequestError
 from service.registry import LoadedModel
 
 if TYPE_CHECKING:
     from service.runtime import Runtime
 
 IMAGE_MEDIA_TYPES = {"png": "image/png", "npy": "application/x-npy", "json": "application/json"}
-
-
-class RequestError(Exception):
-    """A request the service refuses; ``detail`` reads ``"<field>: <what is wrong>"``."""
-
-    status = 422
-
-    def __init__(self, detail: str, field: str | None = None, retry_after: int | None = None) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.field = field
-        self.retry_after = retry_after
-
-
-class ModelNotFound(RequestError):
-    status = 404
-
-
-class NotReady(RequestError):
-    status = 503
 
 
 # --- resolving what a request names ---------------------------------------------------------------------
@@ -123,11 +105,6 @@ def resolve_seed(seed: int | None, count: int) -> int:
     except ValueError as e:
         raise RequestError(f"seed: {e}", "seed") from None
     return seed
-
-
-#: Request fields capped by a setting (field -> setting). Enforced here; service.http.openapi writes the
-#: same caps into the schema, so the documented and the enforced limit cannot drift apart.
-LIMITS = {"n": "max_n", "nrow": "max_n", "per_label": "max_per_label", "steps": "max_n"}
 
 
 def _cap(runtime: Runtime, field: str, value: int | None, what: str = "", name: str | None = None) -> None:

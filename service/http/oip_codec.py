@@ -21,7 +21,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import cgan_contract as contract
-from service.dataplane import RequestError
+from service.errors import RequestError
 from service.registry import LoadedModel
 
 HEADER_LENGTH = "Inference-Header-Content-Length"

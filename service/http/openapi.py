@@ -6,8 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from service.config import Settings
-from service.dataplane import LIMITS
+from service.config import LIMITS, Settings
 
 BEARER = "bearerAuth"
 #: The request bodies whose fields the data plane caps (service.dataplane.LIMITS).

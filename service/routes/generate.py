@@ -7,7 +7,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 
 from service import dataplane, style_codes
-from service.dataplane import ImageRequest, RequestError
+from service.dataplane import ImageRequest
+from service.errors import RequestError
 from service.http.errors import error_responses
 from service.http.middleware import GuardedRoute, guarded
 from service.http.schemas import GeneratedImages, GenerateQuery, GenerateRequest
