@@ -354,7 +354,7 @@ def run_jobs(jobs: Sequence[Job], lane: bool = False) -> list[bytes | BaseExcept
                     ]
                 )
                 codes = np.concatenate([j.image_codes() for j in group]) if model.card.codes else None
-                images = model.generate_from_noise(labels, z, codes)
+                images = model.generate(labels, None, codes, z=z)
         except Exception as e:
             for i in members:
                 outcomes[i] = e

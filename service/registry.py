@@ -93,15 +93,19 @@ class LoadedModel:
     def generate(
         self,
         labels: np.ndarray,
-        seeds: np.ndarray,
+        seeds: np.ndarray | None = None,
         codes: np.ndarray | None = None,
         truncation: float | None = None,
+        *,
+        z: np.ndarray | None = None,
     ) -> np.ndarray:
-        """``[n, H, W, C]`` uint8 for int64 ``labels`` and uint64 ``seeds``; blocking: keep off the loop.
+        """``[n, H, W, C]`` uint8 for int64 ``labels`` and uint64 ``seeds``, or the caller's float32 noise
+        ``z`` ``[n, latent_dim]`` instead of seeds; blocking: keep off the loop.
 
-        Every image the service makes comes through here, timed and counted per model. For a model with
-        style codes, float32 ``codes`` ``[n, k]`` replace the seed rule's codes. ``truncation`` redraws
-        noise entries beyond it (the contract's rule, still a function of each seed).
+        Every image the service makes comes through here (:func:`cgan_contract.runner.generate`), timed and
+        counted per model. For a model with style codes, float32 ``codes`` ``[n, k]`` replace the seed rule's
+        codes (with ``z`` they are required). ``truncation`` redraws noise entries beyond it (the contract's
+        rule, still a function of each seed).
         """
         start = time.perf_counter()
         images = runner.generate(
@@ -110,24 +114,10 @@ class LoadedModel:
             seeds,
             self.card.latent_dim,
             self.run_images,
+            z=z,
             code_ranges=self.card.code_ranges,
             codes=codes,
             truncation=truncation,
-        )
-        self._latency.observe(time.perf_counter() - start)
-        self._images.inc(len(labels))
-        return images
-
-    def generate_from_noise(
-        self, labels: np.ndarray, z: np.ndarray, codes: np.ndarray | None = None
-    ) -> np.ndarray:
-        """:meth:`generate` with the caller's float32 noise ``z`` ``[n, latent_dim]`` instead of seeds, and
-        for a model with style codes the caller's ``codes`` ``[n, k]``."""
-        if self.card.codes and codes is None:
-            raise ValueError(f"model {self.name} takes {len(self.card.codes)} style codes with its noise")
-        start = time.perf_counter()
-        images = runner.run_batched(
-            self.session, labels, z, codes if self.card.codes else None, self.run_images
         )
         self._latency.observe(time.perf_counter() - start)
         self._images.inc(len(labels))

@@ -201,7 +201,7 @@ def test_long_batches_run_in_pieces_with_the_same_images(
         model = runtime(client).registry.models["digits"]
         z = np.random.default_rng(0).standard_normal((10, model.card.latent_dim), dtype=np.float32)
         labels = np.arange(10, dtype=np.int64) % model.card.num_classes
-        from_noise = model.generate_from_noise(labels, z)
+        from_noise = model.generate(labels, z=z)
     monkeypatch.setattr(registry_module.runner, "run", counting)
     with open_client(root, default_model="digits", run_max_images=4) as client:
         runs.clear()
@@ -209,5 +209,5 @@ def test_long_batches_run_in_pieces_with_the_same_images(
         assert runs == [4, 4, 2]
         runs.clear()
         model = runtime(client).registry.models["digits"]
-        assert np.array_equal(model.generate_from_noise(labels, z), from_noise)
+        assert np.array_equal(model.generate(labels, z=z), from_noise)
         assert runs == [4, 4, 2]
