@@ -47,7 +47,7 @@ import orjson
 import cgan_contract as contract
 from cgan_contract.order import Order
 from service import imaging
-from service.registry import LoadedModel
+from service.models import LoadedModel
 
 MEDIA_TYPES = {"npz": "application/octet-stream", "zip": "application/zip", "tar": "application/x-tar"}
 _EPOCH = (1980, 1, 1, 0, 0, 0)

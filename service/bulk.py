@@ -58,8 +58,7 @@ from tqdm import tqdm
 import cgan_contract as contract
 from service.archives import DatasetPlan, tar_end, tar_samples
 from service.config import Settings
-from service.metrics import Metrics
-from service.registry import LoadedModel, ModelRefused, ModelRegistry
+from service.models import LoadedModel, Loader, ModelRefused
 
 #: 2: shards are runs of ``run.order`` (format 1 had no order: samples in class order).
 MANIFEST_FORMAT = 2
@@ -222,12 +221,13 @@ def shard_index(
 
 
 def load_model(job: BulkJob, threads: int = 0) -> LoadedModel:
-    """The job's model version, verified (sha256 against the card and the job) and warmed, as the service
-    loads it; ``threads`` onnxruntime threads (0: one per available core)."""
-    settings = Settings(models_dir=job.models_dir, ort_intra_op_threads=threads)
+    """The job's model version, verified (sha256 against the card and the job) and warmed by the loader the
+    service loads with; ``threads`` onnxruntime threads (0: one per available core). The other loading
+    settings (MAX_MODEL_BYTES, ...) come from the environment, as the service's do."""
+    loader = Loader.from_settings(Settings(ort_intra_op_threads=threads), lanes=False)
     path = job.models_dir / job.model / str(job.version)
     try:
-        model = ModelRegistry(settings, Metrics()).load(job.model, job.version, path)
+        model = loader.load(job.model, job.version, path)
     except ModelRefused as e:
         raise BulkError(f"{job.model} v{job.version} cannot be loaded: {e}") from None
     if model.card.sha256 != job.model_sha256:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from service import bulk
-from service.registry import LoadedModel
+from service.models import LoadedModel
 
 _loaded: dict[tuple[str, int, str, int], LoadedModel] = {}
 

@@ -12,7 +12,7 @@ one way from a request to bytes::
 Style codes (:mod:`service.style_codes`) ride in the same jobs: a job's codes are the caller's or its seeds'
 (the contract's seed rule), and a traversal is a job whose images repeat their row's seed.
 
-and every image, here or in an archive, comes from :meth:`service.registry.LoadedModel.generate`. Quality
+and every image, here or in an archive, comes from :meth:`service.models.LoadedModel.generate`. Quality
 controls ride the same path: ``truncation`` goes with the seeds into ``generate``, and ``min_confidence``
 makes a job (or an archive's plan) pick its seeds with :func:`service.filtering.select`. Refusals
 are :class:`RequestError` s that name the field at fault; the HTTP layer only maps them to status codes.
@@ -36,7 +36,7 @@ from service.archives import MEDIA_TYPES as ARCHIVE_MEDIA_TYPES
 from service.archives import DatasetPlan, npz_chunks, tar_chunks, zip_chunks
 from service.config import LIMITS
 from service.errors import ModelNotFound, NotReady, RequestError
-from service.registry import LoadedModel
+from service.models import LoadedModel
 
 if TYPE_CHECKING:
     from service.runtime import Runtime

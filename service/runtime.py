@@ -16,7 +16,7 @@ from service.batching import Batcher
 from service.config import Settings
 from service.dataplane import run_jobs
 from service.metrics import Metrics
-from service.registry import ModelRegistry
+from service.models import ModelRegistry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import cgan_contract as contract
 from service.errors import RequestError
-from service.registry import LoadedModel
+from service.models import LoadedModel
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 #: What this server implements beyond the core protocol (``GET /v2``'s ``extensions``).

@@ -22,7 +22,7 @@ from service.http.errors import error_responses
 from service.http.middleware import GuardedRoute
 from service.http.oip_codec import InferenceRequest, InferenceResponse
 from service.http.schemas import ModelName
-from service.registry import LoadedModel
+from service.models import LoadedModel
 from service.routes.deps import RuntimeDep
 from service.runtime import Runtime
 

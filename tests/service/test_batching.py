@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from service.dataplane import Job, run_jobs
-from service.registry import LoadedModel
+from service.models import LoadedModel
 
 REQUESTS = [
     {"label": 1, "n": 3, "seed": 10},
@@ -139,7 +139,7 @@ def test_two_lanes_run_two_batches_at_once_on_the_lane_session(
 def test_warm_up_runs_on_the_lane_session_too(
     root: Path, open_client, runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service import registry as registry_module
+    from service.models import loader as registry_module
 
     warmed: list[object] = []
     original = registry_module.runner.generate
@@ -186,7 +186,7 @@ def test_each_worker_gets_its_share(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_long_batches_run_in_pieces_with_the_same_images(
     root: Path, open_client, runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service import registry as registry_module
+    from service.models import loaded as registry_module
 
     runs: list[int] = []
     original = registry_module.runner.run

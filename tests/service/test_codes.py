@@ -24,7 +24,7 @@ import cgan_contract as contract
 from cgan_contract import runner
 from service import dataplane, style_codes
 from service.dataplane import ImageRequest, TensorRequest
-from service.registry import LoadedModel
+from service.models import LoadedModel
 from tests.fakes import LATENT_DIM
 
 K = 2
