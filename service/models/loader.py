@@ -114,6 +114,22 @@ def _read_card(name: str, version: int, version_dir: Path, reader: BoundedReader
     return card
 
 
+def _read_hashed(reader: BoundedReader, path: Path, sha256: str, missing: str = "") -> bytes:
+    """A file the card hashes, refused unless its bytes have ``sha256``: the very bytes then given to
+    onnxruntime, so a file swapped between hashing and loading is caught. ``missing`` ends the message of a
+    missing file."""
+    try:
+        data = reader.read(path)
+    except FileNotFoundError:
+        raise ModelRefused("incomplete", f"{path.name} is missing{missing}") from None
+    except OSError as e:
+        raise ModelRefused("unreadable", f"{path.name} is unreadable: {e}") from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise ModelRefused("sha256", f"sha256 of {path.name} is {digest}, the card says {sha256}")
+    return data
+
+
 def _check_tensor(kind: str, actual: Any, spec: contract.TensorSpec) -> None:
     if actual.type != runner.ORT_TYPES[spec.dtype]:
         raise ModelRefused(
@@ -254,18 +270,7 @@ class Loader:
     def load(self, name: str, version: int, version_dir: Path, source: str = "models_dir") -> LoadedModel:
         """Load, verify and warm one version directory; :class:`ModelRefused` says why it cannot be served."""
         card = self.read_card(name, version, version_dir)
-        try:
-            # Hash the very bytes given to onnxruntime: a file swapped between hashing and loading is caught.
-            data = self.reader.read(version_dir / contract.MODEL_FILE)
-        except FileNotFoundError:
-            raise ModelRefused("incomplete", f"{contract.MODEL_FILE} is missing") from None
-        except OSError as e:
-            raise ModelRefused("unreadable", f"{contract.MODEL_FILE} is unreadable: {e}") from None
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != card.sha256:
-            raise ModelRefused(
-                "sha256", f"sha256 of {contract.MODEL_FILE} is {digest}, the card says {card.sha256}"
-            )
+        data = _read_hashed(self.reader, version_dir / contract.MODEL_FILE, card.sha256)
         try:
             session = runner.open_session(data, threads=self.threads, spinning=self.spinning)
             lane_session = None
@@ -307,15 +312,7 @@ class Loader:
             raise ModelRefused(
                 "judge", "card's judge inputs/outputs do not match its image_shape and classes"
             )
-        try:
-            data = self.reader.read(model.path / name)
-        except FileNotFoundError:
-            raise ModelRefused("incomplete", f"{name} is missing (the card declares a judge)") from None
-        except OSError as e:
-            raise ModelRefused("unreadable", f"{name} is unreadable: {e}") from None
-        digest = hashlib.sha256(data).hexdigest()
-        if digest != declared.sha256:
-            raise ModelRefused("sha256", f"sha256 of {name} is {digest}, the card says {declared.sha256}")
+        data = _read_hashed(self.reader, model.path / name, declared.sha256, " (the card declares a judge)")
         try:
             judge = runner.open_session(data, threads=self.threads, spinning=self.spinning)
         except Exception as e:  # onnxruntime's exception classes are not part of its public API
