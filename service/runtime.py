@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from service.batching import Batcher
 from service.config import Settings
-from service.dataplane import run_jobs
+from service.dataplane.jobs import run_jobs
 from service.metrics import Metrics
 from service.models import ModelRegistry
 

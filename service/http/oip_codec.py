@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import cgan_contract as contract
 from service.errors import RequestError
 from service.models import LoadedModel
+from service.requests import TensorRequest
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 #: What this server implements beyond the core protocol (``GET /v2``'s ``extensions``).
@@ -136,6 +138,28 @@ class Decoded:
     seed: int | None
     request_id: str | None
     binary_output: bool
+
+    def to_request(self, model: str, version: int | None) -> TensorRequest:
+        """The domain request for model ``model`` (at ``version``), with the encoder of the response form
+        the caller asked for (:func:`encode`)."""
+        return TensorRequest(
+            labels=self.tensors[contract.INPUT_LABEL],
+            z=self.tensors.get(contract.INPUT_NOISE),
+            codes=self.tensors.get(contract.INPUT_CODES),
+            seed=self.seed,
+            model=model,
+            version=version,
+            encode=partial(encode, self.request_id, self.binary_output),
+            media_type="application/octet-stream" if self.binary_output else "application/json",
+        )
+
+    def headers(self, model: LoadedModel, body: bytes) -> dict[str, str]:
+        """The answer's headers: the model and, for binary output, where its JSON ends."""
+        headers = {"X-Model": model.name, "X-Model-Version": str(model.version)}
+        if self.binary_output:
+            images = binary_size(model, len(self.tensors[contract.INPUT_LABEL]))
+            headers[HEADER_LENGTH] = str(len(body) - images)
+        return headers
 
 
 def decode(body: bytes, header_length: str | None, content_encoding: str | None = None) -> Decoded:

@@ -9,7 +9,7 @@ from typing import Any
 from service.config import LIMITS, Settings
 
 BEARER = "bearerAuth"
-#: The request bodies whose fields the data plane caps (service.dataplane.LIMITS).
+#: The request bodies whose fields the data plane caps (service.config.LIMITS).
 REQUEST_BODIES = ("GenerateRequest", "DatasetRequest", "Traverse")
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cgan_contract import request_seeds
 from service.dataplane import Job, run_jobs
 from service.models import LoadedModel
 
@@ -90,9 +91,9 @@ def test_one_failing_job_does_not_fail_its_batch(root: Path, open_client, runtim
             raise ValueError("encoder bug")
 
         jobs = [
-            Job(model, 1, 2, 0, lambda images, seeds: images.tobytes()),
-            Job(model, 2, 3, 5, broken),
-            Job(model, 3, 1, 7, lambda images, seeds: images.tobytes()),
+            Job(model, np.full(2, 1), lambda images, seeds: images.tobytes(), request_seeds(0, 2)),
+            Job(model, np.full(3, 2), broken, request_seeds(5, 3)),
+            Job(model, np.full(1, 3), lambda images, seeds: images.tobytes(), request_seeds(7, 1)),
         ]
         outcomes = run_jobs(jobs)
         assert isinstance(outcomes[1], ValueError)
