@@ -120,10 +120,11 @@ def plan_job(
     total = len(resolved) * per_label
     if shards > total:
         raise BulkError(f"--shards {shards} exceeds the {total} images: a shard would be empty")
-    if not 0 <= seed <= contract.MAX_SEED - total + 1:
-        raise BulkError(
-            f"--seed must be 0..MAX_SEED - images + 1 ({contract.MAX_SEED - total + 1}), got {seed}"
-        )
+    try:
+        contract.check_seed(seed, total)
+    except ValueError:
+        last = contract.last_first_seed(total)
+        raise BulkError(f"--seed must be 0..MAX_SEED - images + 1 ({last}), got {seed}") from None
     return BulkJob(
         models_dir,
         model,

@@ -11,6 +11,7 @@ row-major.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from dataclasses import dataclass
@@ -253,12 +254,16 @@ def _tensor(tensor: _Tensor, binary: memoryview, offset: int) -> tuple[np.ndarra
 
 
 def _seed(parameters: dict[str, Any]) -> int | None:
+    """The ``seed`` parameter: an integer within the contract's bound (whether the seeds of all the request's
+    images fit is the data plane's to say, once it knows how many there are)."""
     seed = parameters.get(SEED_PARAMETER)
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= contract.MAX_SEED:
-        raise RequestError(f"seed: the seed parameter must be an integer in 0..{contract.MAX_SEED}", "seed")
-    return seed
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        with contextlib.suppress(ValueError):
+            contract.check_seed(seed)
+            return seed
+    raise RequestError(f"seed: the seed parameter must be an integer in 0..{contract.MAX_SEED}", "seed")
 
 
 def _binary_output(request: InferenceRequest, parameters: dict[str, Any]) -> bool:
