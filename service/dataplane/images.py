@@ -3,7 +3,6 @@ label, seeds, style codes, controls), run with the requests arriving meanwhile, 
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -50,21 +49,23 @@ def prepare(runtime: Runtime, request: ImageRequest) -> Job:
             detail = "min_confidence: filtering keeps whole seeds; use it with shared codes, not per image"
             raise RequestError(detail, "min_confidence")
         seeds = contract.request_candidates(seed, request.n)
-    made = functools.partial(
-        formats.Generated,
-        model=model,
-        label=label,
-        codes=codes,
-        nrow=request.traverse.steps if request.traverse is not None else request.nrow,
-        pad=request.pad,
-        compress_level=runtime.settings.png_compress_level,
-    )
     encode = formats.IMAGE_FORMATS[request.format].encode
+    nrow = request.traverse.steps if request.traverse is not None else request.nrow
+    level = runtime.settings.png_compress_level
 
     def encoder(images: np.ndarray, made_from: np.ndarray | None) -> bytes:
-        return encode(made(images, made_from))
+        assert made_from is not None
+        return encode(formats.Generated(images, made_from, model, label, codes, nrow, request.pad, level))
 
-    return Job(model, labels, encoder, seeds, None, codes, request.truncation, request.min_confidence)
+    return Job(
+        model,
+        labels,
+        encoder,
+        seeds,
+        codes=codes,
+        truncation=request.truncation,
+        min_confidence=request.min_confidence,
+    )
 
 
 def _style(
