@@ -25,8 +25,9 @@ import time
 from pathlib import Path
 
 from bench._harness import fake_models_dir, fmt, machine, markdown_table, resolve_models, write_json
-from service import bulk, bulk_ray
+from service import bulk
 from service.archives import DatasetPlan
+from service.bulk import on_ray as bulk_ray
 from tests.ray_cluster import LocalRayCluster
 
 SHARED_FS_MB_S = (100, 500, 1000)  # write bandwidth of an RWX volume: a small NFS server .. a fast filer

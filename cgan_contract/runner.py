@@ -1,4 +1,5 @@
-"""Running a contract generator: the one place an ONNX generator turns labels and seeds into images.
+"""Running a contract generator: the one place an ONNX generator turns labels and seeds (or given noise)
+into images.
 
 The service serves with it and the trainer's export check and evaluation measure with it, so what is
 evaluated is exactly what is served. :func:`generate` takes any object with onnxruntime's ``run`` and needs
@@ -56,58 +57,49 @@ def open_session(model: bytes | str | Path, *, threads: int = 0, spinning: bool 
 def generate(
     session: Session,
     labels: np.ndarray,
-    seeds: np.ndarray,
-    latent_dim: int,
+    seeds: np.ndarray | None = None,
+    latent_dim: int | None = None,
     batch_size: int | None = None,
     *,
+    z: np.ndarray | None = None,
     code_ranges: list[tuple[float, float]] | None = None,
     codes: np.ndarray | None = None,
     truncation: float | None = None,
 ) -> np.ndarray:
-    """The generator's output for int64 ``labels`` and uint64 ``seeds`` (image i: label i, noise of seed i).
+    """The generator's output for int64 ``labels`` and, per image, uint64 ``seeds`` or the caller's noise: the
+    one way from labels to images.
 
+    With ``seeds`` image i has label i and the noise of seed i
+    (:func:`~cgan_contract.noise.truncated_noise_for_seeds`, ``latent_dim`` wide; ``truncation`` redraws
+    entries beyond it). With ``z`` (float32 ``[N, latent_dim]``) instead, image i has the noise ``z[i]``.
     For a generator with style codes pass ``code_ranges`` (the card's, in input order): image i's codes are
-    then ``codes[i]`` when given, else seed i's (:func:`~cgan_contract.noise.codes_for_seeds`).
-    ``truncation`` redraws noise entries beyond it (:func:`~cgan_contract.noise.truncated_noise_for_seeds`).
-    ``batch_size`` bounds the images per onnxruntime run (memory); rows do not depend on it. Returns what
-    the graph returns, uint8 ``[N, H, W, C]`` for a generator that keeps the contract.
+    then ``codes[i]`` when given, else seed i's (:func:`~cgan_contract.noise.codes_for_seeds`); with ``z``
+    the codes must be given. ``batch_size`` bounds the images per onnxruntime run (memory; each piece's noise
+    is drawn as it runs); rows do not depend on it. Returns what the graph returns, uint8 ``[N, H, W, C]``
+    for a generator that keeps the contract.
     """
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
-    seeds = np.asarray(seeds, dtype=np.uint64).reshape(-1)
-    if code_ranges and codes is None:
-        codes = codes_for_seeds(seeds, latent_dim, code_ranges)
+    if (seeds is None) == (z is None):
+        raise ValueError("give either seeds or z")
+    if seeds is not None:
+        seeds = np.asarray(seeds, dtype=np.uint64).reshape(-1)
+        if latent_dim is None:
+            raise ValueError("seeds need latent_dim, the width of the noise they are turned into")
+        if code_ranges and codes is None:
+            codes = codes_for_seeds(seeds, latent_dim, code_ranges)
+    elif truncation is not None:
+        raise ValueError("truncation redraws the noise of seeds; z is the caller's noise as given")
+    elif code_ranges and codes is None:
+        raise ValueError(f"a generator with {len(code_ranges)} style codes takes codes with z")
     step = batch_size or max(len(labels), 1)
-    parts = [
-        run(
-            session,
-            labels[start : start + step],
-            truncated_noise_for_seeds(seeds[start : start + step], latent_dim, truncation),
-            None if codes is None else codes[start : start + step],
-        )
-        for start in range(0, max(len(labels), 1), step)
-    ]
-    return parts[0] if len(parts) == 1 else np.concatenate(parts)
-
-
-def run_batched(
-    session: Session,
-    labels: np.ndarray,
-    z: np.ndarray,
-    codes: np.ndarray | None = None,
-    batch_size: int | None = None,
-) -> np.ndarray:
-    """:func:`run` with at most ``batch_size`` images per onnxruntime run (all at once when None); rows do
-    not depend on it. :func:`generate` does the same for seeds, drawing each piece's noise as it goes."""
-    step = batch_size or max(len(labels), 1)
-    parts = [
-        run(
-            session,
-            labels[start : start + step],
-            z[start : start + step],
-            None if codes is None else codes[start : start + step],
-        )
-        for start in range(0, max(len(labels), 1), step)
-    ]
+    parts = []
+    for start in range(0, max(len(labels), 1), step):
+        piece = slice(start, start + step)
+        if seeds is not None:
+            noise = truncated_noise_for_seeds(seeds[piece], latent_dim, truncation)  # type: ignore[arg-type]
+        else:
+            noise = z[piece]  # type: ignore[index]
+        parts.append(run(session, labels[piece], noise, None if codes is None else codes[piece]))
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 

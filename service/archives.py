@@ -47,9 +47,8 @@ import orjson
 import cgan_contract as contract
 from cgan_contract.order import Order
 from service import imaging
-from service.registry import LoadedModel
+from service.models import LoadedModel
 
-MEDIA_TYPES = {"npz": "application/octet-stream", "zip": "application/zip", "tar": "application/x-tar"}
 _EPOCH = (1980, 1, 1, 0, 0, 0)
 _ZIP64_AT = 1 << 31  # below zipfile's own 4 GiB limit, leaving room for headers and the manifest
 
@@ -197,7 +196,8 @@ def _archive(sink: _Sink) -> zipfile.ZipFile:
     return zipfile.ZipFile(sink, "w", compression=zipfile.ZIP_STORED, allowZip64=True)
 
 
-def npz_chunks(plan: DatasetPlan) -> Generator[bytes, None, None]:
+def npz_chunks(plan: DatasetPlan, compress_level: int = 1) -> Generator[bytes, None, None]:
+    """The npz (``compress_level`` is unused: the pixels are stored raw, like every entry)."""
     sink = _Sink()
     h, w, c = plan.model.card.image_shape
     x_shape = (plan.total, h, w) if c == 1 else (plan.total, h, w, c)

@@ -14,7 +14,7 @@ Results do not depend on the company a request keeps: image i's noise depends on
 the contract requires a generator's rows to be independent of the batch around them.
 
 The batcher only decides *when* work runs and who gets which result; *what* runs is the data plane's
-:func:`service.dataplane.run_jobs`, handed in, the same function an unbatched caller uses.
+:func:`service.dataplane.jobs.run_jobs`, handed in, the same function an unbatched caller uses.
 """
 
 from __future__ import annotations

@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cgan_contract import valid_model_name
 
+#: Request fields capped by a setting (field -> setting). The data plane enforces them; service.http.openapi
+#: writes the same caps into the schema, so the documented and the enforced limit cannot drift apart.
+LIMITS = {"n": "max_n", "nrow": "max_n", "per_label": "max_per_label", "steps": "max_n"}
+
 #: The trained default models shipped inside the package (package data), served when MODELS_DIR has none.
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
 
@@ -63,8 +67,8 @@ class Settings(BaseSettings):
     #: 0 means no limit.
     queue_timeout_seconds: float = Field(10.0, ge=0)
 
-    #: Connection limits of ``python -m service`` (service.http.protocol): request line plus headers at most
-    #: this many bytes (431 beyond), arriving within HEADER_TIMEOUT_SECONDS of the connection opening or
+    #: Connection limits of ``python -m service`` (service.http.connections): request line plus headers at
+    #: most this many bytes (431 beyond), arriving within HEADER_TIMEOUT_SECONDS of the connection opening or
     #: going idle (408/close), the body within BODY_TIMEOUT_SECONDS after the headers (408), and a response
     #: write the client does not read for SEND_TIMEOUT_SECONDS closes the connection (frees its slot).
     max_header_bytes: int = Field(16_384, ge=1024)

@@ -9,7 +9,7 @@ seed.
 At most :data:`MAX_DRAWS_PER_IMAGE` candidates per requested image are judged; a request that needs
 more is refused (:class:`NotEnoughAccepted`), never answered short.
 
-Images come from :meth:`service.registry.LoadedModel.generate`, like every image the service makes; the
+Images come from :meth:`service.models.LoadedModel.generate`, like every image the service makes; the
 data plane (:mod:`service.dataplane`) decides when this runs.
 """
 
@@ -24,7 +24,7 @@ import numpy as np
 import cgan_contract as contract
 
 if TYPE_CHECKING:
-    from service.registry import LoadedModel
+    from service.models import LoadedModel
 
 #: Candidates judged per requested image at most (the contract's): ``n`` images may cost up to 20 n
 #: generated and judged ones, so a min_confidence the model rarely reaches is refused after bounded work.

@@ -14,9 +14,9 @@ from typing import TypeVar
 
 from service.batching import Batcher
 from service.config import Settings
-from service.dataplane import run_jobs
+from service.dataplane.jobs import run_jobs
 from service.metrics import Metrics
-from service.registry import ModelRegistry
+from service.models import ModelRegistry
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 import uvicorn
 
 from service.config import Settings
-from service.http.protocol import limited_protocol
+from service.http.connections import limited_protocol
 
 if TYPE_CHECKING:
     from service.runtime import Runtime

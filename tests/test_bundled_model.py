@@ -19,7 +19,7 @@ import pytest
 import cgan_contract as contract
 from service.config import BUNDLED_DIR, Settings
 from service.metrics import Metrics
-from service.registry import ModelRegistry
+from service.models import ModelRegistry
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "bundle-default-model"

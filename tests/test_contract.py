@@ -352,7 +352,7 @@ def test_open_session_options() -> None:
         default.get_session_config_entry("session.intra_op.allow_spinning")
 
 
-def test_runner_run_batched_splits_labels_noise_and_codes_alike() -> None:
+def test_runner_generate_from_z_splits_labels_noise_and_codes_alike() -> None:
     from cgan_contract import runner
 
     class Recorder:
@@ -365,16 +365,34 @@ def test_runner_run_batched_splits_labels_noise_and_codes_alike() -> None:
 
     session, z = Recorder(), contract.noise(3, 5, 4)
     codes = np.arange(10, dtype=np.float64).reshape(5, 2)
-    images = runner.run_batched(session, np.arange(5), z, codes, batch_size=2)
+    images = runner.generate(session, np.arange(5), z=z, codes=codes, batch_size=2)
     assert images.ravel().tolist() == [0, 1, 2, 3, 4] and len(session.feeds) == 3
     np.testing.assert_array_equal(np.concatenate([f["z"] for f in session.feeds]), z)
     np.testing.assert_array_equal(np.concatenate([f["codes"] for f in session.feeds]), codes)
     assert all(f["codes"].dtype == np.float32 for f in session.feeds)
     session.feeds.clear()
-    assert runner.run_batched(session, np.arange(3), z[:3]).ravel().tolist() == [0, 1, 2]
+    assert runner.generate(session, np.arange(3), z=z[:3]).ravel().tolist() == [0, 1, 2]
     assert len(session.feeds) == 1 and "codes" not in session.feeds[0]
     session.feeds.clear()
-    assert runner.run_batched(session, np.arange(0), z[:0], batch_size=4).shape == (0, 1)
+    assert runner.generate(session, np.arange(0), z=z[:0], batch_size=4).shape == (0, 1)
+
+
+def test_runner_generate_takes_seeds_or_z() -> None:
+    from cgan_contract import runner
+
+    class Never:
+        def run(self, outputs, feed):
+            raise AssertionError("nothing runs for a refused call")
+
+    z, seeds = contract.noise(0, 2, 4), np.arange(2, dtype=np.uint64)
+    with pytest.raises(ValueError, match="either seeds or z"):
+        runner.generate(Never(), np.arange(2), seeds, 4, z=z)
+    with pytest.raises(ValueError, match="either seeds or z"):
+        runner.generate(Never(), np.arange(2), latent_dim=4)
+    with pytest.raises(ValueError, match="truncation"):
+        runner.generate(Never(), np.arange(2), z=z, truncation=1.0)
+    with pytest.raises(ValueError, match="style codes takes codes with z"):
+        runner.generate(Never(), np.arange(2), z=z, code_ranges=[(-1.0, 1.0)])
 
 
 def test_judge_signature() -> None:

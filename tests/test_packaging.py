@@ -534,10 +534,10 @@ def test_cgan_serve_without_models_dir_logs_no_warning(tmp_path):
     # The documented start (README: no MODELS_DIR, no ./models) serves the bundle; nothing is wrong.
     from service.config import Settings
     from service.metrics import Metrics
-    from service.registry import ModelRegistry
+    from service.models import ModelRegistry
 
     registry = ModelRegistry(Settings(models_dir=tmp_path / "models"), Metrics())
-    with _captured("service.registry") as records:
+    with _captured("service.models.registry") as records:
         registry.scan()
         registry.scan()
     assert "mnist-5k-cgan-conv" in registry.models

@@ -2,7 +2,7 @@
 the Open Inference Protocol's ``{"error": "<field>: <what is wrong>"}`` under ``/v2`` (what its clients
 parse).
 
-The data plane refuses requests with :class:`~service.dataplane.RequestError`; FastAPI's validation errors
+The data plane refuses requests with :class:`~service.errors.RequestError`; FastAPI's validation errors
 and Starlette's HTTP errors are reshaped to the same body here, so clients parse one format per protocol.
 """
 
@@ -19,7 +19,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from service.dataplane import RequestError
+from service.errors import RequestError
 
 log = logging.getLogger(__name__)
 

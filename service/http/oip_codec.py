@@ -11,9 +11,11 @@ row-major.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,8 +23,9 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import cgan_contract as contract
-from service.dataplane import RequestError
-from service.registry import LoadedModel
+from service.errors import RequestError
+from service.models import LoadedModel
+from service.requests import TensorRequest
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
 #: What this server implements beyond the core protocol (``GET /v2``'s ``extensions``).
@@ -137,6 +140,28 @@ class Decoded:
     request_id: str | None
     binary_output: bool
 
+    def to_request(self, model: str, version: int | None) -> TensorRequest:
+        """The domain request for model ``model`` (at ``version``), with the encoder of the response form
+        the caller asked for (:func:`encode`)."""
+        return TensorRequest(
+            labels=self.tensors[contract.INPUT_LABEL],
+            z=self.tensors.get(contract.INPUT_NOISE),
+            codes=self.tensors.get(contract.INPUT_CODES),
+            seed=self.seed,
+            model=model,
+            version=version,
+            encode=partial(encode, self.request_id, self.binary_output),
+            media_type="application/octet-stream" if self.binary_output else "application/json",
+        )
+
+    def headers(self, model: LoadedModel, body: bytes) -> dict[str, str]:
+        """The answer's headers: the model and, for binary output, where its JSON ends."""
+        headers = {"X-Model": model.name, "X-Model-Version": str(model.version)}
+        if self.binary_output:
+            images = binary_size(model, len(self.tensors[contract.INPUT_LABEL]))
+            headers[HEADER_LENGTH] = str(len(body) - images)
+        return headers
+
 
 def decode(body: bytes, header_length: str | None, content_encoding: str | None = None) -> Decoded:
     """Parse an inference request body; :class:`RequestError` (400/415/422) names the part at fault."""
@@ -229,12 +254,16 @@ def _tensor(tensor: _Tensor, binary: memoryview, offset: int) -> tuple[np.ndarra
 
 
 def _seed(parameters: dict[str, Any]) -> int | None:
+    """The ``seed`` parameter: an integer within the contract's bound (whether the seeds of all the request's
+    images fit is the data plane's to say, once it knows how many there are)."""
     seed = parameters.get(SEED_PARAMETER)
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= contract.MAX_SEED:
-        raise RequestError(f"seed: the seed parameter must be an integer in 0..{contract.MAX_SEED}", "seed")
-    return seed
+    if isinstance(seed, int) and not isinstance(seed, bool):
+        with contextlib.suppress(ValueError):
+            contract.check_seed(seed)
+            return seed
+    raise RequestError(f"seed: the seed parameter must be an integer in 0..{contract.MAX_SEED}", "seed")
 
 
 def _binary_output(request: InferenceRequest, parameters: dict[str, Any]) -> bool:

@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from service.config import Settings
-from service.dataplane import LIMITS
+from service.config import LIMITS, Settings
 
 BEARER = "bearerAuth"
-#: The request bodies whose fields the data plane caps (service.dataplane.LIMITS).
+#: The request bodies whose fields the data plane caps (service.config.LIMITS).
 REQUEST_BODIES = ("GenerateRequest", "DatasetRequest", "Traverse")
 
 

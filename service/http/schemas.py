@@ -1,41 +1,46 @@
-"""The HTTP request and response bodies. Limits that come from settings (MAX_N, ...) are enforced by the data
-plane and written into the OpenAPI schema by :func:`service.http.openapi.document_service`."""
+"""The HTTP request and response bodies. Each request body builds its domain request with ``to_request()``
+(:mod:`service.requests`), the one place its fields are handed on. Limits that come from settings (MAX_N,
+...) are enforced by the data plane and written into the OpenAPI schema by
+:func:`service.http.openapi.document_service`; the formats are :mod:`service.formats`' names."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic_core import PydanticCustomError, core_schema
 
 import cgan_contract as contract
 from cgan_contract import ModelCard
+from service import formats, style_codes
+from service.errors import RequestError
+from service.requests import ArchiveRequest, ImageRequest
 
 LABEL_MAX_CHARS = 64
 MAX_PAD = 16
 MAX_LABELS = 4096
 
 
-def _label(value: object) -> int | str:
-    # One validator instead of an int | str union, so an error reads "label: ..." rather than once per member.
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("must be a class index (integer) or a class name (string)")
-    if isinstance(value, str) and not 1 <= len(value) <= LABEL_MAX_CHARS:
-        raise ValueError(f"class names are 1 to {LABEL_MAX_CHARS} characters")
-    return value
+def _index_or_name(kind: str, description: str, examples: list[int | str]) -> Any:
+    """An ``int | str`` field naming a ``kind`` (class, code) by index or by name. One validator instead of a
+    union, so an error reads "label: ..." rather than once per member."""
+
+    def check(value: object) -> int | str:
+        if isinstance(value, bool) or not isinstance(value, int | str):
+            raise ValueError(f"must be a {kind} index (integer) or a {kind} name (string)")
+        if isinstance(value, str) and not 1 <= len(value) <= LABEL_MAX_CHARS:
+            raise ValueError(f"{kind} names are 1 to {LABEL_MAX_CHARS} characters")
+        return value
+
+    string = {"type": "string", "minLength": 1, "maxLength": LABEL_MAX_CHARS}
+    schema = {"anyOf": [{"type": "integer"}, string], "description": description, "examples": examples}
+    return Annotated[int | str, PlainValidator(check), WithJsonSchema(schema)]
 
 
-Label = Annotated[
-    int | str,
-    PlainValidator(_label),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "integer"}, {"type": "string", "minLength": 1, "maxLength": LABEL_MAX_CHARS}],
-            "description": "Class index (0-based) or class name from the model card.",
-            "examples": [9, "7"],
-        }
-    ),
-]
+Label = _index_or_name("class", "Class index (0-based) or class name from the model card.", [9, "7"])
 ModelName = Annotated[str, Field(pattern=contract.MODEL_NAME_PATTERN, examples=["mnist-cgan"])]
 Version = Annotated[
     int,
@@ -101,25 +106,9 @@ SharedCodes = Annotated[
 ]
 
 
-def _code_ref(value: object) -> int | str:
-    if isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError("must be a code index (integer) or a code name (string)")
-    if isinstance(value, str) and not 1 <= len(value) <= LABEL_MAX_CHARS:
-        raise ValueError(f"code names are 1 to {LABEL_MAX_CHARS} characters")
-    return value
-
-
-CodeRef = Annotated[
-    int | str,
-    PlainValidator(_code_ref),
-    WithJsonSchema(
-        {
-            "anyOf": [{"type": "integer"}, {"type": "string", "minLength": 1, "maxLength": LABEL_MAX_CHARS}],
-            "description": "The code to sweep: its name from the model card's `codes`, or its index.",
-            "examples": ["slant", 0],
-        }
-    ),
-]
+CodeRef = _index_or_name(
+    "code", "The code to sweep: its name from the model card's `codes`, or its index.", ["slant", 0]
+)
 
 
 class Traverse(BaseModel):
@@ -129,8 +118,35 @@ class Traverse(BaseModel):
 
     code: CodeRef
     steps: int = Field(
-        8, ge=2, description="Columns, low to high (evenly spaced); n x steps is at most MAX_N."
+        style_codes.DEFAULT_STEPS,
+        ge=2,
+        description="Columns, low to high (evenly spaced); n x steps is at most MAX_N.",
     )
+
+    def to_traversal(self) -> style_codes.Traversal:
+        return style_codes.Traversal(self.code, self.steps)
+
+
+@dataclass(frozen=True)
+class OneOf:
+    """A string field whose values are the keys of ``choices`` (a format registry) when a request is checked
+    and when the schema is written, so a format registered in :mod:`service.formats` is accepted and listed
+    without editing the schema; a refusal reads like a ``Literal``'s ("Input should be 'png' or 'npy'")."""
+
+    choices: Mapping[str, object]
+
+    def __get_pydantic_core_schema__(self, source: Any, handler: Any) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(self._check)
+
+    def __get_pydantic_json_schema__(self, schema: Any, handler: Any) -> dict[str, Any]:
+        return {"enum": list(self.choices), "type": "string"}
+
+    def _check(self, value: object) -> str:
+        if isinstance(value, str) and value in self.choices:
+            return value
+        names = [repr(name) for name in self.choices]
+        expected = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} or {names[-1]}"
+        raise PydanticCustomError("literal_error", "Input should be {expected}", {"expected": expected})
 
 
 Truncation = Annotated[
@@ -188,7 +204,7 @@ class GenerateRequest(BaseModel):
     seed: Seed | None = None
     model: ModelName | None = Field(None, description="Model name; the default model when absent.")
     version: Version | None = None
-    format: Literal["png", "npy", "json"] = Field(
+    format: Annotated[str, OneOf(formats.IMAGE_FORMATS)] = Field(
         "png", description="png: one grid image; npy: uint8 [n, H, W]; json: pixels as nested lists."
     )
     nrow: int | None = Field(None, ge=1, description="PNG grid: images per row; default ceil(sqrt(n)).")
@@ -201,6 +217,10 @@ class GenerateRequest(BaseModel):
     )
     truncation: Truncation | None = None
     min_confidence: MinConfidence | None = None
+
+    def to_request(self) -> ImageRequest:
+        traverse = None if self.traverse is None else self.traverse.to_traversal()
+        return ImageRequest(**{**dict(self), "traverse": traverse})
 
 
 class GenerateQuery(BaseModel):
@@ -228,6 +248,18 @@ class GenerateQuery(BaseModel):
     steps: int | None = Field(None, ge=2, description="Traversal columns (default 8); n x steps <= MAX_N.")
     truncation: Truncation | None = None
     min_confidence: MinConfidence | None = None
+
+    def to_request(self) -> ImageRequest:
+        """The PNG request of ``POST /generate`` with these fields; codes are parsed from ``0.5,-1``."""
+        codes = None if self.codes is None else style_codes.parse_text(self.codes)
+        if self.steps is not None and self.traverse is None:
+            raise RequestError("steps: only with traverse (the code to sweep)", "steps")
+        traverse = None
+        if self.traverse is not None:
+            traverse = style_codes.Traversal(self.traverse, self.steps or style_codes.DEFAULT_STEPS)
+        fields = {**dict(self), "codes": codes, "traverse": traverse, "format": "png"}
+        del fields["steps"]
+        return ImageRequest(**fields)
 
 
 class GeneratedImages(BaseModel):
@@ -288,7 +320,7 @@ class DatasetRequest(BaseModel):
     seed: Seed | None = None
     model: ModelName | None = Field(None, description="Model name; the default model when absent.")
     version: Version | None = None
-    format: Literal["npz", "zip", "tar"] = Field(
+    format: Annotated[str, OneOf(formats.ARCHIVE_FORMATS)] = Field(
         "npz",
         description="npz: x uint8 [N, H, W], y int64 [N], seeds int64 [N], order; zip: PNG per image, folder "
         "per class name, manifest; tar: a WebDataset shard, <key>.png, <key>.cls and <key>.json per image "
@@ -313,6 +345,9 @@ class DatasetRequest(BaseModel):
     stop: int | None = Field(
         None, ge=1, description="End of the run (exclusive; default: the whole set, N = labels x per_label)."
     )
+
+    def to_request(self) -> ArchiveRequest:
+        return ArchiveRequest(**dict(self))
 
 
 class Health(BaseModel):

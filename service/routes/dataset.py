@@ -5,9 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
-from service import dataplane
-from service.archives import MEDIA_TYPES
-from service.dataplane import ArchiveRequest
+from service import dataplane, formats
 from service.http.errors import error_responses
 from service.http.middleware import GuardedRoute
 from service.http.schemas import DatasetRequest
@@ -41,7 +39,7 @@ _BINARY = {"schema": {"type": "string", "format": "binary"}}
                     "schema": {"type": "number"},
                 },
             },
-            "content": {media_type: _BINARY for media_type in MEDIA_TYPES.values()},
+            "content": {f.media_type: _BINARY for f in formats.ARCHIVE_FORMATS.values()},
         },
         **error_responses(400, 401, 404, 413, 422, 429, 503),
     },
@@ -51,20 +49,7 @@ async def dataset(body: DatasetRequest, runtime: RuntimeDep) -> StreamingRespons
     """`per_label` images of each label (all classes by default), class-mixed (`order`); image j of the set
     uses `seed + j` (with `min_confidence`, the seeds the judge kept), and every format records each
     image's seed."""
-    wanted = ArchiveRequest(
-        per_label=body.per_label,
-        labels=body.labels,
-        seed=body.seed,
-        model=body.model,
-        format=body.format,
-        version=body.version,
-        codes=body.codes,
-        truncation=body.truncation,
-        min_confidence=body.min_confidence,
-        order=body.order,
-        start=body.start,
-        stop=body.stop,
-    )
+    wanted = body.to_request()
     if wanted.min_confidence is None:
         archive = dataplane.archive(runtime, wanted)
     else:  # the judge picks every seed before the first byte: off the event loop

@@ -6,11 +6,11 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from service import codes, dataplane
-from service.dataplane import ImageRequest, RequestError
+from service import dataplane, formats
 from service.http.errors import error_responses
 from service.http.middleware import GuardedRoute, guarded
 from service.http.schemas import GeneratedImages, GenerateQuery, GenerateRequest
+from service.requests import ImageRequest
 
 # The hot path: no Depends() here. Each one costs FastAPI ~12 us to solve per request, a tenth of a small
 # /generate; the runtime comes from app.state and the token/limits are checked in GuardMiddleware.
@@ -38,14 +38,9 @@ _HEADERS = {
 
 
 def _responses(media_types: tuple[str, ...], *errors: int) -> dict[int | str, dict[str, Any]]:
-    content = {
-        "image/png": _BINARY,
-        "application/x-npy": _BINARY,
-        "application/json": {
-            "schema": GeneratedImages.model_json_schema(ref_template="#/components/schemas/{model}")
-        },
-    }
-    ok = {"description": "The images.", "headers": _HEADERS, "content": {m: content[m] for m in media_types}}
+    json_body = {"schema": GeneratedImages.model_json_schema(ref_template="#/components/schemas/{model}")}
+    content = {m: json_body if m == "application/json" else _BINARY for m in media_types}
+    ok = {"description": "The images.", "headers": _HEADERS, "content": content}
     return {200: ok, **error_responses(*errors)}
 
 
@@ -67,27 +62,13 @@ async def _generate(request: Request, images_request: ImageRequest) -> Response:
     "",
     response_class=Response,
     responses=_responses(
-        ("image/png", "application/x-npy", "application/json"), 400, 401, 404, 413, 422, 429, 503
+        tuple(f.media_type for f in formats.IMAGE_FORMATS.values()), 400, 401, 404, 413, 422, 429, 503
     ),
     summary="Generate images of one label",
 )
 async def generate(body: GenerateRequest, request: Request) -> Response:
     """Generate `n` images of `label`; `format` picks a PNG grid, a .npy array or JSON."""
-    wanted = ImageRequest(
-        label=body.label,
-        n=body.n,
-        seed=body.seed,
-        model=body.model,
-        format=body.format,
-        nrow=body.nrow,
-        pad=body.pad,
-        version=body.version,
-        codes=body.codes,
-        traverse=None if body.traverse is None else codes.Traverse(body.traverse.code, body.traverse.steps),
-        truncation=body.truncation,
-        min_confidence=body.min_confidence,
-    )
-    return await _generate(request, wanted)
+    return await _generate(request, body.to_request())
 
 
 @router.get(
@@ -99,29 +80,7 @@ async def generate(body: GenerateRequest, request: Request) -> Response:
 @guarded  # a GET that does work: behind the token and the limits like POST
 async def generate_png(query: Annotated[GenerateQuery, Query()], request: Request) -> Response:
     """The PNG grid of `POST /generate`, addressable by URL (`codes=0.5,-1`, `traverse=slant&steps=8`)."""
-    q = query
-    try:
-        values = None if q.codes is None else codes.parse_text(q.codes)
-    except codes.CodesError as e:
-        raise RequestError(str(e), e.field) from None
-    if q.steps is not None and q.traverse is None:
-        raise RequestError("steps: only with traverse (the code to sweep)", "steps")
-    sweep = None if q.traverse is None else codes.Traverse(q.traverse, q.steps or codes.DEFAULT_STEPS)
-    wanted = ImageRequest(
-        label=q.label,
-        n=q.n,
-        seed=q.seed,
-        model=q.model,
-        format="png",
-        nrow=q.nrow,
-        pad=q.pad,
-        version=q.version,
-        codes=values,
-        traverse=sweep,
-        truncation=q.truncation,
-        min_confidence=q.min_confidence,
-    )
-    response = await _generate(request, wanted)
-    if q.seed is None:
+    response = await _generate(request, query.to_request())
+    if query.seed is None:
         response.headers["Cache-Control"] = "no-store"  # a random seed: the next load must differ
     return response

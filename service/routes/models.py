@@ -10,7 +10,7 @@ from service.dataplane import loaded_versions, served_model
 from service.http.errors import error_responses
 from service.http.middleware import GuardedRoute
 from service.http.schemas import ModelList, ModelName, ServedModel, Version
-from service.registry import LoadedModel
+from service.models import LoadedModel
 from service.routes.deps import RuntimeDep
 from service.runtime import Runtime
 

@@ -16,13 +16,13 @@ from pydantic import BaseModel, ConfigDict
 
 import cgan_contract as contract
 from service import dataplane
-from service.dataplane import TensorRequest, loaded_versions, served_model
+from service.dataplane import loaded_versions, served_model
 from service.http import oip_codec
 from service.http.errors import error_responses
 from service.http.middleware import GuardedRoute
 from service.http.oip_codec import InferenceRequest, InferenceResponse
 from service.http.schemas import ModelName
-from service.registry import LoadedModel
+from service.models import LoadedModel
 from service.routes.deps import RuntimeDep
 from service.runtime import Runtime
 
@@ -203,28 +203,15 @@ _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def _infer(request: Request, name: str, version: int | None) -> Response:
-    runtime: Runtime = request.app.state.runtime
     decoded = oip_codec.decode(
         await request.body(),
         request.headers.get(oip_codec.HEADER_LENGTH),
         request.headers.get("content-encoding"),
     )
-    wanted = TensorRequest(
-        labels=decoded.tensors[contract.INPUT_LABEL],
-        z=decoded.tensors.get(contract.INPUT_NOISE),
-        codes=decoded.tensors.get(contract.INPUT_CODES),
-        seed=decoded.seed,
-        model=name,
-        version=version,
-        encode=partial(oip_codec.encode, decoded.request_id, decoded.binary_output),
-        media_type="application/octet-stream" if decoded.binary_output else "application/json",
+    result = await dataplane.tensors(request.app.state.runtime, decoded.to_request(name, version))
+    return Response(
+        result.body, media_type=result.media_type, headers=decoded.headers(result.model, result.body)
     )
-    result = await dataplane.tensors(runtime, wanted)
-    headers = {"X-Model": result.model.name, "X-Model-Version": str(result.model.version)}
-    if decoded.binary_output:
-        n = len(wanted.labels)
-        headers[oip_codec.HEADER_LENGTH] = str(len(result.body) - oip_codec.binary_size(result.model, n))
-    return Response(result.body, media_type=result.media_type, headers=headers)
 
 
 @router.post(

@@ -17,7 +17,7 @@ from fastapi.testclient import TestClient
 
 from service.app import create_app
 from service.config import Settings
-from service.registry import LoadedModel
+from service.models import LoadedModel
 from service.runtime import Runtime
 from tests.fakes import FASHION, build_generator, write_version
 

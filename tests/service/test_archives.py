@@ -20,7 +20,7 @@ from service import archives
 from service.archives import DatasetPlan, npz_chunks, tar_chunks, tar_end, zip_chunks
 from service.config import Settings
 from service.metrics import Metrics
-from service.registry import LoadedModel, ModelRegistry
+from service.models import LoadedModel, ModelRegistry
 from tests.fakes import FASHION, write_version
 
 

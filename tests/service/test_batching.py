@@ -9,8 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from cgan_contract import request_seeds
 from service.dataplane import Job, run_jobs
-from service.registry import LoadedModel
+from service.models import LoadedModel
 
 REQUESTS = [
     {"label": 1, "n": 3, "seed": 10},
@@ -90,9 +91,9 @@ def test_one_failing_job_does_not_fail_its_batch(root: Path, open_client, runtim
             raise ValueError("encoder bug")
 
         jobs = [
-            Job(model, 1, 2, 0, lambda images, seeds: images.tobytes()),
-            Job(model, 2, 3, 5, broken),
-            Job(model, 3, 1, 7, lambda images, seeds: images.tobytes()),
+            Job(model, np.full(2, 1), lambda images, seeds: images.tobytes(), request_seeds(0, 2)),
+            Job(model, np.full(3, 2), broken, request_seeds(5, 3)),
+            Job(model, np.full(1, 3), lambda images, seeds: images.tobytes(), request_seeds(7, 1)),
         ]
         outcomes = run_jobs(jobs)
         assert isinstance(outcomes[1], ValueError)
@@ -139,7 +140,7 @@ def test_two_lanes_run_two_batches_at_once_on_the_lane_session(
 def test_warm_up_runs_on_the_lane_session_too(
     root: Path, open_client, runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service import registry as registry_module
+    from service.models import loader as registry_module
 
     warmed: list[object] = []
     original = registry_module.runner.generate
@@ -186,7 +187,7 @@ def test_each_worker_gets_its_share(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_long_batches_run_in_pieces_with_the_same_images(
     root: Path, open_client, runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from service import registry as registry_module
+    from service.models import loaded as registry_module
 
     runs: list[int] = []
     original = registry_module.runner.run
@@ -201,7 +202,7 @@ def test_long_batches_run_in_pieces_with_the_same_images(
         model = runtime(client).registry.models["digits"]
         z = np.random.default_rng(0).standard_normal((10, model.card.latent_dim), dtype=np.float32)
         labels = np.arange(10, dtype=np.int64) % model.card.num_classes
-        from_noise = model.generate_from_noise(labels, z)
+        from_noise = model.generate(labels, z=z)
     monkeypatch.setattr(registry_module.runner, "run", counting)
     with open_client(root, default_model="digits", run_max_images=4) as client:
         runs.clear()
@@ -209,5 +210,5 @@ def test_long_batches_run_in_pieces_with_the_same_images(
         assert runs == [4, 4, 2]
         runs.clear()
         model = runtime(client).registry.models["digits"]
-        assert np.array_equal(model.generate_from_noise(labels, z), from_noise)
+        assert np.array_equal(model.generate(labels, z=z), from_noise)
         assert runs == [4, 4, 2]

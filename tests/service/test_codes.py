@@ -22,9 +22,9 @@ from fastapi.testclient import TestClient
 
 import cgan_contract as contract
 from cgan_contract import runner
-from service import dataplane
+from service import dataplane, style_codes
 from service.dataplane import ImageRequest, TensorRequest
-from service.registry import LoadedModel
+from service.models import LoadedModel
 from tests.fakes import LATENT_DIM
 
 K = 2
@@ -270,7 +270,7 @@ def test_the_batcher_merges_requests_with_and_without_codes(client: TestClient, 
     requests = [
         ImageRequest(label=3, n=4, seed=1, format="npy"),
         ImageRequest(label=5, n=2, seed=9, format="npy", codes=[1.0, -1.0]),
-        ImageRequest(label=1, n=2, seed=4, format="npy", traverse=dataplane.style_codes.Traverse("slant", 3)),
+        ImageRequest(label=1, n=2, seed=4, format="npy", traverse=style_codes.Traversal("slant", 3)),
         ImageRequest(label=6, n=2, seed=0, format="npy", codes=[[0, 0], [-2, 1]]),
         ImageRequest(label=3, n=2, seed=1, format="npy", model="digits"),
     ]

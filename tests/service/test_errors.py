@@ -8,7 +8,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 import cgan_contract as contract
-from service.registry import LoadedModel
+from service.models import LoadedModel
 
 BAD_GENERATE = [
     ({"label": 10}, 422, "label"),

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 import cgan_contract as contract
-from service import registry as registry_module
+from service.models import loader as registry_module
 
 
 def _served(client) -> dict[str, int]:

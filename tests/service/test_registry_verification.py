@@ -1,4 +1,4 @@
-"""What stands between a version directory and serving it (service/registry.py ``ModelRegistry.load``): the
+"""What stands between a version directory and serving it (service/models/loader.py ``Loader.load``): the
 card, the hash, the contract's signature (names, dtypes, a free batch dimension, sizes), a warm-up run and
 the judge. Each refusal is called directly, no app, with its reason code and message, so a check that goes
 missing fails here; test_reload.py shows the same refusals through a running service."""
@@ -17,7 +17,7 @@ from onnx import TensorProto
 import cgan_contract as contract
 from service.config import Settings
 from service.metrics import Metrics
-from service.registry import LoadedModel, ModelRefused, ModelRegistry
+from service.models import LoadedModel, ModelRefused, ModelRegistry
 from tests.fakes import build_generator, build_judge, judge_section, write_version
 
 

@@ -621,7 +621,7 @@ def test_the_exported_judge_is_the_keras_judge_and_the_service_filters_with_it(m
     from cgan_contract import judge_signature, runner
     from service.config import Settings
     from service.metrics import Metrics
-    from service.registry import ModelRegistry
+    from service.models import ModelRegistry
     from trainer.evaluation import export_judge_only
 
     version_dir = models["diverse"]

@@ -5,7 +5,7 @@ range). A request may give them as ``k`` values for every image, or (``/generate
 image; without them each image's codes follow the contract's seed rule
 (:func:`cgan_contract.codes_for_seeds`). A traversal sweeps one code over its range in ``steps`` columns,
 one row per seed, every other code at that row's value. Everything here is numpy on the card: the data plane
-calls it while preparing a job and turns :class:`CodesError` into a 422 naming ``field``.
+calls it while preparing a job, and a :class:`CodesError` is a request error (a 422 naming ``field``).
 """
 
 from __future__ import annotations
@@ -18,21 +18,21 @@ import numpy as np
 
 import cgan_contract as contract
 from cgan_contract import ModelCard
+from service.errors import RequestError
 
 #: Columns of a traversal when the request names none.
 DEFAULT_STEPS = 8
 
 
-class CodesError(ValueError):
-    """Codes or a traversal a model cannot take; ``str()`` reads ``"<field>: <what is wrong>"``."""
+class CodesError(RequestError):
+    """Codes or a traversal a model cannot take; ``detail`` reads ``"<field>: <what is wrong>"``."""
 
     def __init__(self, detail: str, field: str) -> None:
-        super().__init__(detail)
-        self.field = field
+        super().__init__(detail, field)
 
 
 @dataclass(frozen=True)
-class Traverse:
+class Traversal:
     """Sweep code ``code`` (name or index) from its low to its high value in ``steps`` columns."""
 
     code: int | str
@@ -138,7 +138,7 @@ def code_index(card: ModelCard, code: int | str, field: str = "traverse.code") -
 
 
 def traversal(
-    card: ModelCard, row_seeds: np.ndarray, traverse: Traverse, base: np.ndarray | None
+    card: ModelCard, row_seeds: np.ndarray, traverse: Traversal, base: np.ndarray | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-image ``(seeds, codes)`` of a traversal grid, row-major: image ``r * steps + c`` has row ``r``'s
     seed and codes (``base[r]``, else the seed rule's) with the swept code at column ``c``'s value."""

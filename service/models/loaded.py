@@ -1,0 +1,92 @@
+"""One loaded model version: its card, its onnxruntime sessions (and its judge's), and the one way the
+service makes images with it (:meth:`LoadedModel.generate`). Made by :class:`service.models.loader.Loader`,
+kept by :class:`service.models.registry.ModelRegistry`."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cgan_contract import ModelCard, runner
+from service.metrics import Metrics
+
+
+@dataclass(frozen=True, eq=False)
+class LoadedModel:
+    name: str
+    version: int
+    path: Path
+    card: ModelCard
+    session: Any = field(repr=False)  # onnxruntime.InferenceSession
+    loaded_at: datetime
+    #: Where each run is timed and counted per model; None: nowhere (cgan-bulk, which serves no metrics).
+    metrics: Metrics | None = field(repr=False)
+    #: Which root it came from: "models_dir" or "bundled" (see ``Settings.model_roots``).
+    source: str = "models_dir"
+    #: The session the /generate lanes share (``Settings.lane_threads`` each); None: they use ``session``.
+    lane_session: Any = field(default=None, repr=False)
+    #: The judge's onnxruntime session when the card declares one (``judge.onnx``), else None.
+    judge: Any = field(default=None, repr=False)
+    #: Images per onnxruntime run at most; a longer batch runs in pieces (``Settings.run_max_images``).
+    run_images: int | None = None
+
+    def __post_init__(self) -> None:
+        # Resolved once: a labelled child costs a dict lookup and a lock per request otherwise.
+        metrics = self.metrics
+        object.__setattr__(self, "_latency", metrics and metrics.inference_seconds.labels(self.name))
+        object.__setattr__(self, "_images", metrics and metrics.images.labels(self.name))
+        twin = self
+        if self.lane_session is not None:
+            twin = dataclasses.replace(self, session=self.lane_session, lane_session=None)
+        object.__setattr__(self, "_on_lanes", twin)
+
+    def generate(
+        self,
+        labels: np.ndarray,
+        seeds: np.ndarray | None = None,
+        codes: np.ndarray | None = None,
+        truncation: float | None = None,
+        *,
+        z: np.ndarray | None = None,
+    ) -> np.ndarray:
+        """``[n, H, W, C]`` uint8 for int64 ``labels`` and uint64 ``seeds``, or the caller's float32 noise
+        ``z`` ``[n, latent_dim]`` instead of seeds; blocking: keep off the loop.
+
+        Every image the service makes comes through here (:func:`cgan_contract.runner.generate`), timed and
+        counted per model. For a model with style codes, float32 ``codes`` ``[n, k]`` replace the seed rule's
+        codes (with ``z`` they are required). ``truncation`` redraws noise entries beyond it (the contract's
+        rule, still a function of each seed).
+        """
+        start = time.perf_counter()
+        images = runner.generate(
+            self.session,
+            labels,
+            seeds,
+            self.card.latent_dim,
+            self.run_images,
+            z=z,
+            code_ranges=self.card.code_ranges,
+            codes=codes,
+            truncation=truncation,
+        )
+        if self._latency is not None:
+            self._latency.observe(time.perf_counter() - start)
+            self._images.inc(len(labels))
+        return images
+
+    def classify(self, images: np.ndarray) -> np.ndarray:
+        """The judge's probabilities float32 ``[n, classes]`` for ``[n, H, W, C]`` uint8 images; blocking."""
+        if self.judge is None:
+            raise ValueError(f"model {self.name} v{self.version} has no judge")
+        return runner.classify(self.judge, images)
+
+    @property
+    def on_lanes(self) -> LoadedModel:
+        """This model on the session the /generate lanes share (itself when it has no lane session)."""
+        return self._on_lanes  # type: ignore[attr-defined]
