@@ -13,7 +13,7 @@ import numpy as np
 
 from cgan_client import _common
 from cgan_client._common import Config
-from cgan_client.batches import Batcher, Collector
+from cgan_client.batches import Collector, RowBatches
 from cgan_client.client import _only
 
 
@@ -105,7 +105,7 @@ class AsyncClient:
             stop=stop,
         )
         async with self._stream("POST", "/dataset", json=body) as response:
-            batches = Batcher(batch_size)
+            batches = RowBatches(batch_size)
             async for chunk in response.aiter_bytes():
                 for batch in batches.feed(chunk):
                     yield batch

@@ -15,7 +15,7 @@ import numpy as np
 
 from cgan_client import _common
 from cgan_client._common import Config, ServiceError
-from cgan_client.batches import Batcher, Collector
+from cgan_client.batches import Collector, RowBatches
 
 
 class Client:
@@ -118,7 +118,7 @@ class Client:
             stop=stop,
         )
         with self._stream("POST", "/dataset", json=body) as response:
-            batches = Batcher(batch_size)
+            batches = RowBatches(batch_size)
             for chunk in response.iter_bytes():
                 yield from batches.feed(chunk)
             batches.close()
