@@ -25,9 +25,9 @@ import time
 from pathlib import Path
 
 from bench._harness import fake_models_dir, fmt, machine, markdown_table, resolve_models, write_json
+from cgan_testing.ray_cluster import LocalRayCluster
 from service import bulk, bulk_ray
 from service.archives import DatasetPlan
-from tests.ray_cluster import LocalRayCluster
 
 SHARED_FS_MB_S = (100, 500, 1000)  # write bandwidth of an RWX volume: a small NFS server .. a fast filer
 

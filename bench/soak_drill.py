@@ -54,7 +54,7 @@ if __package__ in (None, ""):
 import httpx  # noqa: E402
 
 from bench._harness import HOST, markdown_table, rss_mb, service_server  # noqa: E402
-from tests.fakes import build_generator, write_version  # noqa: E402
+from cgan_testing.fakes import build_generator, write_version  # noqa: E402
 
 SERVER_ENV = {
     "MAX_CONCURRENCY": "4",

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import build_conv_generator
+from cgan_testing.fakes import build_conv_generator
 
 pytestmark = pytest.mark.slow
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bench.performance import gate_goals, kernel_goals, training_goals
-from tests.fakes import write_version
+from cgan_testing.fakes import write_version
 from tests.test_quality_table import quality
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import write_version
+from cgan_testing.fakes import write_version
 
 pytestmark = pytest.mark.slow
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from cgan_client import Client
-from tests.live_server import LiveServer
+from cgan_testing.live_server import LiveServer
 
 pytestmark = pytest.mark.slow
 PER_LABEL = 1000

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import cgan_contract as contract
 from bench.quality_table import rows, table
-from tests.fakes import write_version
+from cgan_testing.fakes import write_version
 
 
 def quality(label_accuracy: float) -> contract.Quality:

@@ -19,8 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cgan_client import AsyncClient, Client, ServiceError
-from tests.fakes import build_generator, write_version
-from tests.live_server import LiveServer
+from cgan_testing.fakes import build_generator, write_version
+from cgan_testing.live_server import LiveServer
 
 TOKEN = "client-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

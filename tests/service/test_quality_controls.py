@@ -19,9 +19,9 @@ import pytest
 
 import cgan_contract as contract
 from cgan_contract import runner
+from cgan_testing.fakes import LATENT_DIM, build_generator, build_judge, judge_section
 from service import dataplane, filtering
 from service.dataplane import ImageRequest
-from tests.fakes import LATENT_DIM, build_generator, build_judge, judge_section
 
 LABEL = 3
 CONFIDENCE = 0.5
