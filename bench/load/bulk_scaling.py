@@ -1,8 +1,8 @@
 """Bulk generation scaling: images/s of one process, of Ray with 1 and 2 workers, and what N nodes give.
 
-    python -m bench.bulk_scaling --models-dir /tmp/bulk-models --model conv     # ~2-3 min on 2 cores
-    python -m bench.bulk_scaling                                                # trains the bench model once
-    python -m bench.bulk_scaling --fake --per-label 100                         # smoke: the tests' tiny model
+    python -m bench.load.bulk_scaling --models-dir /tmp/bulk-models --model conv  # ~2-3 min on 2 cores
+    python -m bench.load.bulk_scaling                           # trains the bench model once
+    python -m bench.load.bulk_scaling --fake --per-label 100    # smoke: the tests' tiny model
 
 One job (``--per-label`` images of every class, ``--shards`` shards), written three times into fresh
 directories: by one process (``cgan-bulk --all`` in-process, one onnxruntime thread), by Ray on a local
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._harness import fake_models_dir, fmt, machine, markdown_table, resolve_models, write_json
+from bench.harness import fake_models_dir, fmt, machine, markdown_table, resolve_models, write_json
 from cgan_testing.ray_cluster import LocalRayCluster
 from service import bulk, bulk_ray
 from service.archives import DatasetPlan
