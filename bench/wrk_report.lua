@@ -1,4 +1,4 @@
--- wrk script used by the bench drivers (bench/_harness.py run_wrk).
+-- wrk script used by the bench drivers (bench/harness.py run_wrk).
 --
 -- Environment:
 --   WRK_BODY     request body (JSON); the request is a POST with Content-Type application/json.

@@ -1,21 +1,20 @@
-"""What the sync and async clients share: settings, request bodies, retry timing, errors, decoding."""
+"""What the core (:mod:`cgan_client._core`) and both transports share: settings, errors, the retry rule."""
 
 from __future__ import annotations
 
 import email.utils
-import io
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import numpy as np
 
-#: Statuses that mean "not now": the service says when to come back in Retry-After.
 #: Seconds an idle pooled connection is kept; below the server's keep-alive timeout (5 s).
 KEEPALIVE_EXPIRY = 2.0
+#: Statuses that mean "not now": the service says when to come back in Retry-After.
 RETRYABLE = frozenset({429, 503})
+#: The service's default order of a data set's images: class-mixed, ready to train on as it streams.
+DEFAULT_ORDER = "shuffled"
 
 
 class ServiceError(Exception):
@@ -83,93 +82,3 @@ def error_from(response: httpx.Response, body: bytes) -> ServiceError:
         detail = payload.get("detail") or payload.get("error") or body.decode(errors="replace")
         return ServiceError(response.status_code, str(detail), payload.get("field"))
     return ServiceError(response.status_code, body.decode(errors="replace")[:500] or response.reason_phrase)
-
-
-def pick(config: Config, model: str | None, version: int | None) -> dict[str, Any]:
-    """The model/version fields of a request body: the call's, else the client's pinned ones."""
-    fields: dict[str, Any] = {}
-    if (model := model or config.model) is not None:
-        fields["model"] = model
-    if (version := version if version is not None else config.version) is not None:
-        fields["version"] = version
-    return fields
-
-
-def generate_body(
-    config: Config,
-    label: int | str,
-    n: int,
-    seed: int | None,
-    model: str | None,
-    version: int | None,
-    codes: Sequence[float] | Sequence[Sequence[float]] | None = None,
-    traverse: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"label": label, "n": n, "format": "npy", **pick(config, model, version)}
-    if seed is not None:
-        body["seed"] = seed
-    if codes is not None:
-        body["codes"] = np.asarray(codes, dtype=np.float64).tolist()  # lists, tuples or arrays alike
-    if traverse is not None:
-        body["traverse"] = traverse
-    return body
-
-
-#: The service's default order of a data set's images: class-mixed, ready to train on as it streams.
-DEFAULT_ORDER = "shuffled"
-
-
-def dataset_body(
-    config: Config,
-    per_label: int,
-    labels: Sequence[int | str] | None,
-    seed: int | None,
-    model: str | None,
-    version: int | None,
-    format: str = "npz",
-    codes: Sequence[float] | None = None,
-    order: str = DEFAULT_ORDER,
-    start: int | None = None,
-    stop: int | None = None,
-) -> dict[str, Any]:
-    """A ``/dataset`` body; the service checks every field and names the one at fault."""
-    body: dict[str, Any] = {
-        "per_label": per_label,
-        "format": format,
-        "order": order,
-        **pick(config, model, version),
-    }
-    if labels is not None:
-        body["labels"] = list(labels)
-    if seed is not None:
-        body["seed"] = seed
-    if codes is not None:
-        body["codes"] = np.asarray(codes, dtype=np.float64).tolist()
-    if start is not None:
-        body["start"] = start
-    if stop is not None:
-        body["stop"] = stop
-    return body
-
-
-def load_npy(content: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(content), allow_pickle=False)
-
-
-def download_bar(response: httpx.Response, path: str, show: bool) -> Any:
-    """A progress bar over the bytes of a download, on stderr when it is a terminal (``show``: wanted at
-    all). The archive's size is not known while it streams, so it counts bytes and their rate."""
-    if not show:
-        return _NoBar()
-    from tqdm import tqdm  # only when a bar is wanted: the client's imports stay httpx and numpy
-
-    images = response.headers.get("x-images", "?")
-    return tqdm(desc=f"{path} ({images} images)", unit="B", unit_scale=True, disable=None)
-
-
-class _NoBar:
-    def update(self, n: int) -> None:
-        pass
-
-    def close(self) -> None:
-        pass

@@ -1,20 +1,23 @@
-"""The asynchronous client (httpx), the same calls as :class:`cgan_client.Client` with ``await``."""
+"""The asynchronous client: the same calls as :class:`cgan_client.Client` with ``await``, carried over httpx's
+async client (the calls themselves are :mod:`cgan_client._core`'s)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import itertools
+import os
 from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
 
-from cgan_client import _common
+from cgan_client import _common, _core
 from cgan_client._common import Config
-from cgan_client.batches import Batcher, Collector
-from cgan_client.client import _only
+
+R = TypeVar("R")
 
 
 class AsyncClient:
@@ -55,8 +58,7 @@ class AsyncClient:
         codes: Sequence[float] | Sequence[Sequence[float]] | None = None,
     ) -> np.ndarray:
         """uint8 ``[n, H, W]``; see :meth:`cgan_client.Client.generate`."""
-        body = _common.generate_body(self.config, label, n, seed, model, version, codes)
-        return _common.load_npy((await self._request("POST", "/generate", json=body)).content)
+        return await self._run(_core.generate(self.config, label, n, seed, version, model, codes))
 
     async def traverse(
         self,
@@ -72,10 +74,9 @@ class AsyncClient:
     ) -> np.ndarray:
         """uint8 ``[n, steps, H, W]``: style code ``code`` (name or index) swept low to high in ``steps``
         columns, row r from seed ``seed + r`` (the other codes at that seed's values, or at ``codes``)."""
-        sweep = {"code": code, "steps": steps}
-        body = _common.generate_body(self.config, label, n, seed, model, version, codes, sweep)
-        images = _common.load_npy((await self._request("POST", "/generate", json=body)).content)
-        return images.reshape(n, steps, *images.shape[1:])
+        return await self._run(
+            _core.traverse(self.config, label, code, n, steps, seed, version, model, codes)
+        )
 
     async def iter_dataset(
         self,
@@ -92,24 +93,10 @@ class AsyncClient:
         stop: int | None = None,
     ) -> AsyncIterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` batches while ``/dataset`` streams; see :meth:`cgan_client.Client.iter_dataset`."""
-        body = _common.dataset_body(
-            self.config,
-            per_label,
-            labels,
-            seed,
-            model,
-            version,
-            codes=codes,
-            order=order,
-            start=start,
-            stop=stop,
-        )
-        async with self._stream("POST", "/dataset", json=body) as response:
-            batches = Batcher(batch_size)
-            async for chunk in response.aiter_bytes():
-                for batch in batches.feed(chunk):
-                    yield batch
-            batches.close()
+        selection = _core.Selection(per_label, labels, seed, version, model, codes, order, start, stop)
+        call = _core.iter_dataset(self.config, selection, batch_size)
+        async for batch in self._stream(_core.Run(call)):
+            yield batch
 
     async def dataset(
         self,
@@ -125,41 +112,63 @@ class AsyncClient:
         stop: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(x, y)`` whole; see :meth:`cgan_client.Client.dataset`."""
-        body = _common.dataset_body(
-            self.config,
-            per_label,
-            labels,
-            seed,
-            model,
-            version,
-            codes=codes,
-            order=order,
-            start=start,
-            stop=stop,
-        )
-        collector = Collector()
-        async with self._stream("POST", "/dataset", json=body) as response:
-            async for chunk in response.aiter_bytes():
-                collector.feed(chunk)
-        return collector.result()
+        selection = _core.Selection(per_label, labels, seed, version, model, codes, order, start, stop)
+        return await self._run(_core.dataset(self.config, selection))
+
+    async def save_dataset(
+        self,
+        path: str | os.PathLike[str],
+        per_label: int,
+        *,
+        format: str = "npz",
+        labels: Sequence[int | str] | None = None,
+        seed: int | None = None,
+        version: int | None = None,
+        model: str | None = None,
+        codes: Sequence[float] | None = None,
+        order: str = _common.DEFAULT_ORDER,
+        start: int | None = None,
+        stop: int | None = None,
+        progress: bool = True,
+    ) -> Path:
+        """The archive streamed to ``path``; see :meth:`cgan_client.Client.save_dataset`."""
+        selection = _core.Selection(per_label, labels, seed, version, model, codes, order, start, stop)
+        return await self._run(_core.save_dataset(self.config, selection, path, format, progress))
 
     async def model_info(self, model: str | None = None, version: int | None = None) -> dict[str, Any]:
-        fields = _common.pick(self.config, model, version)
-        if "model" not in fields:
-            listing = (await self._request("GET", "/v1/models")).json()
-            fields["model"] = listing["default"] or _only(listing)
-        params = {"version": fields["version"]} if "version" in fields else None
-        return (await self._request("GET", f"/v1/models/{fields['model']}", params=params)).json()
+        """The service's description of a model; see :meth:`cgan_client.Client.model_info`."""
+        return await self._run(_core.model_info(self.config, model, version))
 
-    async def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        async with self._stream(method, path, **kwargs) as response:
-            await response.aread()
-            return response
+    # --- transport -------------------------------------------------------------------------------------
+
+    async def _run(self, call: _core.Call[R]) -> R:
+        run = _core.Run(call)
+        async for _ in self._stream(run):
+            pass
+        return run.value  # type: ignore[return-value]
+
+    async def _stream(self, run: _core.Run[Any]) -> AsyncIterator[Any]:
+        """Carries out the run's exchanges in turn, yielding what their sinks hand out as bodies arrive."""
+        with contextlib.closing(run):
+            while run.exchange is not None:
+                request, sink = run.exchange
+                async with self._send(request) as response:
+                    with contextlib.closing(sink):
+                        sink.open(response)
+                        async for chunk in response.aiter_bytes():
+                            for item in sink.feed(chunk):
+                                yield item
+                        answer = sink.finish()
+                run.answer(answer)
 
     @contextlib.asynccontextmanager
-    async def _stream(self, method: str, path: str, **kwargs: Any) -> AsyncIterator[httpx.Response]:
+    async def _send(self, request: _core.Request) -> AsyncIterator[httpx.Response]:
+        """The response to ``request``, its body still to come; see :meth:`cgan_client.Client._send`."""
         for attempt in itertools.count():
-            response = await self._http.send(self._http.build_request(method, path, **kwargs), stream=True)
+            http_request = self._http.build_request(
+                request.method, request.path, json=request.json, params=request.params
+            )
+            response = await self._http.send(http_request, stream=True)
             try:
                 delay = _common.retry_delay(response, attempt, self.config)
                 if delay is not None:

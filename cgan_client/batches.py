@@ -45,9 +45,9 @@ class _Reader:
         return None if order is None else str(order)
 
 
-class Batcher(_Reader):
+class RowBatches(_Reader):
     """Regroups the rows of the stream (whatever the network chunks held) into ``batch_size`` batches,
-    each with its labels from ``y``."""
+    each with its labels from ``y``. (Not the service's ``Batcher``, which batches requests.)"""
 
     def __init__(self, batch_size: int) -> None:
         if batch_size < 1:

@@ -1,4 +1,4 @@
-"""The synchronous client (httpx)."""
+"""The synchronous client: the calls of :mod:`cgan_client._core` carried over httpx."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ import os
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
 
-from cgan_client import _common
-from cgan_client._common import Config, ServiceError
-from cgan_client.batches import Batcher, Collector
+from cgan_client import _common, _core
+from cgan_client._common import Config
+
+R = TypeVar("R")
 
 
 class Client:
@@ -67,8 +68,7 @@ class Client:
         codes: Sequence[float] | Sequence[Sequence[float]] | None = None,
     ) -> np.ndarray:
         """uint8 ``[n, H, W]`` (``[n, H, W, C]`` for colour models); image i uses ``seed + i``."""
-        body = _common.generate_body(self.config, label, n, seed, model, version, codes)
-        return _common.load_npy(self._request("POST", "/generate", json=body).content)
+        return self._run(_core.generate(self.config, label, n, seed, version, model, codes))
 
     def traverse(
         self,
@@ -84,10 +84,7 @@ class Client:
     ) -> np.ndarray:
         """uint8 ``[n, steps, H, W]``: style code ``code`` (name or index) swept low to high in ``steps``
         columns, row r from seed ``seed + r`` (the other codes at that seed's values, or at ``codes``)."""
-        sweep = {"code": code, "steps": steps}
-        body = _common.generate_body(self.config, label, n, seed, model, version, codes, sweep)
-        images = _common.load_npy(self._request("POST", "/generate", json=body).content)
-        return images.reshape(n, steps, *images.shape[1:])
+        return self._run(_core.traverse(self.config, label, code, n, steps, seed, version, model, codes))
 
     def iter_dataset(
         self,
@@ -105,23 +102,9 @@ class Client:
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """``(x, y)`` batches of ``batch_size`` (the last may be smaller) while ``/dataset`` streams: memory
         stays at a batch or two whatever the size of the dataset. Same order and seeds as :meth:`dataset`."""
-        body = _common.dataset_body(
-            self.config,
-            per_label,
-            labels,
-            seed,
-            model,
-            version,
-            codes=codes,
-            order=order,
-            start=start,
-            stop=stop,
-        )
-        with self._stream("POST", "/dataset", json=body) as response:
-            batches = Batcher(batch_size)
-            for chunk in response.iter_bytes():
-                yield from batches.feed(chunk)
-            batches.close()
+        selection = _core.Selection(per_label, labels, seed, version, model, codes, order, start, stop)
+        call = _core.iter_dataset(self.config, selection, batch_size)
+        yield from self._stream(_core.Run(call))
 
     def dataset(
         self,
@@ -142,23 +125,8 @@ class Client:
         ``order``: ``"shuffled"`` (the default: classes mixed, every batch balanced) or ``"by_class"``; the
         images are the same either way. ``start``/``stop``: only the images at positions ``[start, stop)``
         of that order (a contiguous, class-balanced run)."""
-        body = _common.dataset_body(
-            self.config,
-            per_label,
-            labels,
-            seed,
-            model,
-            version,
-            codes=codes,
-            order=order,
-            start=start,
-            stop=stop,
-        )
-        collector = Collector()
-        with self._stream("POST", "/dataset", json=body) as response:
-            for chunk in response.iter_bytes():
-                collector.feed(chunk)
-        return collector.result()
+        selection = _core.Selection(per_label, labels, seed, version, model, codes, order, start, stop)
+        return self._run(_core.dataset(self.config, selection))
 
     def save_dataset(
         self,
@@ -178,45 +146,42 @@ class Client:
     ) -> Path:
         """Stream the archive in any format the service offers (npz, zip, ...) to ``path``, which appears
         only once complete. ``progress``: a bar on stderr while it downloads, when stderr is a terminal."""
-        body = _common.dataset_body(
-            self.config, per_label, labels, seed, model, version, format, codes, order, start, stop
-        )
-        target = Path(path)
-        partial = target.with_name(f".{target.name}.part")
-        try:
-            with self._stream("POST", "/dataset", json=body) as response, partial.open("wb") as out:
-                bar = _common.download_bar(response, target.name, progress)
-                try:
-                    for chunk in response.iter_bytes():
-                        out.write(chunk)
-                        bar.update(len(chunk))
-                finally:
-                    bar.close()
-            partial.replace(target)
-        finally:
-            partial.unlink(missing_ok=True)
-        return target
+        selection = _core.Selection(per_label, labels, seed, version, model, codes, order, start, stop)
+        return self._run(_core.save_dataset(self.config, selection, path, format, progress))
 
     def model_info(self, model: str | None = None, version: int | None = None) -> dict[str, Any]:
         """The service's description of a model (``/v1/models/{name}``): card, loaded versions."""
-        fields = _common.pick(self.config, model, version)
-        if "model" not in fields:
-            listing = self._request("GET", "/v1/models").json()
-            fields["model"] = listing["default"] or _only(listing)
-        params = {"version": fields["version"]} if "version" in fields else None
-        return self._request("GET", f"/v1/models/{fields['model']}", params=params).json()
+        return self._run(_core.model_info(self.config, model, version))
 
     # --- transport -------------------------------------------------------------------------------------
 
-    def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        with self._stream(method, path, **kwargs) as response:
-            response.read()
-            return response
+    def _run(self, call: _core.Call[R]) -> R:
+        run = _core.Run(call)
+        for _ in self._stream(run):
+            pass
+        return run.value  # type: ignore[return-value]
+
+    def _stream(self, run: _core.Run[Any]) -> Iterator[Any]:
+        """Carries out the run's exchanges in turn, yielding what their sinks hand out as bodies arrive."""
+        with contextlib.closing(run):
+            while run.exchange is not None:
+                request, sink = run.exchange
+                with self._send(request) as response, contextlib.closing(sink):
+                    sink.open(response)
+                    for chunk in response.iter_bytes():
+                        yield from sink.feed(chunk)
+                    answer = sink.finish()
+                run.answer(answer)
 
     @contextlib.contextmanager
-    def _stream(self, method: str, path: str, **kwargs: Any) -> Iterator[httpx.Response]:
+    def _send(self, request: _core.Request) -> Iterator[httpx.Response]:
+        """The response to ``request``, its body still to come; a 429/503 is retried after the wait the retry
+        rule gives, any other error raises :class:`ServiceError`."""
         for attempt in itertools.count():
-            response = self._http.send(self._http.build_request(method, path, **kwargs), stream=True)
+            http_request = self._http.build_request(
+                request.method, request.path, json=request.json, params=request.params
+            )
+            response = self._http.send(http_request, stream=True)
             try:
                 delay = _common.retry_delay(response, attempt, self.config)
                 if delay is not None:
@@ -229,10 +194,3 @@ class Client:
                 return
             finally:
                 response.close()
-
-
-def _only(listing: dict[str, Any]) -> str:
-    names = [m["name"] for m in listing["models"]]
-    if len(names) != 1:
-        raise ServiceError(422, f"model: several models are loaded ({', '.join(names)}); name one", "model")
-    return names[0]

@@ -2,8 +2,8 @@
 KServe makes of it, tests/kserve_pod.py), custom resources validated against their vendored CRD schemas
 (tests/schemas), the facts the manifests must agree with (taken from their sources: the app's routes, its
 settings, the Dockerfile), and the checks, each a function returning the problems it finds. Shared by
-tests/test_k8s.py, test_kserve.py and test_monitoring.py; a plain module, like tests/fakes.py, so no test
-module imports another.
+tests/test_k8s.py, test_kserve.py and test_monitoring.py; a plain module, so no test module imports
+another (only tests use it, so it stays here rather than in cgan_testing/).
 """
 
 from __future__ import annotations

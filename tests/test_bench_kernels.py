@@ -1,4 +1,4 @@
-"""bench/kernels.py in its quick form on the tests' tiny conv generator: it runs and prints every part.
+"""bench/load/kernels.py in its quick form on the tests' tiny conv generator: it runs and prints every part.
 
 Not a speed test: it asserts the report's shape (machine, GEMM limit, a row per variant with GFLOP/s and %
 of the GEMM limit, the rewrites applied, the profiles), never a figure.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import build_conv_generator
+from cgan_testing.fakes import build_conv_generator
 
 pytestmark = pytest.mark.slow
 
@@ -24,7 +24,7 @@ REPO = Path(__file__).resolve().parents[1]
 def test_kernels_bench_quick_form(tmp_path: Path) -> None:
     model = tmp_path / "model.onnx"
     model.write_bytes(build_conv_generator())
-    argv = [sys.executable, "-m", "bench.kernels", "--quick", "--seconds", "0.1", "--no-json"]
+    argv = [sys.executable, "-m", "bench.load.kernels", "--quick", "--seconds", "0.1", "--no-json"]
     argv += ["--model", f"tiny={model}"]
     env = {**os.environ, "BENCH_CACHE": str(tmp_path / "cache")}
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
@@ -37,7 +37,7 @@ def test_kernels_bench_quick_form(tmp_path: Path) -> None:
     assert '"subpixel_conv_transpose": 2' in out
     assert re.search(r"^- tiny / int8 \(b=\d+\): .*\d+%", out, re.M), out
     bad = subprocess.run(
-        [sys.executable, "-m", "bench.kernels", "--model", "nothing"],
+        [sys.executable, "-m", "bench.load.kernels", "--model", "nothing"],
         cwd=REPO,
         env=env,
         capture_output=True,

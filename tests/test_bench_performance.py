@@ -1,9 +1,10 @@
-"""bench/performance.py's summary: each goal of issue #19 read from the saved results, pass and miss alike."""
+"""bench/load/performance.py's summary: each goal of issue #19 read from the saved results, pass and miss
+alike."""
 
 from __future__ import annotations
 
-from bench.performance import gate_goals, kernel_goals, training_goals
-from tests.fakes import write_version
+from bench.load.performance import gate_goals, kernel_goals, training_goals
+from cgan_testing.fakes import write_version
 from tests.test_quality_table import quality
 
 

@@ -1,4 +1,4 @@
-"""The overload drill (bench/overload_drill.py) in its CI short form, with the service tests' tiny model.
+"""The overload drill (bench/drills/overload_drill.py) in its CI short form, with the tests' tiny model.
 
 Not a speed test: it asserts only what the drill asserts (200 or 429 with Retry-After, health throughout,
 bounded RSS, a normal request afterwards, a clean SIGTERM exit). Load goes to 127.0.0.1 only.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes import write_version
+from cgan_testing.fakes import write_version
 
 pytestmark = pytest.mark.slow
 
@@ -26,7 +26,8 @@ def test_overload_drill_short_form(tmp_path: Path) -> None:
     models.mkdir()
     write_version(models, "digits", 1)
     env = {**os.environ, "BENCH_CACHE": str(tmp_path / "bench-cache")}  # server logs land here
-    argv = [sys.executable, "-m", "bench.overload_drill", "--duration", "3", "--models-dir", str(models)]
+    argv = [sys.executable, "-m", "bench.drills.overload_drill", "--duration", "3"]
+    argv += ["--models-dir", str(models)]
     # 200 connections: plenty against MAX_CONCURRENCY=2 + MAX_QUEUE=8, light enough for a 2-core CI runner.
     argv += ["--connections", "200"]
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False)

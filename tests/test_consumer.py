@@ -1,5 +1,6 @@
 """The data path judged the way its users judge it: a model trained on what the adapters hand out, as the
-README shows, then tested on real digits the generator never saw (``bench.consumer``'s short form).
+README shows, then tested on real digits the generator never saw (``bench.experiments.consumer``'s short
+form).
 
 One epoch over 10,000 images of the bundled model through each adapter in its default order must reach
 90% on mnist-5k's 500 held-out digits, and at least the accuracy of the very same images shuffled globally
@@ -14,7 +15,7 @@ import numpy as np
 import pytest
 
 from cgan_client import Client
-from tests.live_server import LiveServer
+from cgan_testing.live_server import LiveServer
 
 pytestmark = pytest.mark.slow
 PER_LABEL = 1000
@@ -42,7 +43,7 @@ def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Client]:
 
 @pytest.fixture(scope="module")
 def real() -> tuple[np.ndarray, np.ndarray]:
-    from bench.consumer import held_out
+    from bench.experiments.consumer import held_out
 
     return held_out()
 
@@ -60,7 +61,7 @@ def test_tf_data_default_trains_as_well_as_an_explicit_shuffle(api: Client, real
     pytest.importorskip("tensorflow", reason="the tf.data adapter needs TensorFlow (the dev install has it)")
     import tensorflow as tf
 
-    from bench.consumer import tf_accuracy
+    from bench.experiments.consumer import tf_accuracy
     from cgan_client import tf_data
 
     # What the adapter hands out, recorded once and replayed batch for batch for each training seed (one
@@ -83,7 +84,7 @@ def test_torch_default_trains_as_well_as_an_explicit_shuffle(api: Client, real, 
     torch = pytest.importorskip("torch", reason="torch is not installed (.ci/run installs the CPU build)")
     from torch.utils.data import DataLoader, TensorDataset
 
-    from bench.consumer import torch_accuracy
+    from bench.experiments.consumer import torch_accuracy
     from cgan_client.torch_data import ServiceDataset
 
     streamed = DataLoader(ServiceDataset(api.config, PER_LABEL, seed=SEED), batch_size=None, num_workers=2)
@@ -104,7 +105,7 @@ def test_torch_default_trains_as_well_as_an_explicit_shuffle(api: Client, real, 
 def test_the_class_order_streamed_as_is_trains_nothing(api: Client, real) -> None:
     # The check above can fail: the same pipeline over the old order learns one class at a time.
     pytest.importorskip("tensorflow", reason="the tf.data adapter needs TensorFlow")
-    from bench.consumer import tf_accuracy
+    from bench.experiments.consumer import tf_accuracy
     from cgan_client import tf_data
 
     by_class = tf_accuracy(

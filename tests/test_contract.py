@@ -333,7 +333,7 @@ def test_runner_classify_feeds_uint8_images() -> None:
 
 def test_open_session_options() -> None:
     from cgan_contract import runner
-    from tests.fakes import build_generator
+    from cgan_testing.fakes import build_generator
 
     model = build_generator()
     pinned = runner.open_session(model, threads=1, spinning=False).get_session_options()

@@ -154,9 +154,9 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, se
     from fastapi.testclient import TestClient
     from prometheus_client.parser import text_string_to_metric_families
 
+    from cgan_testing.fakes import write_version
     from service.app import create_app
     from service.config import Settings
-    from tests.fakes import write_version
 
     models = tmp_path_factory.mktemp("metrics") / "models"
     models.mkdir()

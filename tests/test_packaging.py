@@ -146,6 +146,16 @@ def test_packages_are_the_three_siblings_and_the_client():
     assert _packages() == {"cgan_client", "cgan_contract", "service", "trainer"}
 
 
+def test_dev_only_packages_are_not_shipped():
+    # cgan_testing (tiny models, a live server, a Ray cluster for tests and bench), tests and bench are
+    # packages in the checkout only: not in the wheel, not in the images' build context.
+    dev_only = {"cgan_testing", "tests", "bench"}
+    assert dev_only <= {p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file()}
+    assert not dev_only & _packages()
+    ignore = [ln.strip() for ln in (ROOT / ".dockerignore").read_text().splitlines()]
+    assert not any(ln.startswith(tuple(f"!{p}" for p in dev_only)) for ln in ignore), ignore
+
+
 def test_each_image_copies_the_packages_it_runs_and_no_other():
     # The service runs on the contract without the trainer; the trainer on the contract without the service.
     stages = _stages()

@@ -1,4 +1,4 @@
-"""bench/peer_load.py in its smoke form, and the naive peer loading every generator the trainer builds.
+"""bench/load/peer_load.py in its smoke form, and the naive peer loading every generator the trainer builds.
 
 Not speed tests: the driver must run our server end to end, print its table, and skip a peer whose virtual
 environment is absent with a line saying so (CI has none); the naive peer must rebuild every variant x arch
@@ -23,7 +23,8 @@ REPO = Path(__file__).resolve().parents[1]
 def test_peer_load_quick_runs_ours_and_skips_absent_peers(tmp_path: Path) -> None:
     env = {**os.environ, "BENCH_CACHE": str(tmp_path / "bench-cache")}
     absent = tmp_path / "no-such-venv"
-    argv = [sys.executable, "-m", "bench.peer_load", "--fake", "--quick", "--no-naive", "--duration", "1"]
+    argv = [sys.executable, "-m", "bench.load.peer_load", "--fake", "--quick", "--no-naive"]
+    argv += ["--duration", "1"]
     argv += ["--kserve-venv", str(absent), "--bentoml-venv", str(absent), "--json-name", "peer_smoke.json"]
     proc = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=False)
     output = proc.stdout + proc.stderr
@@ -51,10 +52,10 @@ def test_naive_peer_loads_every_variant_and_arch(tmp_path: Path) -> None:
             path = tmp_path / f"{variant}-{arch}.keras"
             gan.export_generator.save(path)
             files.append(str(path))
-    # A fresh process, as the peer app runs: only what bench.naive_app imports is registered.
+    # A fresh process, as the peer app runs: only what bench.peers.naive_app imports is registered.
     script = (
         "import sys, numpy as np\n"
-        "from bench.naive_app import feeds, load_generator\n"
+        "from bench.peers.naive_app import feeds, load_generator\n"
         "for path in sys.argv[1:]:\n"
         "    model = load_generator(path)\n"
         "    out = model.predict(feeds(model, np.zeros((2, 8), 'float32'), np.array([0, 2])), verbose=0)\n"

@@ -1,13 +1,13 @@
-"""bench/quality_table.py: one row per evaluated model (newest version), recipe tags, unevaluated skipped,
-PRDC and augmentation columns (a dash for cards evaluated before they existed)."""
+"""bench/experiments/quality_table.py: one row per evaluated model (newest version), recipe tags,
+unevaluated skipped, PRDC and augmentation columns (a dash for cards evaluated before they existed)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import cgan_contract as contract
-from bench.quality_table import rows, table
-from tests.fakes import write_version
+from bench.experiments.quality_table import rows, table
+from cgan_testing.fakes import write_version
 
 
 def quality(label_accuracy: float) -> contract.Quality:

@@ -38,8 +38,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.fakes import write_version
-from tests.live_server import LiveServer
+from cgan_testing.fakes import write_version
+from cgan_testing.live_server import LiveServer
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"

@@ -19,8 +19,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from cgan_client import AsyncClient, Client, ServiceError
-from tests.fakes import build_generator, write_version
-from tests.live_server import LiveServer
+from cgan_testing.fakes import build_generator, write_version
+from cgan_testing.live_server import LiveServer
 
 TOKEN = "client-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -173,7 +173,7 @@ def test_token_and_bad_input(server: LiveServer, api: Client) -> None:
         assert raised.value.detail.startswith(f"{field}:")
 
 
-def test_async_client(server: LiveServer) -> None:
+def test_async_client(server: LiveServer, tmp_path: Path) -> None:
     x, y = _npz(server, {"per_label": 20, "labels": [5, 6], "seed": 9})
     first = _npz(server, {"per_label": 20, "labels": [5, 6], "seed": 9, "order": "by_class"})[0][:4]
 
@@ -181,9 +181,12 @@ def test_async_client(server: LiveServer) -> None:
         async with AsyncClient(server.url, token=TOKEN) as api:
             images = await api.generate(5, 4, seed=9)
             batches = [b async for b in api.iter_dataset(20, labels=[5, 6], seed=9, batch_size=16)]
+            await api.save_dataset(tmp_path / "set.npz", 20, labels=[5, 6], seed=9, progress=False)
             return images, batches, await api.dataset(20, labels=[5, 6], seed=9, version=1)
 
     images, batches, v1 = asyncio.run(main())
+    saved = np.load(tmp_path / "set.npz")
+    assert np.array_equal(saved["x"], x) and np.array_equal(saved["y"], y)
     assert np.array_equal(images, first)
     assert np.array_equal(np.concatenate([b[0] for b in batches]), x)
     assert np.array_equal(np.concatenate([b[1] for b in batches]), y)

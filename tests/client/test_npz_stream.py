@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from cgan_client.batches import Batcher, Collector
+from cgan_client.batches import Collector, RowBatches
 from cgan_client.npz_stream import ArchiveError, Header, Member, NpzStream, Rows
 from service import imaging
 
@@ -81,16 +81,16 @@ def test_small_members_come_whole_then_the_header_then_rows_in_order(arrays) -> 
     assert isinstance(events[-1], Member) and events[-1].name == "acceptance_rate"
 
 
-def test_batcher_regroups_with_the_labels_sent_first(arrays) -> None:
+def test_row_batches_regroup_with_the_labels_sent_first(arrays) -> None:
     x, y = arrays
     data = _npz(x, y)
-    batcher = Batcher(16)
-    batches = [b for i in range(0, len(data), 333) for b in batcher.feed(data[i : i + 333])]
-    batcher.close()
+    row_batches = RowBatches(16)
+    batches = [b for i in range(0, len(data), 333) for b in row_batches.feed(data[i : i + 333])]
+    row_batches.close()
     assert [len(b[0]) for b in batches] == [16, 16, 16, 16, 6]
     assert np.array_equal(np.concatenate([b[0] for b in batches]), x)
     assert np.array_equal(np.concatenate([b[1] for b in batches]), y)
-    assert batcher.order == "shuffled"
+    assert row_batches.order == "shuffled"
 
 
 @pytest.mark.parametrize(
@@ -106,7 +106,7 @@ def test_batcher_regroups_with_the_labels_sent_first(arrays) -> None:
 )
 def test_archives_a_bad_server_could_send_are_refused(arrays, members, extra, match) -> None:
     x, y = arrays
-    for consumer in (Batcher(8), Collector()):
+    for consumer in (RowBatches(8), Collector()):
         with pytest.raises(ArchiveError, match=match):
             for _ in consumer.feed(_npz(x, y, members=members, **extra)) or ():
                 pass

@@ -1,5 +1,5 @@
 """Fixtures for the service tests: apps over a temporary MODELS_DIR, entered with ``TestClient`` so the
-lifespan runs. The tiny models come from :mod:`tests.fakes`.
+lifespan runs. The tiny models come from :mod:`cgan_testing.fakes`.
 
 Helpers reach tests as fixtures (``publish``, ``open_client``, ``build_onnx``, ``metric``)."""
 
@@ -15,11 +15,11 @@ import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
+from cgan_testing.fakes import FASHION, build_generator, write_version
 from service.app import create_app
 from service.config import Settings
 from service.models import LoadedModel
 from service.runtime import Runtime
-from tests.fakes import FASHION, build_generator, write_version
 
 
 def make_settings(models_dir: Path, **overrides: object) -> Settings:

@@ -16,12 +16,12 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cgan_testing.fakes import FASHION, write_version
 from service import archives
 from service.archives import DatasetPlan, npz_chunks, tar_chunks, tar_end, zip_chunks
 from service.config import Settings
 from service.metrics import Metrics
 from service.models import LoadedModel, ModelRegistry
-from tests.fakes import FASHION, write_version
 
 
 @pytest.fixture(scope="module")

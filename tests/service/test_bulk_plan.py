@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import cgan_contract as contract
+from cgan_testing.fakes import FASHION
 from service import bulk
 from service.bulk import BulkError, BulkJob
-from tests.fakes import FASHION
 
 
 def plan(models_dir: Path, **given: object) -> BulkJob:

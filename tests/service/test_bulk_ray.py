@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from cgan_testing.ray_cluster import LocalRayCluster
 from service import bulk
-from tests.ray_cluster import LocalRayCluster
 
 pytest.importorskip("ray", reason="Ray comes with the dev install (the 'ray' extra)")
 pytestmark = pytest.mark.slow

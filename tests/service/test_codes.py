@@ -2,8 +2,9 @@
 seed rule), /generate sweeps one in a traversal grid, the Open Inference Protocol takes a ``codes`` tensor,
 and every way of getting them wrong is a 422 naming the field.
 
-The model is :func:`tests.fakes.build_generator` with two codes (``slant`` in [-2, 2], ``c1`` in [-1, 1]),
-which adds ``codes @ Wc`` to its logits, so images are checked against onnxruntime run on the same graph.
+The model is :func:`cgan_testing.fakes.build_generator` with two codes (``slant`` in [-2, 2], ``c1`` in
+[-1, 1]), which adds ``codes @ Wc`` to its logits, so images are checked against onnxruntime run on the same
+graph.
 """
 
 from __future__ import annotations
@@ -22,10 +23,10 @@ from fastapi.testclient import TestClient
 
 import cgan_contract as contract
 from cgan_contract import runner
+from cgan_testing.fakes import LATENT_DIM
 from service import dataplane, style_codes
 from service.dataplane import ImageRequest, TensorRequest
 from service.models import LoadedModel
-from tests.fakes import LATENT_DIM
 
 K = 2
 RANGES = [(-2.0, 2.0), (-1.0, 1.0)]

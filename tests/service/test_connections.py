@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 import cgan_contract as contract
-from tests.live_server import LiveServer
+from cgan_testing.live_server import LiveServer
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,8 +18,8 @@ from tritonclient.utils import InferenceServerException
 
 import cgan_contract as contract
 from cgan_contract import runner
-from tests.fakes import LATENT_DIM, build_generator
-from tests.live_server import LiveServer
+from cgan_testing.fakes import LATENT_DIM, build_generator
+from cgan_testing.live_server import LiveServer
 
 TOKEN = "s3cret-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

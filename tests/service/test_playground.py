@@ -25,8 +25,8 @@ import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 import cgan_contract as contract
+from cgan_testing.fakes import write_version
 from service import imaging
-from tests.fakes import write_version
 
 pytestmark = pytest.mark.slow
 

@@ -1,6 +1,6 @@
 """Serve-time quality controls: ``truncation`` and judge-filtered generation (``min_confidence``).
 
-The fake judge (tests/fakes.py ``build_judge``) gives the target class the probability pixel/255 of one
+The fake judge (cgan_testing/fakes.py ``build_judge``) gives the target class the probability pixel/255 of one
 pixel and a decoy class the rest, so the test knows from the unfiltered images alone which candidates it
 must accept, and a filter that read the largest probability instead of the requested class's would keep
 them all.
@@ -19,9 +19,9 @@ import pytest
 
 import cgan_contract as contract
 from cgan_contract import runner
+from cgan_testing.fakes import LATENT_DIM, build_generator, build_judge, judge_section
 from service import dataplane, filtering
 from service.dataplane import ImageRequest
-from tests.fakes import LATENT_DIM, build_generator, build_judge, judge_section
 
 LABEL = 3
 CONFIDENCE = 0.5

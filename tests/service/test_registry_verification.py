@@ -15,10 +15,10 @@ import pytest
 from onnx import TensorProto
 
 import cgan_contract as contract
+from cgan_testing.fakes import build_generator, build_judge, judge_section, write_version
 from service.config import Settings
 from service.metrics import Metrics
 from service.models import LoadedModel, ModelRefused, ModelRegistry
-from tests.fakes import build_generator, build_judge, judge_section, write_version
 
 
 @pytest.fixture

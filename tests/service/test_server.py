@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.live_server import LiveServer
+from cgan_testing.live_server import LiveServer
 
 REPO = Path(__file__).resolve().parents[2]
 

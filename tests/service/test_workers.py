@@ -16,7 +16,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.live_server import REPO, LiveServer
+from cgan_testing.live_server import REPO, LiveServer
 
 pytestmark = pytest.mark.slow
 
@@ -169,7 +169,7 @@ def test_the_supervisor_makes_and_removes_the_metrics_directory(tmp_path: Path, 
 
 def test_sigterm_while_the_workers_start_is_still_a_clean_stop(tmp_path: Path, models_dir: Path) -> None:
     """A pod stopped at once: workers still importing die by the signal itself, which is no failure."""
-    from tests.live_server import free_port
+    from cgan_testing.live_server import free_port
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "MODELS_DIR": str(models_dir), "BUNDLED_MODELS": "0"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)

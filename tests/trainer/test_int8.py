@@ -12,7 +12,7 @@ import pytest
 
 import cgan_contract as contract
 from cgan_contract import runner
-from tests.fakes import build_conv_generator, write_version
+from cgan_testing.fakes import build_conv_generator, write_version
 from trainer.evaluation.judge import CNNConfig
 from trainer.export import ExportError
 from trainer.int8 import QualityGate, publish_int8

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 import cgan_contract as contract
 from cgan_contract import runner
-from tests.fakes import build_conv_generator
+from cgan_testing.fakes import build_conv_generator
 from trainer.onnx_rewrite import optimize
 
 SEEDS = contract.request_seeds(100, 300)

@@ -1,6 +1,6 @@
 """Print the QUALITY.md table from evaluated model cards.
 
-    python -m bench.quality_table MODELS_DIR [MODELS_DIR ...]
+    python -m bench.experiments.quality_table MODELS_DIR [MODELS_DIR ...]
 
 Every ``<name>/<version>/model.json`` whose ``quality`` is filled becomes one row (newest version of each
 name). Train and evaluate a row with ``cgan-train train ...`` then ``cgan-train evaluate MODEL_DIR``.

@@ -437,7 +437,7 @@ def resolve_models(models_dir: str | None, model: str | None) -> tuple[Path, str
 
 def fake_models_dir(root: Path | None = None) -> tuple[Path, str]:
     """A MODELS_DIR with the service tests' tiny contract-conforming ONNX model (no TensorFlow needed)."""
-    from tests.fakes import write_version
+    from cgan_testing.fakes import write_version
 
     root = root or CACHE / "fake-models"
     if not _complete_versions(root / "digits"):

@@ -1,6 +1,5 @@
 """A real ``python -m service`` process on a loopback port, for tests that drive it over real sockets with
-real clients (httpx, ``tritonclient``, ``cgan_client``, raw sockets). A plain module, like tests/fakes.py:
-no test imports a test module."""
+real clients (httpx, ``tritonclient``, ``cgan_client``, raw sockets)."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 It parses the same JSON body into a pydantic model (as any FastAPI endpoint does) and answers a constant
 ~300-byte PNG. Whatever the real service costs above this is model, encoding and its own middleware.
 
-    python -m bench.floor_app --host 127.0.0.1 --port 8001
+    python -m bench.peers.floor_app --host 127.0.0.1 --port 8001
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import numpy as np  # noqa: E402
 import uvicorn  # noqa: E402

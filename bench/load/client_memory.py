@@ -8,8 +8,8 @@ runs in a fresh process):
 * ``iter``: ``Client.iter_dataset(..., batch_size=1024)``, batches dropped as they come (a training loop);
 * ``arrays``: ``Client.dataset(...)``, x and y filled in place (the arrays themselves are the floor).
 
-    python -m bench.client_memory                 # 100,000 images (per_label 10,000 x 10 classes)
-    python -m bench.client_memory --per-label 100 # quick
+    python -m bench.load.client_memory                 # 100,000 images (per_label 10,000 x 10 classes)
+    python -m bench.load.client_memory --per-label 100 # quick
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 import time
 import tracemalloc
 
-from bench._harness import fake_models_dir, machine, markdown_table, service_server
+from bench.harness import fake_models_dir, machine, markdown_table, service_server
 
 
 def measure(url: str, mode: str, per_label: int) -> dict[str, float]:
@@ -65,7 +65,7 @@ def main() -> None:
                 [
                     sys.executable,
                     "-m",
-                    "bench.client_memory",
+                    "bench.load.client_memory",
                     "--per-label",
                     str(args.per_label),
                     "--_child",

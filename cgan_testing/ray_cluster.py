@@ -1,4 +1,4 @@
-"""A real local Ray cluster of separate node processes, for the bulk tests and bench/bulk_scaling.py.
+"""A real local Ray cluster of separate node processes, for the bulk tests and bench's bulk_scaling.
 
 Each node is ``ray start --block`` in a session of its own, under one fresh ``--temp-dir``. Stopping it
 never uses ``ray stop``: that command finds Ray processes by name across the whole machine and would kill
@@ -19,7 +19,7 @@ import threading
 import time
 from pathlib import Path
 
-from tests.live_server import free_port
+from cgan_testing.live_server import free_port
 
 _STARTED = "Ray runtime started"
 

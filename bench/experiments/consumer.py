@@ -14,8 +14,8 @@ held-out split). Rows:
 
 Each row is the mean over ``--runs`` training seeds (the same seeds in every row) with its range.
 
-    python -m bench.consumer               # 10,000 images, 3 seeds, both adapters (torch when installed)
-    python -m bench.consumer --quick       # 1 seed
+    python -m bench.experiments.consumer          # 10,000 images, 3 seeds, both adapters (torch if there)
+    python -m bench.experiments.consumer --quick  # 1 seed
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from bench._harness import REPO, machine, markdown_table, service_server, write_json
+from bench.harness import REPO, machine, markdown_table, service_server, write_json
 
 BUNDLED = REPO / "service" / "bundled"
 MODEL = "mnist-5k-cgan-conv"

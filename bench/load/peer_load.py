@@ -1,13 +1,13 @@
 """Ours against the model servers a user would pick instead: one run, the same ONNX file, the same work.
 
-    python -m bench.peer_load             # conv + dense, n=16 and n=1, 8 s rows (~10 min on 2 cores)
-    python -m bench.peer_load --quick     # 3 s rows, n=16 only, no naive peer (a smoke run)
-    python -m bench.peer_load --fake --quick --no-naive   # the tests' tiny ONNX model (what CI runs)
-    python -m bench.peer_load --layouts --only '*/n16/raw*' --only '*/n16/ours*/png'   # our layouts
+    python -m bench.load.peer_load             # conv + dense, n=16 and n=1, 8 s rows (~10 min on 2 cores)
+    python -m bench.load.peer_load --quick     # 3 s rows, n=16 only, no naive peer (a smoke run)
+    python -m bench.load.peer_load --fake --quick --no-naive   # the tests' tiny ONNX model (what CI runs)
+    python -m bench.load.peer_load --layouts --only '*/n16/raw*' --only '*/n16/ours*/png'   # our layouts
 
 The work, for every target: ``n`` images of label 9 from seed 1 (image i from seed 1 + i, the contract's
 rule), answered as image bytes. Models: the bundled default (conv, ``service/bundled/mnist-5k-cgan-conv/1``)
-and the article's dense generator (``bench/service_load.py``'s cached model). One server at a time on
+and the article's dense generator (``bench/load/service_load.py``'s cached model). One server at a time on
 127.0.0.1, each loaded with ``wrk -t1 -c32`` (``bench/wrk_report.lua``):
 
 * **raw**: in this process, no HTTP: ``service.dataplane.images_now`` (noise + onnxruntime + PNG) for n
@@ -21,8 +21,8 @@ and the article's dense generator (``bench/service_load.py``'s cached model). On
 * **bentoml** (``bench/peers/bentoml_app.py``, in ``.venv-bentoml``): a ``@bentoml.service``. ``docs``: one
   worker, a numpy return value (JSON), defaults; ``best``: two workers, one onnxruntime thread each, ``.npy``
   bytes, no access log.
-* **naive** (``bench/naive_app.py``): FastAPI + Keras ``model.predict`` + Pillow, for both archs.
-* **floor** (``bench/floor_app.py``): FastAPI answering a constant PNG; a reference line, not a goal.
+* **naive** (``bench/peers/naive_app.py``): FastAPI + Keras ``model.predict`` + Pillow, for both archs.
+* **floor** (``bench/peers/floor_app.py``): FastAPI answering a constant PNG; a reference line, not a goal.
 
 Each peer is compared with our row of the same form (JSON with JSON, binary with binary). A peer whose
 virtual environment is missing is skipped with a line saying so. CPU % and RSS are summed over the server's
@@ -46,9 +46,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench._harness import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     CACHE,
     HOST,
     REPO,
@@ -250,7 +250,9 @@ class Bench:
             ["png"],
             "FastAPI + Keras model.predict + Pillow",
             lambda m: module_server(
-                "bench.naive_app", "naive", env={"NAIVE_MODEL": str(m.keras), "TF_CPP_MIN_LOG_LEVEL": "3"}
+                "bench.peers.naive_app",
+                "naive",
+                env={"NAIVE_MODEL": str(m.keras), "TF_CPP_MIN_LOG_LEVEL": "3"},
             ),
             check=False,
         )
@@ -398,7 +400,7 @@ class Bench:
     def run_floor(self) -> None:
         if not self.wanted("floor/n16/floor/png"):
             return
-        with module_server("bench.floor_app", "floor") as server:
+        with module_server("bench.peers.floor_app", "floor") as server:
             server.wait_ready()
             path, body = FORMS["png"].request("", 16)
             run_wrk(server.url + path, body=body, duration=1, connections=self.args.connections)
@@ -593,7 +595,7 @@ def conv_keras() -> Path | None:
         ]
         print(f"# training a conv run for the naive peer: {' '.join(argv[1:])}", file=sys.stderr, flush=True)
         subprocess.run(argv, cwd=REPO, check=True, timeout=1800, env=env)
-    argv = [sys.executable, "-m", "bench.naive_app", "--export", str(run_dir), str(keras_file)]
+    argv = [sys.executable, "-m", "bench.peers.naive_app", "--export", str(run_dir), str(keras_file)]
     subprocess.run(argv, cwd=REPO, check=True, timeout=600, env=env)
     return keras_file
 
@@ -604,7 +606,7 @@ def dense_keras() -> Path:
         argv = [
             sys.executable,
             "-m",
-            "bench.naive_app",
+            "bench.peers.naive_app",
             "--export",
             str(CACHE / "runs" / "bench"),
             str(keras_file),

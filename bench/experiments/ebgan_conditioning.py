@@ -1,6 +1,7 @@
 """EBGAN: where D's autoencoder hears the label, measured by the label accuracy of G's images.
 
-    python -m bench.ebgan_conditioning [--arch dense] [--steps 1500] [--per-class 100] [--margin 1.0]
+    python -m bench.experiments.ebgan_conditioning [--arch dense] [--steps 1500] [--per-class 100] \
+        [--margin 1.0]
 
 Trains one short run per ``ae_condition`` (mnist-5k, the ebgan recipe of ``--arch``, same seed), then
 generates ``--per-class`` images per class from the generator that would be exported (noise by the

@@ -1,9 +1,9 @@
 """HTTP load on the real service, side by side with the floor, the raw model and the naive peer.
 
-    python -m bench.service_load                     # full run (~5 min), default cached model
-    python -m bench.service_load --quick             # 3 s rows, fewer rows (a smoke run, ~1.5 min)
-    python -m bench.service_load --models-dir DIR --model NAME --run-dir RUN   # your own model
-    python -m bench.service_load --only 'service/*' --only 'floor/*'           # some rows only
+    python -m bench.load.service_load                     # full run (~5 min), default cached model
+    python -m bench.load.service_load --quick             # 3 s rows, fewer rows (a smoke run, ~1.5 min)
+    python -m bench.load.service_load --models-dir DIR --model NAME --run-dir RUN   # your own model
+    python -m bench.load.service_load --only 'service/*' --only 'floor/*'           # some rows only
 
 In one run, one server at a time on 127.0.0.1 (never two at once):
 
@@ -13,8 +13,8 @@ In one run, one server at a time on 127.0.0.1 (never two at once):
 * **service**: ``python -m service`` as deployed (uvloop, httptools, one worker, default limits), driven by
   ``wrk -t1 -cC`` with ``bench/wrk_report.lua`` (POST body from the environment; ``done()`` prints the
   percentiles and status codes); ``/dataset`` by sequential streamed httpx requests.
-* **floor**: ``bench/floor_app.py``, FastAPI answering a constant ~300-byte PNG, same uvicorn settings.
-* **naive**: ``bench/naive_app.py``, FastAPI + Keras ``model.predict`` + Pillow.
+* **floor**: ``bench/peers/floor_app.py``, FastAPI answering a constant ~300-byte PNG, same uvicorn settings.
+* **naive**: ``bench/peers/naive_app.py``, FastAPI + Keras ``model.predict`` + Pillow.
 
 Per row: 2xx requests/s, images/s, latency p50/p90/p99, non-2xx and timeouts, server peak RSS (VmRSS
 sampled every 100 ms) and server CPU% (utime+stime over the row; 100 = one core). Then a latency-vs-
@@ -42,10 +42,11 @@ import time
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench._harness import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     CACHE,
+    REPO,
     RESULTS,
     ProcSampler,
     Server,
@@ -329,7 +330,7 @@ class Bench:
         want_sweep = a.sweep and self.wanted("floor/sweep")
         if not (want_main or want_sweep):
             return
-        with module_server("bench.floor_app", "floor", cpus=a.server_cpus) as server:
+        with module_server("bench.peers.floor_app", "floor", cpus=a.server_cpus) as server:
             server.wait_ready()
             self.warm(server, [])
             if want_main:
@@ -357,10 +358,10 @@ class Bench:
                 self.log(f"naive: skipped (no training run at {run_dir}; pass --run-dir or --keras-model)")
                 return
             self.log(f"naive: exporting the Keras generator from {run_dir} to {keras_file}")
-            argv = [sys.executable, "-m", "bench.naive_app", "--export", str(run_dir), str(keras_file)]
-            subprocess.run(argv, check=True, timeout=600, cwd=Path(__file__).resolve().parents[1])
+            argv = [sys.executable, "-m", "bench.peers.naive_app", "--export", str(run_dir), str(keras_file)]
+            subprocess.run(argv, check=True, timeout=600, cwd=REPO)
         env = {"NAIVE_MODEL": str(keras_file), "TF_CPP_MIN_LOG_LEVEL": "3"}
-        with module_server("bench.naive_app", "naive", env=env, cpus=a.server_cpus) as server:
+        with module_server("bench.peers.naive_app", "naive", env=env, cpus=a.server_cpus) as server:
             server.wait_ready(timeout=300)
             self.warm(server, cases)
             for n, fmt_ in cases:

@@ -1,10 +1,10 @@
 """The naive peer: what a user would write without this service. FastAPI + the trained Keras generator,
 ``model.predict`` per request, a PNG grid drawn with Pillow.
 
-    NAIVE_MODEL=/tmp/bench/naive/generator.keras python -m bench.naive_app --host 127.0.0.1 --port 8002
+    NAIVE_MODEL=/tmp/bench/naive/generator.keras python -m bench.peers.naive_app --host 127.0.0.1 --port 8002
 
-Make the ``.keras`` file with ``python -m bench.naive_app --export RUN_DIR OUT.keras``
-(``bench/service_load.py`` does this for you from the cached benchmark run).
+Make the ``.keras`` file with ``python -m bench.peers.naive_app --export RUN_DIR OUT.keras``
+(``bench/load/service_load.py`` does this for you from the cached benchmark run).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

@@ -1,12 +1,12 @@
 """Bulk generation scaling: images/s of one process, of Ray with 1 and 2 workers, and what N nodes give.
 
-    python -m bench.bulk_scaling --models-dir /tmp/bulk-models --model conv     # ~2-3 min on 2 cores
-    python -m bench.bulk_scaling                                                # trains the bench model once
-    python -m bench.bulk_scaling --fake --per-label 100                         # smoke: the tests' tiny model
+    python -m bench.load.bulk_scaling --models-dir /tmp/bulk-models --model conv  # ~2-3 min on 2 cores
+    python -m bench.load.bulk_scaling                           # trains the bench model once
+    python -m bench.load.bulk_scaling --fake --per-label 100    # smoke: the tests' tiny model
 
 One job (``--per-label`` images of every class, ``--shards`` shards), written three times into fresh
 directories: by one process (``cgan-bulk --all`` in-process, one onnxruntime thread), by Ray on a local
-cluster of one node with one CPU, and by Ray on two nodes of one CPU each (``tests/ray_cluster.py``: real
+cluster of one node with one CPU, and by Ray on two nodes of one CPU each (``cgan_testing/ray_cluster.py``: real
 ``ray start`` processes). Each Ray figure is the whole ``bulk_ray.run`` call: connecting, starting a worker
 per CPU, loading the model in each, writing every shard. All three runs must give the same shard sha256s.
 
@@ -24,11 +24,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench._harness import fake_models_dir, fmt, machine, markdown_table, resolve_models, write_json
+from bench.harness import fake_models_dir, fmt, machine, markdown_table, resolve_models, write_json
+from cgan_testing.ray_cluster import LocalRayCluster
 from service import bulk
 from service.archives import DatasetPlan
 from service.bulk import on_ray as bulk_ray
-from tests.ray_cluster import LocalRayCluster
 
 SHARED_FS_MB_S = (100, 500, 1000)  # write bandwidth of an RWX volume: a small NFS server .. a fast filer
 

@@ -1,7 +1,7 @@
 """Label accuracy of `/dataset` with and without `min_confidence`, and the acceptance rate, as a table.
 
-    python -m bench.filter_quality                      # the bundled model, 1,000 per class
-    python -m bench.filter_quality --per-label 100 --second-judge
+    python -m bench.experiments.filter_quality                      # the bundled model, 1,000 per class
+    python -m bench.experiments.filter_quality --per-label 100 --second-judge
 
 Runs the data plane in-process on the bundled model (what ``POST /dataset`` streams, byte for byte) and
 scores the images with the model's own judge (``judge.onnx``, the evaluation judge). That judge is also the

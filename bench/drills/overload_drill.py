@@ -1,8 +1,8 @@
 """Overload drill: hundreds of concurrent ``POST /generate`` against small limits, health polled throughout.
 
-    python -m bench.overload_drill                            # 10 s, 400 connections, the benchmark model
-    python -m bench.overload_drill --duration 3 --fake-model  # CI short form: tiny ONNX model, no TF
-    python -m bench.overload_drill --models-dir DIR --model NAME --client httpx --connections 300
+    python -m bench.drills.overload_drill                            # 10 s, 400 connections, the bench model
+    python -m bench.drills.overload_drill --duration 3 --fake-model  # CI short form: tiny ONNX model, no TF
+    python -m bench.drills.overload_drill --models-dir DIR --model NAME --client httpx --connections 300
 
 Starts ``python -m service`` on 127.0.0.1 with MAX_CONCURRENCY=2 and MAX_QUEUE=8 (``--max-concurrency``,
 ``--max-queue``), drives it with wrk (``-t1 -c400``, bodies rotating n=16 png / n=64 png / n=256 npy) or
@@ -35,9 +35,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench._harness import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     ProcSampler,
     fake_models_dir,
     have_wrk,

@@ -1,7 +1,7 @@
 """Training throughput: the article's loop vs this trainer (dense), and the default conv recipe now vs before.
 
-    python bench/train_throughput.py [--article-steps 300] [--steps 1500]
-    python bench/train_throughput.py --conv-only [--baseline 87ba2db] [--rounds 3] [--conv-steps 300]
+    python -m bench.load.train_throughput [--article-steps 300] [--steps 1500]
+    python -m bench.load.train_throughput --conv-only [--baseline 87ba2db] [--rounds 3] [--conv-steps 300]
 
 The conv rows train the default recipe (``cgan-train train --dataset mnist-5k``) in fresh processes that
 take turns, ``--rounds`` times each, keeping each one's best: the code at ``--baseline`` (a git revision:
@@ -24,7 +24,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from bench._harness import REPO, fmt, machine, markdown_table, write_json  # noqa: E402
+from bench.harness import REPO, fmt, machine, markdown_table, write_json  # noqa: E402
 
 #: main before the round-two training work (fused BatchNorm and Adam, bfloat16 compute).
 BASELINE = "87ba2db"
@@ -79,7 +79,7 @@ def ours(dataset, variant, arch, recipe, batch_size, steps, jit):
 
 
 def dense_rows(article_steps: int, steps: int) -> list[tuple]:
-    from bench.article_cgan import article_loop
+    from bench.load.article_cgan import article_loop
     from trainer.config import ARTICLE
     from trainer.data import load_dataset
 

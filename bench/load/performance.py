@@ -1,12 +1,12 @@
 """Issue #19's figures in one run: the GEMM limit and each model's GFLOP/s (FP32 and INT8), the service
 against the raw model and the peers, training before and after; then one table of every goal.
 
-    python -m bench.performance                  # kernels, peers, training: ~25 min on 2 idle cores
-    python -m bench.performance --quick          # the short forms of each (~8 min)
-    python -m bench.performance --int8 models/mnist-5k-cgan-conv/2   # + that INT8 version's quality gate
+    python -m bench.load.performance                  # kernels, peers, training: ~25 min on 2 idle cores
+    python -m bench.load.performance --quick          # the short forms of each (~8 min)
+    python -m bench.load.performance --int8 models/mnist-5k-cgan-conv/2   # + that INT8 version's quality gate
 
-Runs ``bench.kernels``, ``bench.peer_load`` and ``bench.train_throughput --conv-only`` one after the other,
-each in its own process (their own tables print as they go), then reads what they wrote under
+Runs ``bench.load.kernels``, ``bench.load.peer_load`` and ``bench.load.train_throughput --conv-only`` one
+after the other, each in its own process (their own tables print as they go), then reads what they wrote under
 ``bench/results/`` for the summary. ``--int8 DIR`` adds the gate figures of an INT8 version published by
 ``cgan-train export --int8`` (its card and its FP32 source's, both filled by ``evaluate``).
 """
@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import cgan_contract as contract
-from bench._harness import REPO, RESULTS, fmt, markdown_table
+from bench.harness import REPO, RESULTS, fmt, markdown_table
 
 #: The limits an INT8 version must keep against its FP32 source (trainer.int8.QualityGate's defaults).
 GATE = {"label accuracy": -0.5, "FID ratio": 10.0, "GAN-train": -0.5}
@@ -93,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
 
     quick = ["--quick"] if args.quick else []
     if not args.report:
-        run("bench.kernels", *quick)
-        run("bench.peer_load", *quick)
-        run("bench.train_throughput", "--conv-only", *(["--rounds", "1"] if args.quick else []))
+        run("bench.load.kernels", *quick)
+        run("bench.load.peer_load", *quick)
+        run("bench.load.train_throughput", "--conv-only", *(["--rounds", "1"] if args.quick else []))
 
     goals = kernel_goals(json.loads((RESULTS / "kernels.json").read_text()))
     goals += json.loads((RESULTS / "peer_load.json").read_text())["goals"]

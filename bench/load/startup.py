@@ -1,7 +1,7 @@
 """Service startup time and memory, with a real model.
 
-    python -m bench.startup                      # 3 cold starts, cached benchmark model
-    python -m bench.startup --runs 5 --burst 5 --models-dir DIR --model NAME
+    python -m bench.load.startup                      # 3 cold starts, cached benchmark model
+    python -m bench.load.startup --runs 5 --burst 5 --models-dir DIR --model NAME
 
 Each run starts ``python -m service`` (production settings, 127.0.0.1) and polls ``/readyz`` every 10 ms:
 ``listening`` is the time from process start to the first HTTP answer, ``ready`` to the first 200 (model
@@ -22,9 +22,9 @@ import time
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench._harness import (  # noqa: E402
+from bench.harness import (  # noqa: E402
     ProcSampler,
     fmt,
     have_wrk,

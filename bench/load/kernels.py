@@ -1,8 +1,8 @@
 """Raw onnxruntime speed of the generators against the machine's own GEMM limit, FP32 and INT8.
 
-    python -m bench.kernels                  # bundled conv model + the article's dense one (trains it once)
-    python -m bench.kernels --quick          # shorter rows, batches 1/16/64/256 (a smoke run)
-    python -m bench.kernels --model NAME=PATH/model.onnx ...   # other models instead
+    python -m bench.load.kernels              # bundled conv model + the article's dense one (trains it once)
+    python -m bench.load.kernels --quick      # shorter rows, batches 1/16/64/256 (a smoke run)
+    python -m bench.load.kernels --model NAME=PATH/model.onnx ...   # other models instead
 
 In one run, one thing at a time in this process:
 
@@ -37,12 +37,11 @@ from pathlib import Path
 import numpy as np
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench._harness import bench_model, fmt, machine, markdown_table, write_json  # noqa: E402
+from bench.harness import REPO, bench_model, fmt, machine, markdown_table, write_json  # noqa: E402
 from cgan_contract import runner  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CONV = REPO / "service" / "bundled" / "mnist-5k-cgan-conv" / "1" / "model.onnx"
 GEMM_N = 2048
 FULL_BATCHES = [1, 16, 64, 256, 1024]
@@ -208,7 +207,7 @@ def variants(path: Path) -> tuple[dict[str, bytes], dict[str, int]]:
 
 
 def default_models() -> dict[str, Path]:
-    from bench._harness import _complete_versions
+    from bench.harness import _complete_versions
 
     serve, name = bench_model()  # the article's dense generator, trained once into BENCH_CACHE
     return {
@@ -218,7 +217,7 @@ def default_models() -> dict[str, Path]:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="bench.kernels", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="bench.load.kernels", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter rows and fewer batch sizes")
     parser.add_argument(
         "--model",
@@ -242,7 +241,7 @@ def main(argv: list[str] | None = None) -> int:
     for item in args.model:
         name, _, path = item.partition("=")
         if not path or not Path(path).is_file():
-            raise SystemExit(f"bench.kernels: --model wants NAME=PATH to a model.onnx, got {item!r}")
+            raise SystemExit(f"bench.load.kernels: --model wants NAME=PATH to a model.onnx, got {item!r}")
         models[name] = Path(path)
     models = models or default_models()
 

@@ -1,8 +1,8 @@
 """Soak drill: minutes of mixed load against ``python -m service`` while model versions come and go.
 
-    python -m bench.soak_drill                      # 10 minutes, windows of 60 s
-    python -m bench.soak_drill --minutes 1          # the short form
-    python -m bench.soak_drill --minutes 0.5 --window 10   # what CI runs (tests/test_soak_drill.py)
+    python -m bench.drills.soak_drill                      # 10 minutes, windows of 60 s
+    python -m bench.drills.soak_drill --minutes 1          # the short form
+    python -m bench.drills.soak_drill --minutes 0.5 --window 10   # what CI runs (tests/test_soak_drill.py)
 
 Starts the service on 127.0.0.1 over its own temporary MODELS_DIR (the tests' tiny ONNX model, no
 TensorFlow) with small limits (MAX_CONCURRENCY=4, MAX_QUEUE=8, QUEUE_TIMEOUT_SECONDS=5,
@@ -49,12 +49,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 if __package__ in (None, ""):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import httpx  # noqa: E402
 
-from bench._harness import HOST, markdown_table, rss_mb, service_server  # noqa: E402
-from tests.fakes import build_generator, write_version  # noqa: E402
+from bench.harness import HOST, markdown_table, rss_mb, service_server  # noqa: E402
+from cgan_testing.fakes import build_generator, write_version  # noqa: E402
 
 SERVER_ENV = {
     "MAX_CONCURRENCY": "4",

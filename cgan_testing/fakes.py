@@ -1,7 +1,7 @@
 """Tiny contract-conforming ONNX generators and model directories, built with onnx.helper (no TensorFlow).
 
 Shared by the tests (through fixtures in tests/service/conftest.py, or imported) and by bench/ (the CI
-short form of the overload drill): a plain module, so nobody imports a conftest.py as a library.
+short forms of the drills and load scripts): a plain module, so nobody imports a conftest.py as a library.
 """
 
 from __future__ import annotations
