@@ -129,7 +129,7 @@ def _fit(gan, config: TrainConfig, dataset, start_step: int, history: list[dict]
                 gan.spec.num_classes,
                 gan.spec.latent_dim,
                 config.seed,
-                code_ranges=getattr(gan, "code_ranges", None),
+                code_ranges=gan.code_ranges,
             )
             artifacts.write_png(run_dir / "samples" / f"step-{step:08d}.png", grid)
             artifacts.write_png(run_dir / "samples.png", grid)
@@ -237,22 +237,8 @@ def export_run(gan, config: TrainConfig, dataset, result: RunResult) -> Path:
         image_shape=dataset.image_shape,
         training=training,
         extra_files={name: run_dir / name for name in ("samples.png", "curves.png", "history.csv")},
-        codes=style_codes(gan),
+        codes=gan.style_codes(),
     )
-
-
-def style_codes(gan) -> list[contract.StyleCode]:
-    """The card's codes of a generator with style codes (none for other variants), named generically
-    until ``cgan-train evaluate`` measures what each controls. Q is in the Keras model only (not in the
-    ONNX), so its recovery error is measured here, where Q still exists."""
-    ranges = getattr(gan, "code_ranges", None)
-    if not ranges:
-        return []
-    errors = gan.code_recovery_error()
-    return [
-        contract.StyleCode(name=f"c{j}", low=low, high=high, recovery_error=round(error, 4))
-        for j, ((low, high), error) in enumerate(zip(ranges, errors, strict=True))
-    ]
 
 
 def load_run(run_dir: Path):

@@ -95,7 +95,8 @@ def test_train_step_moves_generator_discriminator_and_q(arch):
 
 def test_sampled_codes_cover_the_contract_range():
     gan = build("infogan", Spec(LATENT, 3, (28, 28, 1), "dense"), recipe_for("infogan", "dense"), seed=2)
-    codes = gan.sample_codes(4000).numpy()
+    (codes,) = gan.generator_extras(4000)
+    codes = codes.numpy()
     assert codes.shape == (4000, 2) and codes.min() >= -1.0 and codes.max() <= 1.0
     assert np.mean(codes, axis=0) == pytest.approx([0, 0], abs=0.05)
     assert np.var(codes, axis=0) == pytest.approx([1 / 3, 1 / 3], abs=0.03)

@@ -1,4 +1,5 @@
-"""GAN variants, one module each, each a ``keras.Model`` with its own ``train_step``.
+"""GAN variants, one module each: a :class:`~trainer.variants.base.ConditionalGAN` subclass that fills the
+hooks of the one training step (:mod:`trainer.variants.base`).
 
 The names live here, without Keras, so the command line can offer them while ``--help`` stays TF-free;
 :func:`build` imports a variant's module only when one is built. Adding a variant: a module with a

@@ -1,25 +1,62 @@
-"""What every conditional-GAN variant shares: sizes, sampling, augmentation, EMA, metrics, optimiser set-up.
+"""What every conditional-GAN variant shares: the one training step, sampling, augmentation, EMA, metrics,
+optimiser set-up.
 
-A variant subclasses :class:`ConditionalGAN`, builds its networks for an ``arch`` and writes ``train_step``.
-Generators map ``[z float32 [N, latent_dim], label int [N]]`` to images in [-1, 1] (tanh), NHWC.
-Discriminators return logits (``sigmoid(logit)`` = P(real)); AC-GAN's also returns class logits.
+:meth:`ConditionalGAN.train_step` is the template every variant trains with (sample -> generate -> augment
+-> D step -> G step -> EMA -> record); a variant fills in its hooks:
+
+* its networks: :meth:`~ConditionalGAN.build_generator`, :meth:`~ConditionalGAN.build_discriminator`;
+* :meth:`~ConditionalGAN.generator_extras`: G's inputs besides noise and label (InfoGAN's style codes);
+* :meth:`~ConditionalGAN.discriminate`: D's outputs on a batch, by name (``logits``, ``class_logits`` ...);
+* :meth:`~ConditionalGAN.discriminator_batch`: rows D sees besides the real and fake halves (EBGAN's);
+* :meth:`~ConditionalGAN.d_adversarial` / :meth:`~ConditionalGAN.g_adversarial`: the adversarial loss
+  (logits and ``recipe.loss`` with LeCam here; EBGAN's energies);
+* :meth:`~ConditionalGAN.discriminator_terms` / :meth:`~ConditionalGAN.generator_terms`: extra weighted
+  loss terms, added in order, and the history columns they bring;
+* :meth:`~ConditionalGAN.metric_names`: the history's columns;
+* :attr:`~ConditionalGAN.code_ranges` and :meth:`~ConditionalGAN.style_codes`: style codes (none here).
+
+Generators map ``[z float32 [N, latent_dim], label int [N], *extras]`` to images in [-1, 1] (tanh), NHWC.
+Logit discriminators return logits (``sigmoid(logit)`` = P(real)).
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import keras
+import tensorflow as tf
 from keras import ops
 
+import cgan_contract as contract
 from trainer.config import Recipe, Spec
 from trainer.nets import losses, optimizers
 from trainer.nets.augment import diff_augment
 
 
+class Fakes(NamedTuple):
+    """One draw of G's inputs: noise, labels, and the variant's extra inputs (InfoGAN's codes)."""
+
+    z: Any
+    labels: Any
+    extras: tuple = ()
+
+    @property
+    def inputs(self) -> list:
+        return [self.z, self.labels, *self.extras]
+
+
+class DBatch(NamedTuple):
+    """What D's step knows besides D's outputs: rows ``[:size]`` are real, ``[size:2*size]`` are G's."""
+
+    size: Any
+    real_labels: Any
+    labels: Any  # every row's label, real first
+    fakes: Fakes
+
+
 class ConditionalGAN(keras.Model):
-    """A generator and a discriminator trained together; subclasses define the networks and ``train_step``."""
+    """A generator and a discriminator trained together by one template step; subclasses fill its hooks."""
 
     variant: ClassVar[str]
     archs: ClassVar[tuple[str, ...]] = ("dense", "conv")
@@ -46,7 +83,38 @@ class ConditionalGAN(keras.Model):
             self.lecam_anchors = keras.Variable([0.0, 0.0], trainable=False, name="lecam_anchors")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names()}
 
-    # --- to be provided by a variant ---------------------------------------------------------------------
+    # --- the training step ---------------------------------------------------------------------------------
+
+    def train_step(self, data):
+        real_images, real_labels = data
+        real_labels = ops.cast(real_labels, "int32")
+        size = ops.shape(real_images)[0]
+
+        # Train the discriminator on real and fake images in one pass.
+        fakes = self.sample_fakes(size)
+        fake_images = self.generator(fakes.inputs, training=True)
+        images = self.augment(ops.concatenate([real_images, fake_images], axis=0))
+        labels = ops.concatenate([real_labels, fakes.labels], axis=0)
+        images, labels = self.discriminator_batch(images, labels, real_labels)
+        batch = DBatch(size, real_labels, labels, fakes)
+        with tf.GradientTape() as tape:
+            seen = self.discriminate(images, labels)
+            d_loss, d_logs = self.d_adversarial(seen, size)
+            d_loss, d_logs = _add(d_loss, d_logs, *self.discriminator_terms(seen, batch))
+        self.apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
+
+        # Train the generator to make D call its images real (and whatever its terms ask).
+        fakes = self.sample_fakes(size)
+        with tf.GradientTape() as tape:
+            generated = self.augment(self.generator(fakes.inputs, training=True))
+            seen = self.discriminate(generated, fakes.labels)
+            g_loss, g_logs = _add(self.g_adversarial(seen), {}, *self.generator_terms(seen, fakes))
+        self.apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
+
+        self.update_ema()
+        return self.record(d_loss=d_loss, g_loss=g_loss, **d_logs, **g_logs)
+
+    # --- hooks: a variant's networks, inputs, outputs and loss terms ---------------------------------------
 
     def build_generator(self, spec: Spec, recipe: Recipe) -> keras.Model:
         raise NotImplementedError
@@ -54,8 +122,46 @@ class ConditionalGAN(keras.Model):
     def build_discriminator(self, spec: Spec, recipe: Recipe) -> keras.Model:
         raise NotImplementedError
 
+    def generator_extras(self, batch) -> tuple:
+        """G's inputs after noise and label, drawn afresh each step (none here)."""
+        return ()
+
+    def discriminator_batch(self, images, labels, real_labels):
+        """(images, labels) D trains on: the augmented real and fake halves here."""
+        return images, labels
+
+    def discriminate(self, images, labels, training=True) -> dict:
+        """D's outputs by name: here ``logits`` [N] of a D that takes ``[image, label]``."""
+        return {"logits": ops.reshape(self.discriminator([images, labels], training=training), (-1,))}
+
+    def d_adversarial(self, seen: dict, size) -> tuple[Any, dict]:
+        """D's adversarial loss on its logits (real first) and its accuracies for the history."""
+        real_logits, fake_logits = seen["logits"][:size], seen["logits"][size:]
+        loss = self.d_adversarial_loss(real_logits, fake_logits)
+        return loss, {"d_real_acc": accuracy_real(real_logits), "d_fake_acc": accuracy_fake(fake_logits)}
+
+    def g_adversarial(self, seen: dict):
+        return self.g_loss_fn(seen["logits"])
+
+    def discriminator_terms(self, seen: dict, batch: DBatch) -> tuple[list, dict]:
+        """D's extra loss terms, each already weighted, and their history columns (none here)."""
+        return [], {}
+
+    def generator_terms(self, seen: dict, fakes: Fakes) -> tuple[list, dict]:
+        """G's extra loss terms, each already weighted, and their history columns (none here)."""
+        return [], {}
+
     def metric_names(self) -> tuple[str, ...]:
         return ("d_loss", "g_loss", "d_real_acc", "d_fake_acc")
+
+    @property
+    def code_ranges(self) -> list[tuple[float, float]]:
+        """Each style code's range, in G's ``codes`` input order (none here)."""
+        return []
+
+    def style_codes(self) -> list[contract.StyleCode]:
+        """The card's codes (none here): named generically until ``cgan-train evaluate`` measures them."""
+        return []
 
     # --- shared machinery --------------------------------------------------------------------------------
 
@@ -111,6 +217,10 @@ class ConditionalGAN(keras.Model):
         labels = keras.random.randint((batch,), 0, self.spec.num_classes, seed=self.seed_generator)
         return z, labels
 
+    def sample_fakes(self, batch) -> Fakes:
+        z, labels = self.sample_inputs(batch)
+        return Fakes(z, labels, self.generator_extras(batch))
+
     def augment(self, images):
         r = self.recipe
         if r.augment_shift == 0 and r.augment_cutout == 0:
@@ -147,6 +257,13 @@ class ConditionalGAN(keras.Model):
             *([self.lecam_anchors] if self.lecam_anchors is not None else []),
         ]
         return found
+
+
+def _add(loss, logs: dict, terms: list, term_logs: dict):
+    """``loss`` plus each term in order, and the logs of both."""
+    for term in terms:
+        loss += term
+    return loss, {**logs, **term_logs}
 
 
 def accuracy_real(logits):
