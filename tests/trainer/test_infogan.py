@@ -14,7 +14,7 @@ from cgan_contract import runner
 
 tf = pytest.importorskip("tensorflow")
 
-from trainer.config import ConfigError, TrainConfig, recipe_for  # noqa: E402
+from trainer.config import ConfigError, NoExtras, TrainConfig, recipe_for  # noqa: E402
 from trainer.evaluation import codes as code_eval  # noqa: E402
 from trainer.evaluation.codes import CodeFigures, name_codes, spearman_rows  # noqa: E402
 from trainer.evaluation.report import render_codes  # noqa: E402
@@ -38,21 +38,22 @@ def trained(arch: str, num_codes: int = 2, steps: int = 2):
 def test_recipes_carry_codes_and_only_infogan_has_them():
     for arch in ("dense", "conv"):
         assert recipe_for("infogan", arch).num_codes == 2
-        assert recipe_for("cgan", arch).num_codes == 0
+        assert "num_codes" not in recipe_for("cgan", arch).flat()
     conv = recipe_for("infogan", "conv", augment_shift=0)
     # The conv recipe is CGAN's (projection D, real-only class head, conditional BN) plus the codes.
-    assert dataclasses.replace(conv, num_codes=0) == recipe_for("cgan", "conv", augment_shift=0)
+    assert dataclasses.replace(conv, extras=NoExtras()) == recipe_for("cgan", "conv", augment_shift=0)
     config = TrainConfig.for_dataset("mnist-5k", variant="infogan")
     assert config.name == "mnist-5k-infogan-conv" and config.recipe.num_codes == 2
     assert TrainConfig.from_json(config.to_json()) == config
 
 
 def test_infogan_without_codes_is_refused():
+    no_codes = dataclasses.replace(recipe_for("infogan", "dense"), num_codes=0)
     with pytest.raises(ValueError, match="at least one style code"):
-        build("infogan", Spec(LATENT, 3, (28, 28, 1), "dense"), recipe_for("cgan", "dense"))
+        build("infogan", Spec(LATENT, 3, (28, 28, 1), "dense"), no_codes)
     from trainer.train import build_model
 
-    config = TrainConfig.for_dataset("mnist-5k", variant="infogan", recipe=recipe_for("cgan", "dense"))
+    config = TrainConfig.for_dataset("mnist-5k", variant="infogan", recipe=no_codes)
 
     class Data:
         num_classes, image_shape = 3, (28, 28, 1)

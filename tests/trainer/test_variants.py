@@ -98,7 +98,7 @@ def test_article_dense_cgan_matches_the_article():
 
 def test_unknown_variant_and_arch_are_rejected():
     spec = variants.Spec(latent_dim=4, num_classes=2, image_shape=(28, 28, 1), arch="dense")
-    with pytest.raises(ValueError, match="unknown model"):
+    with pytest.raises(ValueError, match="unknown variant"):
         variants.build("wgan", spec, ARTICLE)
     with pytest.raises(ValueError, match="no arch"):
         variants.build("cgan", variants.Spec(4, 2, (28, 28, 1), "resnet"), ARTICLE)

@@ -6,6 +6,8 @@ real/fake (binary cross-entropy or hinge) and class (sparse categorical cross-en
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 from keras import layers, ops
 
@@ -15,6 +17,10 @@ from trainer.variants.base import ConditionalGAN, DBatch, Fakes, Recipe, Spec, c
 
 class ACGAN(ConditionalGAN):
     variant = "acgan"
+
+    @dataclass(frozen=True)
+    class Extras:
+        classify_fake: bool = True  # D also learns to classify fakes (the paper); False = real images only
 
     def metric_names(self) -> tuple[str, ...]:
         return (*super().metric_names(), "class_acc_real", "class_acc_fake")

@@ -1,5 +1,9 @@
 """What every conditional-GAN variant shares: the one training step, sampling, augmentation, EMA, metrics,
-optimiser set-up.
+optimiser set-up, and the rules a recipe must follow.
+
+A variant's rules are class attributes, read without building anything: ``Extras`` (a frozen dataclass of
+its own recipe knobs, e.g. InfoGAN's ``num_codes``), ``archs`` and ``loss_kinds`` (what it trains with),
+:meth:`~ConditionalGAN.default_recipe` and :meth:`~ConditionalGAN.recipe_problem`.
 
 :meth:`ConditionalGAN.train_step` is the template every variant trains with (sample -> generate -> augment
 -> D step -> G step -> EMA -> record); a variant fills in its hooks:
@@ -29,9 +33,10 @@ import tensorflow as tf
 from keras import ops
 
 import cgan_contract as contract
-from trainer.config import Recipe, Spec
+from trainer.config import ARTICLE, MODERN, NoExtras, Recipe, knob_problem
 from trainer.nets import losses, optimizers
 from trainer.nets.augment import diff_augment
+from trainer.variants import Spec
 
 
 class Fakes(NamedTuple):
@@ -60,13 +65,17 @@ class ConditionalGAN(keras.Model):
 
     variant: ClassVar[str]
     archs: ClassVar[tuple[str, ...]] = ("dense", "conv")
+    #: Adversarial losses (``recipe.loss``) its D trains with: these score logits.
+    loss_kinds: ClassVar[tuple[str, ...]] = tuple(losses.DISCRIMINATOR_LOSSES)
+    #: Its own recipe knobs (``recipe.extras``): a frozen dataclass, with :func:`trainer.config.knob` rules.
+    Extras: ClassVar[type] = NoExtras
 
     def __init__(self, spec: Spec, recipe: Recipe, seed: int = 0, **kwargs):
         super().__init__(**kwargs)
-        if spec.arch not in self.archs:
-            raise ValueError(
-                f"{self.variant} has no arch {spec.arch!r}; choose one of {', '.join(self.archs)}"
-            )
+        recipe = self.complete(recipe)
+        problem = self.recipe_problem(recipe, spec.arch)
+        if problem:
+            raise ValueError(problem)
         self.spec = spec
         self.recipe = recipe
         self.generator = self.build_generator(spec, recipe)
@@ -82,6 +91,30 @@ class ConditionalGAN(keras.Model):
         if recipe.lecam_weight > 0:
             self.lecam_anchors = keras.Variable([0.0, 0.0], trainable=False, name="lecam_anchors")
         self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names()}
+
+    # --- its rules: the recipe --------------------------------------------------------------------------
+
+    @classmethod
+    def default_recipe(cls, arch: str) -> Recipe:
+        """The article's recipe for dense, :data:`~trainer.config.MODERN` for conv, and its own knobs."""
+        return replace(ARTICLE if arch == "dense" else MODERN, extras=cls.Extras())
+
+    @classmethod
+    def complete(cls, recipe: Recipe) -> Recipe:
+        """``recipe`` with this variant's knobs at their defaults where it gives none."""
+        return replace(recipe, extras=cls.Extras()) if type(recipe.extras) is NoExtras else recipe
+
+    @classmethod
+    def recipe_problem(cls, recipe: Recipe, arch: str) -> str | None:
+        """Why this variant cannot train ``recipe`` for ``arch``, or None. A variant with rules of its own
+        extends this (``super().recipe_problem(...) or ...``)."""
+        if arch not in cls.archs:
+            return f"{cls.variant} has no arch {arch!r}; choose one of {', '.join(cls.archs)}"
+        if type(recipe.extras) is not cls.Extras:
+            return f"the recipe's own knobs ({type(recipe.extras).__qualname__}) are not {cls.variant}'s"
+        if recipe.loss not in cls.loss_kinds:
+            return f"loss must be one of {', '.join(cls.loss_kinds)} for {cls.variant}, got {recipe.loss!r}"
+        return knob_problem(recipe, arch)
 
     # --- the training step ---------------------------------------------------------------------------------
 
@@ -141,7 +174,7 @@ class ConditionalGAN(keras.Model):
         return loss, {"d_real_acc": accuracy_real(real_logits), "d_fake_acc": accuracy_fake(fake_logits)}
 
     def g_adversarial(self, seen: dict):
-        return self.g_loss_fn(seen["logits"])
+        return losses.GENERATOR_LOSSES[self.recipe.loss](seen["logits"])
 
     def discriminator_terms(self, seen: dict, batch: DBatch) -> tuple[list, dict]:
         """D's extra loss terms, each already weighted, and their history columns (none here)."""
@@ -173,14 +206,13 @@ class ConditionalGAN(keras.Model):
         # Built now so a checkpoint can be restored before the first step.
         self.d_optimizer.build(self.discriminator.trainable_variables)
         self.g_optimizer.build(self.generator.trainable_variables)
-        self.d_loss_fn = losses.DISCRIMINATOR_LOSSES[r.loss]
-        self.g_loss_fn = losses.GENERATOR_LOSSES[r.loss]
 
     def d_adversarial_loss(self, real_logits, fake_logits):
+        d_loss_fn = losses.DISCRIMINATOR_LOSSES[self.recipe.loss]
         if self.recipe.loss == "bce":
-            loss = self.d_loss_fn(real_logits, fake_logits, self.recipe.real_target)
+            loss = d_loss_fn(real_logits, fake_logits, self.recipe.real_target)
         else:
-            loss = self.d_loss_fn(real_logits, fake_logits)
+            loss = d_loss_fn(real_logits, fake_logits)
         if self.lecam_anchors is not None:
             loss += self.recipe.lecam_weight * self.lecam_term(real_logits, fake_logits)
         return loss

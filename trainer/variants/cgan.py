@@ -11,6 +11,7 @@ term (``g_class_weight``): AC-GAN's label pressure without its full pull towards
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import keras
 from keras import layers, ops
@@ -21,6 +22,15 @@ from trainer.variants.base import ConditionalGAN, DBatch, Fakes, Recipe, Spec, c
 
 class CGAN(ConditionalGAN):
     variant = "cgan"
+
+    @classmethod
+    def default_recipe(cls, arch: str) -> Recipe:
+        """conv: class-conditional BatchNorm in G, and a real-only class head on the projection D with a
+        0.3-weighted class term for G (QUALITY.md)."""
+        recipe = super().default_recipe(arch)
+        if arch == "conv":
+            recipe = replace(recipe, cond_bn=True, aux_classifier=True, g_class_weight=0.3)
+        return recipe
 
     def build_generator(self, spec: Spec, recipe: Recipe) -> keras.Model:
         z, label = blocks.generator_inputs(spec)

@@ -21,10 +21,12 @@ margin of 0.3, a 1,500-step dense run (mnist-5k) scored 78% label accuracy with 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import keras
 from keras import layers, ops
 
+from trainer.config import NON_NEGATIVE, POSITIVE, knob
 from trainer.nets import blocks, losses
 from trainer.variants.base import ConditionalGAN, DBatch, Fakes, Recipe, Spec
 from trainer.variants.cgan import CGAN
@@ -34,16 +36,40 @@ CONDITIONS = ("code", "input")
 
 class EBGAN(ConditionalGAN):
     variant = "ebgan"
+    loss_kinds = ("ebgan",)  # its D scores energies, the others' logits
+
+    @dataclass(frozen=True)
+    class Extras:
+        margin: float = knob(
+            0.3, NON_NEGATIVE
+        )  # D pushes fake energies (per-image MSE, in [0, 4]) up to this
+        pt_weight: float = knob(0.1, NON_NEGATIVE)  # weight of the pulling-away term in G's objective (paper)
+        ae_condition: str = knob("input", CONDITIONS)  # the label enters D's autoencoder at the input or code
+        ae_code_dim: int = knob(64, POSITIVE)  # width of the autoencoder's code
+        mismatch_weight: float = knob(0.0, NON_NEGATIVE)  # margin term on real images under a wrong label
+
+    @classmethod
+    def default_recipe(cls, arch: str) -> Recipe:
+        """Margin, conditioning and wrong-label negatives from bench/ebgan_conditioning.py (QUALITY.md);
+        conv: MODERN's optimiser, EMA and DiffAugment with CGAN's class-conditional BatchNorm in G, and no
+        spectral norm (the autoencoder must reconstruct, not only score)."""
+        recipe = replace(super().default_recipe(arch), loss="ebgan", mismatch_weight=1.0)
+        if arch == "conv":
+            recipe = replace(recipe, spectral_norm=False, cond_bn=True)
+        return recipe
+
+    @classmethod
+    def recipe_problem(cls, recipe: Recipe, arch: str) -> str | None:
+        problem = super().recipe_problem(recipe, arch)
+        if problem is None and recipe.lecam_weight:
+            problem = "lecam_weight needs a logit discriminator; EBGAN's scores energies"
+        return problem
 
     # The generator every other variant of that arch ships (CGAN's), so the export contract is unchanged.
     build_generator = CGAN.build_generator
 
     def build_discriminator(self, spec: Spec, recipe: Recipe) -> keras.Model:
         """``[image, label] -> [reconstruction in [-1, 1], code [N, ae_code_dim]]``."""
-        if recipe.ae_condition not in CONDITIONS:
-            raise ValueError(
-                f"ebgan has no ae_condition {recipe.ae_condition!r}; choose one of {', '.join(CONDITIONS)}"
-            )
         image = keras.Input(spec.image_shape, name="image")
         label = keras.Input((), dtype="int32", name="label")
         by_input = recipe.ae_condition == "input"

@@ -16,11 +16,14 @@ Q trains on generated images only (real images have no codes), on the same augme
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
 from keras import layers, ops
 
 import cgan_contract as contract
+from trainer.config import NON_NEGATIVE, knob
 from trainer.nets import blocks
 from trainer.variants.base import DBatch, Fakes, Recipe, Spec
 from trainer.variants.cgan import CGAN
@@ -33,10 +36,18 @@ Q_UNITS = 128
 class InfoGAN(CGAN):
     variant = "infogan"
 
-    def __init__(self, spec: Spec, recipe: Recipe, seed: int = 0, **kwargs):
-        if recipe.num_codes < 1:
-            raise ValueError(f"infogan needs at least one style code, the recipe has {recipe.num_codes}")
-        super().__init__(spec, recipe, seed=seed, **kwargs)
+    @dataclass(frozen=True)
+    class Extras:
+        num_codes: int = knob(2, NON_NEGATIVE)  # continuous style codes fed to G, uniform in CODE_RANGE
+        q_weight: float = knob(1.0, NON_NEGATIVE)  # weight of Q's code-recovery MSE in D's and G's objective
+
+    @classmethod
+    def recipe_problem(cls, recipe: Recipe, arch: str) -> str | None:
+        """CGAN's rules, and at least one code."""
+        problem = super().recipe_problem(recipe, arch)
+        if problem is None and recipe.num_codes < 1:
+            problem = f"infogan needs at least one style code, the recipe has {recipe.num_codes}"
+        return problem
 
     @property
     def num_codes(self) -> int:
