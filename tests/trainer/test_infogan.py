@@ -15,8 +15,8 @@ from cgan_contract import runner
 tf = pytest.importorskip("tensorflow")
 
 from trainer.config import ConfigError, NoExtras, TrainConfig, recipe_for  # noqa: E402
-from trainer.evaluation import codes as code_eval  # noqa: E402
-from trainer.evaluation.codes import CodeFigures, name_codes, spearman_rows  # noqa: E402
+from trainer.evaluation import code_sweeps  # noqa: E402
+from trainer.evaluation.code_sweeps import CodeFigures, name_codes, spearman_rows  # noqa: E402
 from trainer.evaluation.report import render_codes  # noqa: E402
 from trainer.export import export  # noqa: E402
 from trainer.variants import Spec, build  # noqa: E402
@@ -166,17 +166,17 @@ def test_code_sweeps_give_finite_figures_per_code(exported_infogan_dir, tmp_path
     card = contract.read_card(version)
     session = runner.open_session(version / contract.MODEL_FILE)
 
-    images = code_eval.sweep_images(session, card, 1, sweeps=4, steps=5, seed=7)
+    images = code_sweeps.sweep_images(session, card, 1, sweeps=4, steps=5, seed=7)
     assert images.shape == (4, 5, 28, 28, 1)
     # A sweep holds its seed's noise and other code: step k of sweep 2 equals that single image.
     codes = contract.codes_for_seeds([9], card.latent_dim, card.code_ranges)
-    codes[0, 1] = code_eval.sweep_values(-1, 1, 5)[3]
+    codes[0, 1] = code_sweeps.sweep_values(-1, 1, 5)[3]
     single = runner.generate(
         session, [2 % 3], [9], card.latent_dim, code_ranges=card.code_ranges, codes=codes
     )
     assert np.array_equal(images[2, 3], single[0])
 
-    codes, figures = code_eval.evaluated_codes(session, card, sweeps=30, steps=5, seed=0)
+    codes, figures = code_sweeps.evaluated_codes(session, card, sweeps=30, steps=5, seed=0)
     assert len(codes) == len(figures) == 2
     for code, f in zip(codes, figures, strict=True):
         assert set(code.spearman) == set(f.median) and code.spearman  # some property is defined
