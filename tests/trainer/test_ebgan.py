@@ -151,13 +151,13 @@ def test_unknown_conditioning_is_refused():
 
 
 def test_ebgan_recipes_are_what_the_command_line_trains():
-    args = build_parser().parse_args(["train", "--dataset", "mnist-5k", "--model", "ebgan"])
+    args = build_parser().parse_args(["train", "--dataset", "mnist-5k", "--variant", "ebgan"])
     config = make_config(args)
     assert (config.variant, config.arch, config.name) == ("ebgan", "conv", "mnist-5k-ebgan-conv")
     conv = dataclasses.replace(EBGAN_CONV, augment_shift=2, compute_dtype=fast_compute_dtype())
     assert config.recipe == conv
     assert (config.steps, config.batch_size) == (16000, 64)  # the other conv variants' schedule
-    dense = make_config(build_parser().parse_args(["train", "--model", "ebgan", "--arch", "dense"]))
+    dense = make_config(build_parser().parse_args(["train", "--variant", "ebgan", "--arch", "dense"]))
     assert dense.recipe == EBGAN_DENSE and dense.jit_compile
     for recipe in (EBGAN_DENSE, EBGAN_CONV):
         assert recipe.loss == "ebgan" and recipe.pt_weight == pytest.approx(0.1) and recipe.margin > 0

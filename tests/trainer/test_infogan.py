@@ -259,8 +259,8 @@ def test_evaluate_fills_the_codes_on_the_card_and_draws_traversals(exported_info
 def test_cli_offers_infogan_and_rejects_too_few_code_steps_in_one_line(tmp_path, capsys):
     from trainer.cli import build_parser, main
 
-    args = build_parser().parse_args(["train", "--model", "infogan", "--arch", "dense"])
-    assert args.model == "infogan"
+    args = build_parser().parse_args(["train", "--variant", "infogan", "--arch", "dense"])
+    assert args.variant == "infogan"
     assert main(["evaluate", str(tmp_path), "--code-steps", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--code-steps must be at least 3" in err

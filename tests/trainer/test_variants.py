@@ -14,7 +14,7 @@ variants = pytest.importorskip("trainer.variants")
 
 def test_cli_lists_exactly_the_registered_variants():
     train = build_parser()._subparsers._group_actions[0].choices["train"]
-    (model_flag,) = [a for a in train._actions if "--model" in a.option_strings]
+    (variant_flag,) = [a for a in train._actions if "--variant" in a.option_strings]
     # Every name builds its class, and every variant class defined is reachable by a name.
     registered = {name: variants.variant_class(name) for name in variants.VARIANTS}
     from trainer.variants.base import ConditionalGAN
@@ -26,7 +26,7 @@ def test_cli_lists_exactly_the_registered_variants():
 
     defined = {cls.variant for cls in descendants(ConditionalGAN)}
     assert all(cls.variant == name for name, cls in registered.items())
-    assert set(model_flag.choices) == set(registered) == defined
+    assert set(variant_flag.choices) == set(registered) == defined
 
 
 @pytest.mark.parametrize("variant", sorted(["cgan", "acgan"]))
