@@ -158,6 +158,9 @@ class Recipe:
             if owner is None:
                 raise TypeError(f"the recipe has no knob {name!r}")
             sections[owner] = replace(sections[owner], **{name: value})
+        shared = {name for section, part in sections.items() if section != "extras" for name in _names(part)}
+        if clash := shared & _names(sections["extras"]):
+            raise TypeError(f"the variant's own knobs {sorted(clash)} repeat shared knobs' names")
         for name, part in sections.items():
             object.__setattr__(self, name, part)
 
