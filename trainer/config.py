@@ -135,25 +135,10 @@ class Recipe:
     nets: Nets = Nets()
     extras: Any = NoExtras()
 
-    def __init__(
-        self,
-        optimiser: Optimiser = Optimiser(),
-        objective: Objective = Objective(),
-        augmentation: Augmentation = Augmentation(),
-        conditioning: Conditioning = Conditioning(),
-        nets: Nets = Nets(),
-        extras: Any = NoExtras(),
-        **knobs: Any,
-    ):
-        sections = dict(
-            optimiser=optimiser,
-            objective=objective,
-            augmentation=augmentation,
-            conditioning=conditioning,
-            nets=nets,
-            extras=extras,
-        )
-        for name, value in knobs.items():
+    def __init__(self, **given: Any):
+        """Sections by name (``objective=Objective(...)``), then knobs by name on top of them."""
+        sections = {f.name: given.pop(f.name, f.default) for f in dataclasses.fields(self)}
+        for name, value in given.items():
             owner = next((s for s, part in sections.items() if name in _names(part)), None)
             if owner is None:
                 raise TypeError(f"the recipe has no knob {name!r}")

@@ -63,32 +63,37 @@ def machine() -> str:
     return f"{model}; tensorflow {tf.__version__}"
 
 
-def train_case(case: str, work: Path):
-    """(flat recipe, checkpoint variables) of the case after :data:`STEPS` steps."""
+def small_run(name: str, variant: str, arch: str, changes: list[str], work: Path, **settings):
+    """The TrainConfig of a small mnist-5k run under ``work`` that checkpoints at its last step: the
+    variant's recipe with ``changes`` (``--recipe`` pairs), no export; ``settings`` are TrainConfig's."""
     from trainer.config import TrainConfig, override_recipe, recipe_for
-    from trainer.train import train
 
-    variant, arch, jit, changes = CASES[case]
     recipe = override_recipe(recipe_for(variant, arch, augment_shift=2), changes)
-    config = TrainConfig(
+    every = settings.pop("log_every", settings["steps"])
+    return TrainConfig(
         variant=variant,
         arch=arch,
         dataset="mnist-5k",
-        steps=STEPS,
-        batch_size=16,
-        latent_dim=8,
         recipe=recipe,
-        name=case,
+        name=name,
         work_dir=work,
         out=work / "models",
-        seed=7,
-        checkpoint_every=STEPS,
-        sample_every=STEPS,
-        log_every=STEPS,
-        jit_compile=jit,
+        checkpoint_every=settings["steps"],
+        sample_every=settings["steps"],
+        log_every=every,
         export=False,
         progress=False,
+        **settings,
     )
+
+
+def train_case(case: str, work: Path):
+    """(flat recipe, checkpoint variables) of the case after :data:`STEPS` steps."""
+    from trainer.train import train
+
+    variant, arch, jit, changes = CASES[case]
+    settings = dict(steps=STEPS, batch_size=16, latent_dim=8, seed=7, jit_compile=jit)
+    config = small_run(case, variant, arch, changes, work, **settings)
     result = train(config)
     flat = json.loads(config.to_json())["recipe"]
     return flat, result.gan.checkpoint_variables()

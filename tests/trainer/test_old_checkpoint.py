@@ -87,32 +87,14 @@ def write() -> None:
     """The fixture, by the code of this tree: 2 steps, then the step-4 digest of resuming it."""
     import tempfile
 
-    from tests.trainer.test_numerics import machine
-    from trainer.config import TrainConfig, override_recipe, recipe_for
+    from tests.trainer.test_numerics import machine, small_run
     from trainer.train import load_run, train
 
     changes = ["g_width=4", "d_width=4", "compute_dtype=float32", "lecam_weight=0.1"]
+    settings = dict(steps=FIRST, batch_size=8, latent_dim=4, seed=3, log_every=1, jit_compile=False)
     with tempfile.TemporaryDirectory() as work:
         work = Path(work)
-        config = TrainConfig(
-            variant="infogan",
-            arch="conv",
-            dataset="mnist-5k",
-            steps=FIRST,
-            batch_size=8,
-            latent_dim=4,
-            recipe=override_recipe(recipe_for("infogan", "conv", augment_shift=2), changes),
-            name=NAME,
-            work_dir=work,
-            out=work / "models",
-            seed=3,
-            checkpoint_every=FIRST,
-            sample_every=FIRST,
-            log_every=1,
-            jit_compile=False,
-            export=False,
-            progress=False,
-        )
+        config = small_run(NAME, "infogan", "conv", changes, work, **settings)
         train(config)
         shutil.rmtree(OLD_RUN, ignore_errors=True)
         OLD_RUN.mkdir(parents=True)

@@ -106,8 +106,8 @@ class ConditionalGAN(keras.Model):
 
     @classmethod
     def recipe_problem(cls, recipe: Recipe, arch: str) -> str | None:
-        """Why this variant cannot train ``recipe`` for ``arch``, or None. A variant with rules of its own
-        extends this (``super().recipe_problem(...) or ...``)."""
+        """Why this variant cannot train ``recipe`` for ``arch``, or None: its arch, its knobs, its loss,
+        each knob's range. A variant with rules of its own checks them after these."""
         if arch not in cls.archs:
             return f"{cls.variant} has no arch {arch!r}; choose one of {', '.join(cls.archs)}"
         if type(recipe.extras) is not cls.Extras:
