@@ -32,7 +32,7 @@ class Training(BaseModel):
 
 class PRDC(BaseModel):
     """k-NN precision, recall, density and coverage of generated vs real judge features (see
-    ``trainer.evaluation.metrics.prdc``): precision and density measure fidelity, recall and coverage
+    ``trainer.evaluation.scores.prdc``): precision and density measure fidelity, recall and coverage
     diversity."""
 
     precision: float

@@ -29,7 +29,7 @@
 #   CGAN_SMOKE_TRAIN_TIMEOUT    seconds to wait for the trainer's version to be served (900)
 #   CGAN_SMOKE_MAX_SERVICE_MB   fail when the service image is larger (400)
 #   CGAN_SMOKE_RMI              1: remove the smoke images from a pre-existing daemon (default: kept, as cache)
-#   TRAIN_STEPS TRAIN_ARCH TRAIN_MODEL TRAIN_DATASET MODEL_NAME SERVICE_PORT   passed to docker-compose.yml;
+#   TRAIN_STEPS TRAIN_ARCH TRAIN_VARIANT TRAIN_DATASET MODEL_NAME SERVICE_PORT   passed to docker-compose.yml;
 #                               MODEL_NAME must name the bundled model (service/bundled/<name>), which the
 #                               tiny run then supersedes
 #   TRAINER_IMAGE SERVICE_IMAGE image names (cgan-synth/trainer:smoke, cgan-synth/service:smoke)
@@ -75,7 +75,7 @@ export TRAIN_DATASET="${TRAIN_DATASET:-mnist-5k}"
 # import, XLA compiling the dense nets and the ONNX export take far longer than the service's start).
 export TRAIN_STEPS="${TRAIN_STEPS:-200}"
 export TRAIN_ARCH="${TRAIN_ARCH:-dense}"
-export TRAIN_MODEL="${TRAIN_MODEL:-cgan}"
+export TRAIN_VARIANT="${TRAIN_VARIANT:-${TRAIN_MODEL:-cgan}}"
 export TRAIN_BATCH_SIZE="${TRAIN_BATCH_SIZE:-32}"
 # The bundled model's name: the service starts on the bundle, the tiny run publishes v1 of the same name,
 # and at an equal version number the volume's copy wins, so the swap is visible.

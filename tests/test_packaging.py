@@ -299,11 +299,13 @@ def test_compose_trainer_is_a_one_shot_job_into_the_models_volume(compose_config
         {},
         {"TRAIN_DATASET": "fashion-mnist"},
         {"TRAIN_ARCH": "dense"},
-        {"TRAIN_MODEL": "acgan", "TRAIN_DATASET": "mnist"},
+        {"TRAIN_VARIANT": "acgan", "TRAIN_DATASET": "mnist"},
+        {"TRAIN_MODEL": "infogan", "TRAIN_ARCH": "dense"},  # TRAIN_VARIANT's old name
+        {"TRAIN_VARIANT": "ebgan", "TRAIN_MODEL": "acgan"},  # the new name wins
     ],
 )
 def test_compose_model_name_is_the_trainers_own_default_name(env):
-    # Compose cannot ask the trainer, so it spells the trainer's <dataset>-<model>-<arch> rule itself;
+    # Compose cannot ask the trainer, so it spells the trainer's <dataset>-<variant>-<arch> rule itself;
     # this holds the two together for every dataset's recipe.
     from trainer.config import TrainConfig
 
@@ -318,7 +320,9 @@ def test_compose_model_name_is_the_trainers_own_default_name(env):
     assert result.returncode == 0, result.stderr
     services = json.loads(result.stdout)["services"]
     config = TrainConfig.for_dataset(
-        env.get("TRAIN_DATASET", "mnist-5k"), variant=env.get("TRAIN_MODEL"), arch=env.get("TRAIN_ARCH")
+        env.get("TRAIN_DATASET", "mnist-5k"),
+        variant=env.get("TRAIN_VARIANT", env.get("TRAIN_MODEL")),
+        arch=env.get("TRAIN_ARCH"),
     )
     assert services["trainer"]["environment"]["MODEL_NAME"] == config.name
     assert services["service"]["environment"]["DEFAULT_MODEL"] == config.name
@@ -329,7 +333,7 @@ def test_compose_trainer_flags_follow_the_environment(compose_config, tmp_path):
     argv = _trainer_argv(
         trainer,
         tmp_path,
-        TRAIN_MODEL="acgan",
+        TRAIN_VARIANT="acgan",
         TRAIN_ARCH="dense",
         TRAIN_STEPS="20",
         TRAIN_BATCH_SIZE="16",
@@ -341,7 +345,7 @@ def test_compose_trainer_flags_follow_the_environment(compose_config, tmp_path):
         "--dataset": "mnist-5k",
         "--name": "smoke",
         "--out": "/models",
-        "--model": "acgan",
+        "--variant": "acgan",
         "--arch": "dense",
         "--steps": "20",
         "--batch-size": "16",
@@ -379,7 +383,7 @@ def test_compose_settings_come_from_the_environment():
     env = {
         "TRAIN_DATASET": "fashion-mnist",
         "TRAIN_STEPS": "7",
-        "TRAIN_MODEL": "acgan",
+        "TRAIN_VARIANT": "acgan",
         "TRAIN_ARCH": "conv",
         "MODEL_NAME": "fashion",
         "SERVICE_PORT": "9123",

@@ -76,18 +76,20 @@ def plot_curves(path: Path, rows: list[dict]) -> None:
     steps = [row["step"] for row in rows]
     losses = [k for k in rows[0] if k.endswith("_loss")]
     accuracies = [k for k in rows[0] if "acc" in k]
-    # EBGAN's D has no accuracy; its energies (per-image MSE, in [0, 4]) take that panel.
+    # EBGAN's D has no accuracy; its energies (per-image MSE, in [0, 4]) take that panel, and a variant
+    # with neither its own figures.
     energies = [k for k in rows[0] if k.endswith("_energy")]
+    others = [k for k in rows[0] if k not in ("step", "steps_per_s", "images_per_s", *losses)]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
     for key in losses:
         ax_loss.plot(steps, [row[key] for row in rows], label=key)
-    for key in accuracies or energies:
+    for key in accuracies or energies or others:
         ax_acc.plot(steps, [row[key] for row in rows], label=key)
     ax_loss.set(xlabel="step", title="losses")
     if accuracies:
         ax_acc.set(xlabel="step", title="accuracies", ylim=(-0.02, 1.02))
     else:
-        ax_acc.set(xlabel="step", title="energies")
+        ax_acc.set(xlabel="step", title="energies" if energies else "figures")
     for ax in (ax_loss, ax_acc):
         ax.legend(fontsize=8)
         ax.grid(alpha=0.3)

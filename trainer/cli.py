@@ -33,6 +33,18 @@ def _positive(text: str) -> int:
     return value
 
 
+class _DeprecatedAlias(argparse.Action):
+    """An old flag name: it still works, and says once on stderr which name to use."""
+
+    def __init__(self, option_strings, dest, new: str, **kwargs):
+        super().__init__(option_strings, dest, **kwargs)
+        self.new = new
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"{parser.prog}: {option_string} is deprecated; use {self.new}", file=sys.stderr)
+        setattr(namespace, self.dest, values)
+
+
 def _non_negative(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -54,7 +66,15 @@ def build_parser() -> argparse.ArgumentParser:
         "(the best we measured within about 15 minutes on 2 CPU cores; see QUALITY.md).",
     )
     train.add_argument(
-        "--model", choices=list(variants.VARIANTS), help="GAN variant (default: the dataset's recipe)"
+        "--variant", choices=list(variants.VARIANTS), help="GAN variant (default: the dataset's recipe)"
+    )
+    train.add_argument(
+        "--model",
+        dest="variant",
+        choices=list(variants.VARIANTS),
+        action=_DeprecatedAlias,
+        new="--variant",
+        help="deprecated: the old name of --variant",
     )
     train.add_argument("--arch", choices=ARCHS, help="dense = the article's MLPs; conv = DCGAN-style")
     train.add_argument("--dataset", default="mnist-5k", choices=sorted(LOADERS), help="training data")
@@ -80,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="FIELD=VALUE",
         help="change one knob of the recipe (trainer.config.Recipe), e.g. lecam_weight=0.3; repeatable",
     )
-    train.add_argument("--name", help="model name (default <dataset>-<model>-<arch>)")
+    train.add_argument("--name", help="model name (default <dataset>-<variant>-<arch>)")
     train.add_argument(
         "--work-dir", type=Path, help="where checkpoints, sample grids and history go (default ./runs/<name>)"
     )
@@ -201,7 +221,7 @@ def make_config(args) -> TrainConfig:
     config = TrainConfig.for_dataset(
         args.dataset,
         jit=not args.no_jit,
-        variant=args.model,
+        variant=args.variant,
         arch=args.arch,
         data_dir=args.data_dir,
         steps=args.steps,

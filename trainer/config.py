@@ -2,27 +2,32 @@
 
 A run is described by one frozen :class:`TrainConfig`: the command line builds it with
 :meth:`TrainConfig.for_dataset` (flags left out take the dataset's recipe from :data:`DATASET_DEFAULTS`),
-``run.json`` stores it, and :func:`trainer.train.train` reads it. The network sizes a variant builds from
-are a :class:`Spec`; the knobs of its objective and optimisers are a :class:`Recipe`.
+``run.json`` stores it, and :func:`trainer.train.train` reads it. The knobs of a variant's objective and
+optimisers are a :class:`Recipe`, in sections (StudioGAN's layout): :class:`Optimiser`, :class:`Objective`,
+:class:`Augmentation`, :class:`Conditioning`, :class:`Nets`, and the variant's own ``extras`` (a dataclass
+its module declares, e.g. InfoGAN's style codes). Every knob has one name across the sections, so
+``recipe.lecam_weight``, ``--recipe lecam_weight=0.3``, ``run.json`` and the model card all use it flat.
 
-Recipes: ``dense`` is always the classic article's (the baseline); ``conv`` is the one the measurements in
-QUALITY.md support: hinge loss, spectral norm in D (the reparametrised form,
-:class:`trainer.nets.blocks.SpectralNorm`), EMA generator, TTUR; for ``cgan`` also class-conditional
-BatchNorm in G and a projection D with a real-only class head and a 0.3-weighted class term for G.
-Translation DiffAugment stays on for the 4,500-digit mnist-5k and is off for the 60,000 Fashion images,
-where it cost label accuracy and GAN-train. Conv recipes compute in bfloat16 where the CPU has it
-(:func:`fast_compute_dtype`). ``infogan`` takes ``cgan``'s recipe for its arch plus
-``num_codes`` style codes and Q's weight ``q_weight``.
+Recipes: ``dense`` is always the classic article's (:data:`ARTICLE`, the baseline); ``conv`` starts from
+:data:`MODERN`, the one the measurements in QUALITY.md support: hinge loss, spectral norm in D (the
+reparametrised form, :class:`trainer.nets.blocks.SpectralNorm`), EMA generator, TTUR. Each variant's module
+says what it changes (its ``default_recipe``; CGAN's conv recipe adds class-conditional BatchNorm in G and a
+projection D with a real-only class head) and what it refuses (its ``recipe_problem``); :func:`recipe_for`
+adds what comes from the data set and the machine: translation DiffAugment stays on for the 4,500-digit
+mnist-5k and is off for the 60,000 Fashion images, where it cost label accuracy and GAN-train; conv recipes
+compute in bfloat16 where the CPU has it (:func:`fast_compute_dtype`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 import cgan_contract as contract
+from trainer import variants
 
 ARCHS = ("dense", "conv")
 
@@ -31,80 +36,160 @@ class ConfigError(Exception):
     """A flag combination that cannot train; the message is one line for the user."""
 
 
+# --- the recipe -------------------------------------------------------------------------------------------
+
+POSITIVE = "positive"
+NON_NEGATIVE = ">= 0"
+FRACTION = "in [0, 1)"
+TARGET = "in (0, 1]"
+_RULES = {
+    POSITIVE: lambda v: v > 0,
+    NON_NEGATIVE: lambda v: v >= 0,
+    FRACTION: lambda v: 0 <= v < 1,
+    TARGET: lambda v: 0 < v <= 1,
+}
+
+
+def knob(default: Any, rule: str | tuple[str, ...] | None = None) -> Any:
+    """A recipe field and the values it takes: a rule of :data:`_RULES`, or a tuple of choices."""
+    return field(default=default, metadata={"rule": rule} if rule else {})
+
+
 @dataclass(frozen=True)
-class Spec:
-    """Sizes that come from the dataset and the command line, never from constants in a variant."""
+class Optimiser:
+    """Adam for each network (TTUR: D's rate apart), the EMA generator, and the step's arithmetic."""
 
-    latent_dim: int
-    num_classes: int
-    image_shape: tuple[int, int, int]
-    arch: str
-
-
-@dataclass(frozen=True)
-class Recipe:
-    """Training knobs. The defaults are the article's: BCE, Adam(2e-4, 0.5), nothing else."""
-
-    loss: str = "bce"
-    g_lr: float = 2e-4
-    d_lr: float = 2e-4
-    beta_1: float = 0.5
-    beta_2: float = 0.999
-    real_target: float = 1.0  # < 1 is one-sided label smoothing (BCE only)
-    spectral_norm: bool = False
-    augment_shift: int = 0
-    augment_cutout: int = 0
-    ema_decay: float = 0.0
-    class_weight: float = 1.0  # class loss weight in D's objective (AC-GAN, and CGAN with aux_classifier)
-    g_class_weight: float = 1.0  # class loss weight in G's objective (< 1 keeps diversity)
-    classify_fake: bool = True  # AC-GAN: D also learns to classify fakes (the paper); False = real only
-    aux_classifier: bool = False  # CGAN conv: a class head on the projection D, trained on real images
-    cond_bn: bool = False  # conv arch: class-conditional BatchNorm in the generator
-    g_width: int = 64  # conv arch: channels of the generator's middle layer (7x7 has 2x, 28x28 has 1/2x)
-    d_width: int = 64  # conv arch: channels of the discriminator's last conv
-    num_codes: int = 0  # InfoGAN: continuous style codes fed to G, uniform in [-1, 1], recovered by Q
-    q_weight: float = 1.0  # InfoGAN: weight of Q's code-recovery MSE in both D's and G's objective
-    margin: float = 0.3  # EBGAN: D pushes fake energies (per-image MSE, in [0, 4]) up to this
-    pt_weight: float = 0.1  # EBGAN: weight of the pulling-away term in G's objective (the paper's 0.1)
-    ae_condition: str = "input"  # EBGAN: the label enters D's autoencoder at the "input" or the "code"
-    ae_code_dim: int = 64  # EBGAN: width of the autoencoder's code
-    mismatch_weight: float = 0.0  # EBGAN: margin term on real images under a wrong label (0 = the paper)
-    lecam_weight: float = 0.0  # LeCam regulariser on D's logits (Tseng et al. 2021); 0 = off
-    lecam_decay: float = 0.99  # LeCam: EMA decay of the real and fake logit anchors
-    jitter_degrees: float = 0.0  # real training images only: random rotation up to this many degrees
-    jitter_zoom: float = 0.0  # real training images only: random scale in 1 ± this
+    g_lr: float = knob(2e-4, POSITIVE)
+    d_lr: float = knob(2e-4, POSITIVE)
+    beta_1: float = knob(0.5, FRACTION)
+    beta_2: float = knob(0.999, FRACTION)
+    ema_decay: float = knob(0.0, FRACTION)  # > 0: an EMA copy of G is what is sampled and exported
     # conv arch: the dtype of the convolutions' and matmuls' arithmetic while training; weights, BatchNorm,
     # losses and the exported (EMA) generator stay float32. "bfloat16" runs on AMX/AVX512-BF16.
-    compute_dtype: str = "float32"
+    compute_dtype: str = knob("float32", ("float32", "bfloat16"))
+
+
+@dataclass(frozen=True)
+class Objective:
+    """The adversarial loss, the class terms' weights and the LeCam regulariser."""
+
+    loss: str = "bce"  # the adversarial loss; each variant says which it trains with
+    real_target: float = knob(1.0, TARGET)  # < 1 is one-sided label smoothing (BCE only)
+    class_weight: float = knob(1.0, NON_NEGATIVE)  # class loss weight in D's objective (a class head)
+    g_class_weight: float = knob(
+        1.0, NON_NEGATIVE
+    )  # class loss weight in G's objective (< 1 keeps diversity)
+    lecam_weight: float = knob(
+        0.0, NON_NEGATIVE
+    )  # LeCam regulariser on D's logits (Tseng et al. 2021); 0 = off
+    lecam_decay: float = knob(0.99, FRACTION)  # LeCam: EMA decay of the real and fake logit anchors
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """DiffAugment on everything D sees, and affine jitter of the real training images."""
+
+    augment_shift: int = knob(0, NON_NEGATIVE)  # DiffAugment translation, pixels
+    augment_cutout: int = knob(0, NON_NEGATIVE)  # DiffAugment cutout, pixels
+    jitter_degrees: float = knob(0.0, NON_NEGATIVE)  # real training images only: random rotation up to this
+    jitter_zoom: float = knob(0.0, FRACTION)  # real training images only: random scale in 1 ± this
+
+
+@dataclass(frozen=True)
+class Conditioning:
+    """How the label enters beyond a variant's own inputs."""
+
+    cond_bn: bool = False  # conv arch: class-conditional BatchNorm in the generator
+    aux_classifier: bool = False  # CGAN conv: a class head on the projection D, trained on real images
+
+
+@dataclass(frozen=True)
+class Nets:
+    """Widths and normalisation of the networks."""
+
+    spectral_norm: bool = False  # spectral norm on D's layers
+    g_width: int = knob(64, POSITIVE)  # conv arch: channels of G's middle layer (7x7 has 2x, 28x28 1/2x)
+    d_width: int = knob(64, POSITIVE)  # conv arch: channels of the discriminator's last conv
+
+
+@dataclass(frozen=True)
+class NoExtras:
+    """No variant knobs given: a variant takes its own (its ``Extras``) at their defaults."""
+
+
+SECTIONS = ("optimiser", "objective", "augmentation", "conditioning", "nets", "extras")
+
+
+@dataclass(frozen=True, init=False)
+class Recipe:
+    """Training knobs in sections. The defaults are the article's: BCE, Adam(2e-4, 0.5), nothing else.
+
+    Knobs can be given flat, ``Recipe(loss="hinge", ema_decay=0.999)`` or
+    ``dataclasses.replace(recipe, margin=0.5)``, and read flat, ``recipe.margin``: each name is in one
+    section. ``extras`` holds the variant's own knobs (its ``Extras`` dataclass)."""
+
+    optimiser: Optimiser = Optimiser()
+    objective: Objective = Objective()
+    augmentation: Augmentation = Augmentation()
+    conditioning: Conditioning = Conditioning()
+    nets: Nets = Nets()
+    extras: Any = NoExtras()
+
+    def __init__(self, **given: Any):
+        """Sections by name (``objective=Objective(...)``), then knobs by name on top of them."""
+        sections = {f.name: given.pop(f.name, f.default) for f in dataclasses.fields(self)}
+        for name, value in given.items():
+            owner = next((s for s, part in sections.items() if name in _names(part)), None)
+            if owner is None:
+                raise TypeError(f"the recipe has no knob {name!r}")
+            sections[owner] = replace(sections[owner], **{name: value})
+        shared = {name for section, part in sections.items() if section != "extras" for name in _names(part)}
+        if clash := shared & _names(sections["extras"]):
+            raise TypeError(f"the variant's own knobs {sorted(clash)} repeat shared knobs' names")
+        for name, part in sections.items():
+            object.__setattr__(self, name, part)
+
+    def __getattr__(self, name: str) -> Any:
+        # Only called when normal lookup fails: a knob read flat, from whichever section holds it.
+        if name.startswith("_") or name in SECTIONS:
+            raise AttributeError(name)
+        for section in SECTIONS:
+            part = object.__getattribute__(self, section)
+            if name in _names(part):
+                return getattr(part, name)
+        raise AttributeError(f"the recipe has no knob {name!r}")
+
+    def knobs(self) -> dict[str, dataclasses.Field]:
+        """Every knob's field, flat, in section order."""
+        return {f.name: f for section in SECTIONS for f in dataclasses.fields(getattr(self, section))}
+
+    def flat(self) -> dict[str, Any]:
+        """``{knob: value}``: what ``run.json`` and the model card record."""
+        return {name: getattr(self, name) for name in self.knobs()}
+
+    def defaults(self) -> dict[str, Any]:
+        """``{knob: default}`` for the knobs this recipe has (its variant's ``extras`` included)."""
+        return Recipe(extras=type(self.extras)()).flat()
+
+    @classmethod
+    def from_flat(cls, values: dict[str, Any], extras: type = NoExtras) -> Recipe:
+        """The recipe a flat record (``run.json``) describes, with ``extras`` the variant's knobs. Knobs it
+        does not have are left out: older versions recorded every variant's knobs for every run."""
+        known = cls(extras=extras()).knobs()
+        return cls(extras=extras(), **{k: v for k, v in values.items() if k in known})
+
+
+def _names(part: Any) -> set[str]:
+    return {f.name for f in dataclasses.fields(part)}
 
 
 ARTICLE = Recipe()
 
 MODERN = Recipe(
-    loss="hinge",
-    g_lr=2e-4,
-    d_lr=4e-4,
-    beta_1=0.0,
-    beta_2=0.9,
-    spectral_norm=True,
-    augment_shift=2,
-    ema_decay=0.999,
-)
-
-MODERN_CGAN = replace(MODERN, cond_bn=True, aux_classifier=True, g_class_weight=0.3)
-
-# EBGAN: margin, conditioning and mismatch negatives from bench/ebgan_conditioning.py (QUALITY.md); the
-# conv one is MODERN's optimiser, EMA and DiffAugment with CGAN's class-conditional BatchNorm in G, and no
-# spectral norm (the autoencoder must reconstruct, not only score).
-EBGAN_DENSE = replace(ARTICLE, loss="ebgan", margin=0.3, ae_condition="input", mismatch_weight=1.0)
-EBGAN_CONV = replace(
-    MODERN,
-    loss="ebgan",
-    spectral_norm=False,
-    cond_bn=True,
-    margin=0.3,
-    ae_condition="input",
-    mismatch_weight=1.0,
+    objective=Objective(loss="hinge"),
+    optimiser=Optimiser(g_lr=2e-4, d_lr=4e-4, beta_1=0.0, beta_2=0.9, ema_decay=0.999),
+    augmentation=Augmentation(augment_shift=2),
+    nets=Nets(spectral_norm=True),
 )
 
 
@@ -113,7 +198,7 @@ _KINDS = {int: "an integer", float: "a number", bool: "true or false", str: "a s
 
 def override_recipe(recipe: Recipe, pairs: list[str]) -> Recipe:
     """``recipe`` with ``FIELD=VALUE`` pairs (``cgan-train train --recipe``) on top, typed like the field."""
-    fields = {f.name: f for f in dataclasses.fields(Recipe)}
+    fields = recipe.knobs()
     changes: dict[str, object] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
@@ -133,45 +218,26 @@ def override_recipe(recipe: Recipe, pairs: list[str]) -> Recipe:
     return replace(recipe, **changes)
 
 
-LOSSES = ("bce", "hinge", "ebgan")
-_POSITIVE = ("g_lr", "d_lr", "g_width", "d_width", "ae_code_dim")
-_NON_NEGATIVE = (
-    "augment_shift", "augment_cutout", "class_weight", "g_class_weight", "num_codes", "q_weight", "margin",
-    "pt_weight", "mismatch_weight", "lecam_weight", "jitter_degrees",
-)  # fmt: skip
-_UNIT = ("beta_1", "beta_2", "ema_decay", "lecam_decay", "jitter_zoom")  # each in [0, 1)
-
-
 def recipe_problem(recipe: Recipe, variant: str, arch: str) -> str | None:
     """What makes ``recipe`` untrainable for ``variant`` and ``arch`` (a ``--recipe`` value out of range),
-    or None."""
-    for name in _POSITIVE:
-        if not getattr(recipe, name) > 0:
-            return f"{name} must be positive, got {getattr(recipe, name)}"
-    for name in _NON_NEGATIVE:
-        if getattr(recipe, name) < 0:
-            return f"{name} must be >= 0, got {getattr(recipe, name)}"
-    for name in _UNIT:
-        if not 0 <= getattr(recipe, name) < 1:
-            return f"{name} must be in [0, 1), got {getattr(recipe, name)}"
-    if not 0 < recipe.real_target <= 1:
-        return f"real_target must be in (0, 1], got {recipe.real_target}"
-    if recipe.loss not in LOSSES:
-        return f"loss must be one of {', '.join(LOSSES)}, got {recipe.loss!r}"
-    if (recipe.loss == "ebgan") != (variant == "ebgan"):
-        return "loss=ebgan goes with --model ebgan and only there: its D scores energies, the others' logits"
-    if recipe.lecam_weight and recipe.loss == "ebgan":
-        return "lecam_weight needs a logit discriminator; EBGAN's scores energies"
-    if recipe.compute_dtype not in COMPUTE_DTYPES:
-        return f"compute_dtype must be one of {', '.join(COMPUTE_DTYPES)}, got {recipe.compute_dtype!r}"
+    or None: the variant's ``recipe_problem``, which starts from :func:`knob_problem`."""
+    cls = variants.variant_class(variant)
+    return cls.recipe_problem(cls.complete(recipe), arch)
+
+
+def knob_problem(recipe: Recipe, arch: str) -> str | None:
+    """A knob outside its rule (:func:`knob`), or an arithmetic the arch cannot train with, or None."""
+    for name, f in recipe.knobs().items():
+        rule, value = f.metadata.get("rule"), getattr(recipe, name)
+        if isinstance(rule, tuple) and value not in rule:
+            return f"{name} must be one of {', '.join(rule)}, got {value!r}"
+        if isinstance(rule, str) and not _RULES[rule](value):
+            return f"{name} must be {rule}, got {value}"
     if recipe.compute_dtype != "float32" and arch != "conv":
         return f"compute_dtype={recipe.compute_dtype} is for the conv arch; the dense one trains in float32"
     if recipe.compute_dtype != "float32" and not recipe.ema_decay:
         return f"compute_dtype={recipe.compute_dtype} needs ema_decay > 0: the EMA generator is exported"
     return None
-
-
-COMPUTE_DTYPES = ("float32", "bfloat16")
 
 
 def fast_compute_dtype(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
@@ -189,21 +255,14 @@ def fast_compute_dtype(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
     return "bfloat16" if {"avx512_bf16", "amx_bf16"} & flags else "float32"
 
 
-#: InfoGAN's number of style codes unless a recipe says otherwise.
-INFOGAN_CODES = 2
-
-
 def recipe_for(variant: str, arch: str, augment_shift: int = 2) -> Recipe:
-    """The recipe of a variant and arch; ``augment_shift`` is the conv recipe's DiffAugment translation.
-
-    Conv recipes compute in :func:`fast_compute_dtype` (``run.json`` and the card record which)."""
-    if variant == "infogan":
-        # InfoGAN is CGAN's recipe (projection D, real-only class head, conditional BN for conv) plus codes.
-        return replace(recipe_for("cgan", arch, augment_shift), num_codes=INFOGAN_CODES)
-    if arch == "dense":
-        return EBGAN_DENSE if variant == "ebgan" else ARTICLE
-    base = {"cgan": MODERN_CGAN, "ebgan": EBGAN_CONV}.get(variant, MODERN)
-    return replace(base, augment_shift=augment_shift, compute_dtype=fast_compute_dtype())
+    """The variant's recipe for ``arch`` (its ``default_recipe``), and for conv the data set's DiffAugment
+    translation ``augment_shift`` and the machine's :func:`fast_compute_dtype` (``run.json`` and the card
+    record which)."""
+    recipe = variants.variant_class(variant).default_recipe(arch)
+    if arch == "conv":
+        recipe = replace(recipe, augment_shift=augment_shift, compute_dtype=fast_compute_dtype())
+    return recipe
 
 
 #: What ``cgan-train train --dataset X`` does when no other flag is given. 16,000 x 64 took 13.8 minutes
@@ -272,12 +331,16 @@ class TrainConfig:
                 raise ConfigError(f"--{flag.replace('_', '-')} must be positive, got {getattr(self, flag)}")
         if not contract.valid_model_name(self.name):
             raise ConfigError(f"--name {self.name!r} must match {contract.MODEL_NAME_PATTERN}")
-        problem = recipe_problem(self.recipe, self.variant, self.arch)
+        try:
+            problem = recipe_problem(self.recipe, self.variant, self.arch)
+        except ValueError as exc:  # an unknown variant
+            raise ConfigError(str(exc)) from None
         if problem:
             raise ConfigError(f"--recipe {problem}")
 
     def to_json(self) -> str:
         data = dataclasses.asdict(self)
+        data["recipe"] = self.recipe.flat()
         data["out"], data["work_dir"] = str(self.out), str(self.work_dir)
         data["data_dir"] = str(self.data_dir) if self.data_dir else None
         return json.dumps(data, indent=2)
@@ -287,7 +350,11 @@ class TrainConfig:
         data = json.loads(text)
         known = {f.name for f in dataclasses.fields(cls)}
         data = {k: v for k, v in data.items() if k in known}  # runs saved by older versions carry more
-        data["recipe"] = Recipe(**data["recipe"])
+        try:
+            extras = variants.variant_class(data["variant"]).Extras
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        data["recipe"] = Recipe.from_flat(data["recipe"], extras)
         data["out"], data["work_dir"] = Path(data["out"]), Path(data["work_dir"])
         data["data_dir"] = Path(data["data_dir"]) if data["data_dir"] else None
         return cls(**data)

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cgan_contract as contract
-from trainer import artifacts, checkpoint
-from trainer.config import ConfigError, Spec, TrainConfig
+from trainer import artifacts, checkpoint, variants
+from trainer.config import ConfigError, TrainConfig
 from trainer.data import load_dataset, tf_dataset
 
 log = logging.getLogger(__name__)
@@ -37,9 +37,7 @@ class RunResult:
 
 
 def build_model(config: TrainConfig, dataset):
-    from trainer import variants
-
-    spec = Spec(config.latent_dim, dataset.num_classes, dataset.image_shape, config.arch)
+    spec = variants.Spec(config.latent_dim, dataset.num_classes, dataset.image_shape, config.arch)
     try:
         gan = variants.build(config.variant, spec, config.recipe, seed=config.seed)
     except ValueError as exc:
@@ -63,6 +61,7 @@ def train(config: TrainConfig, resume: bool = False) -> RunResult:
     dataset = load_dataset(config.dataset, config.data_dir)
     keras.utils.set_random_seed(config.seed)
     gan = build_model(config, dataset)
+    config = dataclasses.replace(config, recipe=gan.recipe)  # with the variant's own knobs filled in
 
     history: list[dict] = []
     wall_before = 0.0
@@ -129,7 +128,7 @@ def _fit(gan, config: TrainConfig, dataset, start_step: int, history: list[dict]
                 gan.spec.num_classes,
                 gan.spec.latent_dim,
                 config.seed,
-                code_ranges=getattr(gan, "code_ranges", None),
+                code_ranges=gan.code_ranges,
             )
             artifacts.write_png(run_dir / "samples" / f"step-{step:08d}.png", grid)
             artifacts.write_png(run_dir / "samples.png", grid)
@@ -222,7 +221,7 @@ def export_run(gan, config: TrainConfig, dataset, result: RunResult) -> Path:
         wall_seconds=round(result.wall_seconds, 2),
         images_per_second=round(result.images_per_second, 1),
         steps_per_second=round(result.steps_per_second, 2),
-        recipe=dataclasses.asdict(config.recipe),
+        recipe=config.recipe.flat(),
     )
     run_dir = config.run_dir
     return export(
@@ -237,22 +236,8 @@ def export_run(gan, config: TrainConfig, dataset, result: RunResult) -> Path:
         image_shape=dataset.image_shape,
         training=training,
         extra_files={name: run_dir / name for name in ("samples.png", "curves.png", "history.csv")},
-        codes=style_codes(gan),
+        codes=gan.style_codes(),
     )
-
-
-def style_codes(gan) -> list[contract.StyleCode]:
-    """The card's codes of a generator with style codes (none for other variants), named generically
-    until ``cgan-train evaluate`` measures what each controls. Q is in the Keras model only (not in the
-    ONNX), so its recovery error is measured here, where Q still exists."""
-    ranges = getattr(gan, "code_ranges", None)
-    if not ranges:
-        return []
-    errors = gan.code_recovery_error()
-    return [
-        contract.StyleCode(name=f"c{j}", low=low, high=high, recovery_error=round(error, 4))
-        for j, ((low, high), error) in enumerate(zip(ranges, errors, strict=True))
-    ]
 
 
 def load_run(run_dir: Path):

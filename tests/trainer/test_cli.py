@@ -15,7 +15,9 @@ import cgan_contract as contract
 from trainer.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--model", "cgan", "--arch", "dense", "--batch-size", "8", "--latent-dim", "8", "--no-jit", "--quiet"]
+TINY = [
+    "--variant", "cgan", "--arch", "dense", "--batch-size", "8", "--latent-dim", "8", "--no-jit", "--quiet",
+]  # fmt: skip
 
 
 def run_cli(*args, cwd):
@@ -33,6 +35,7 @@ def run_cli(*args, cwd):
 @pytest.mark.parametrize(
     "args,message",
     [
+        (["train", "--variant", "wgan"], "invalid choice: 'wgan'"),
         (["train", "--model", "wgan"], "invalid choice: 'wgan'"),
         (["train", "--arch", "resnet"], "invalid choice: 'resnet'"),
         (["train", "--dataset", "cifar"], "invalid choice: 'cifar'"),
@@ -48,6 +51,18 @@ def test_flag_errors_exit_2(args, message, capsys):
     assert message in capsys.readouterr().err
 
 
+def test_model_is_a_deprecated_alias_of_variant(capsys):
+    from trainer.cli import build_parser, make_config
+
+    parser = build_parser()
+    old = parser.parse_args(["train", "--model", "acgan", "--arch", "dense"])
+    assert capsys.readouterr().err.splitlines() == ["cgan-train train: --model is deprecated; use --variant"]
+    new = parser.parse_args(["train", "--variant", "acgan", "--arch", "dense"])
+    assert capsys.readouterr().err == ""
+    assert old == new and make_config(old) == make_config(new)
+    assert make_config(old).name == "mnist-5k-acgan-dense"
+
+
 @pytest.mark.parametrize(
     "extra,message",
     [
@@ -55,7 +70,7 @@ def test_flag_errors_exit_2(args, message, capsys):
         (["--dataset", "idx"], "needs --data-dir"),
         (["--name", "../escape"], "--name"),
         (["--recipe", "nope=1"], "--recipe 'nope=1': expected FIELD=VALUE"),
-        (["--model", "ebgan", "--recipe", "lecam_weight=0.3"], "EBGAN's scores energies"),
+        (["--variant", "ebgan", "--recipe", "lecam_weight=0.3"], "EBGAN's scores energies"),
     ],
 )
 def test_data_and_name_errors_are_one_line(tmp_path, extra, message):

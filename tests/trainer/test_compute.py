@@ -15,7 +15,7 @@ import pytest
 import tensorflow as tf
 
 from trainer import variants
-from trainer.config import MODERN_CGAN, ConfigError, TrainConfig, fast_compute_dtype, recipe_for
+from trainer.config import ConfigError, TrainConfig, fast_compute_dtype, recipe_for
 from trainer.nets.blocks import ConditionalBatchNorm
 from trainer.nets.optimizers import Adam as FusedAdam
 
@@ -95,7 +95,8 @@ def test_fused_adam_takes_the_same_steps_as_keras_adam(beta_1):
 
 def _gan(compute_dtype: str):
     spec = variants.Spec(latent_dim=8, num_classes=3, image_shape=(28, 28, 1), arch="conv")
-    recipe = dataclasses.replace(MODERN_CGAN, g_width=16, d_width=16, compute_dtype=compute_dtype)
+    cgan_conv = variants.variant_class("cgan").default_recipe("conv")
+    recipe = dataclasses.replace(cgan_conv, g_width=16, d_width=16, compute_dtype=compute_dtype)
     gan = variants.build("cgan", spec, recipe, seed=2)
     gan.compile()
     return gan

@@ -19,7 +19,9 @@ from tests.trainer.test_data import make_idx_dir
 from trainer.data import DataError, load_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ["--model", "cgan", "--arch", "dense", "--batch-size", "8", "--latent-dim", "8", "--no-jit", "--quiet"]
+TINY = [
+    "--variant", "cgan", "--arch", "dense", "--batch-size", "8", "--latent-dim", "8", "--no-jit", "--quiet",
+]  # fmt: skip
 
 
 def write_npz(directory: Path, x_train, y_train=None, x_test=None, y_test=None) -> Path:

@@ -10,12 +10,16 @@ import pytest
 
 import cgan_contract as contract
 from trainer.cli import build_parser, make_config
-from trainer.config import EBGAN_CONV, EBGAN_DENSE, TrainConfig, fast_compute_dtype
+from trainer.config import TrainConfig, fast_compute_dtype
 
 tf = pytest.importorskip("tensorflow")
 
 from trainer.nets import losses  # noqa: E402
 from trainer.variants import Spec, build  # noqa: E402
+from trainer.variants.cgan import CGAN  # noqa: E402
+from trainer.variants.ebgan import EBGAN  # noqa: E402
+
+EBGAN_DENSE, EBGAN_CONV = EBGAN.default_recipe("dense"), EBGAN.default_recipe("conv")
 
 LATENT = 8
 
@@ -117,7 +121,7 @@ def test_the_generator_is_cgans_for_each_arch():
     for arch in ("dense", "conv"):
         recipe = EBGAN_DENSE if arch == "dense" else EBGAN_CONV
         ebgan = build("ebgan", Spec(LATENT, 3, (28, 28, 1), arch), recipe)
-        cgan = build("cgan", Spec(LATENT, 3, (28, 28, 1), arch), recipe)
+        cgan = build("cgan", Spec(LATENT, 3, (28, 28, 1), arch), CGAN.default_recipe(arch))
         shapes = [tuple(w.shape) for w in ebgan.generator.weights]
         assert shapes == [tuple(w.shape) for w in cgan.generator.weights]
         assert [i.name for i in ebgan.generator.inputs] == ["z", "label"]
@@ -139,7 +143,7 @@ def test_mismatch_negatives_add_their_margin_term_to_d_loss():
 
 
 def test_unknown_conditioning_is_refused():
-    with pytest.raises(ValueError, match="ae_condition 'label'"):
+    with pytest.raises(ValueError, match="ae_condition must be one of code, input, got 'label'"):
         gan_for("dense", ae_condition="label")
 
 
@@ -147,13 +151,13 @@ def test_unknown_conditioning_is_refused():
 
 
 def test_ebgan_recipes_are_what_the_command_line_trains():
-    args = build_parser().parse_args(["train", "--dataset", "mnist-5k", "--model", "ebgan"])
+    args = build_parser().parse_args(["train", "--dataset", "mnist-5k", "--variant", "ebgan"])
     config = make_config(args)
     assert (config.variant, config.arch, config.name) == ("ebgan", "conv", "mnist-5k-ebgan-conv")
     conv = dataclasses.replace(EBGAN_CONV, augment_shift=2, compute_dtype=fast_compute_dtype())
     assert config.recipe == conv
     assert (config.steps, config.batch_size) == (16000, 64)  # the other conv variants' schedule
-    dense = make_config(build_parser().parse_args(["train", "--model", "ebgan", "--arch", "dense"]))
+    dense = make_config(build_parser().parse_args(["train", "--variant", "ebgan", "--arch", "dense"]))
     assert dense.recipe == EBGAN_DENSE and dense.jit_compile
     for recipe in (EBGAN_DENSE, EBGAN_CONV):
         assert recipe.loss == "ebgan" and recipe.pt_weight == pytest.approx(0.1) and recipe.margin > 0

@@ -51,7 +51,7 @@ from trainer.evaluation.judge import (
     predict_labels,
     shift_images,
 )
-from trainer.evaluation.metrics import knn_radii_squared
+from trainer.evaluation.scores import knn_radii_squared
 from trainer.files import sha256_file
 
 TINY = CNNConfig(filters=(8,), dense=16, dropout=0.0, epochs=2, min_steps=0, max_shift=0, max_train=600)
@@ -571,10 +571,11 @@ def test_evaluate_without_write_leaves_the_directory_alone(models):
 
 def test_progress_counts_every_step_it_announced(models, monkeypatch):
     # The bar's total is worked out before the run; a step left uncounted would stall it short of 100%.
-    from trainer.evaluation import score
+    from trainer.evaluation import pipeline
 
     finished = []
-    monkeypatch.setattr(score._Steps, "__exit__", lambda self, *exc: finished.append((self.done, self.total)))
+    count = lambda self, *exc: finished.append((self.done, self.total))  # noqa: E731
+    monkeypatch.setattr(pipeline._Steps, "__exit__", count)
     for augmentation in (False, True):
         evaluate(
             models["diverse"], samples_per_class=12, cache_dir=models["cache"], judge_config=TINY,

@@ -14,9 +14,9 @@ from cgan_contract import runner
 
 tf = pytest.importorskip("tensorflow")
 
-from trainer.config import ConfigError, TrainConfig, recipe_for  # noqa: E402
-from trainer.evaluation import codes as code_eval  # noqa: E402
-from trainer.evaluation.codes import CodeFigures, name_codes, spearman_rows  # noqa: E402
+from trainer.config import ConfigError, NoExtras, TrainConfig, recipe_for  # noqa: E402
+from trainer.evaluation import code_sweeps  # noqa: E402
+from trainer.evaluation.code_sweeps import CodeFigures, name_codes, spearman_rows  # noqa: E402
 from trainer.evaluation.report import render_codes  # noqa: E402
 from trainer.export import export  # noqa: E402
 from trainer.variants import Spec, build  # noqa: E402
@@ -38,21 +38,22 @@ def trained(arch: str, num_codes: int = 2, steps: int = 2):
 def test_recipes_carry_codes_and_only_infogan_has_them():
     for arch in ("dense", "conv"):
         assert recipe_for("infogan", arch).num_codes == 2
-        assert recipe_for("cgan", arch).num_codes == 0
+        assert "num_codes" not in recipe_for("cgan", arch).flat()
     conv = recipe_for("infogan", "conv", augment_shift=0)
     # The conv recipe is CGAN's (projection D, real-only class head, conditional BN) plus the codes.
-    assert dataclasses.replace(conv, num_codes=0) == recipe_for("cgan", "conv", augment_shift=0)
+    assert dataclasses.replace(conv, extras=NoExtras()) == recipe_for("cgan", "conv", augment_shift=0)
     config = TrainConfig.for_dataset("mnist-5k", variant="infogan")
     assert config.name == "mnist-5k-infogan-conv" and config.recipe.num_codes == 2
     assert TrainConfig.from_json(config.to_json()) == config
 
 
 def test_infogan_without_codes_is_refused():
+    no_codes = dataclasses.replace(recipe_for("infogan", "dense"), num_codes=0)
     with pytest.raises(ValueError, match="at least one style code"):
-        build("infogan", Spec(LATENT, 3, (28, 28, 1), "dense"), recipe_for("cgan", "dense"))
+        build("infogan", Spec(LATENT, 3, (28, 28, 1), "dense"), no_codes)
     from trainer.train import build_model
 
-    config = TrainConfig.for_dataset("mnist-5k", variant="infogan", recipe=recipe_for("cgan", "dense"))
+    config = TrainConfig.for_dataset("mnist-5k", variant="infogan", recipe=no_codes)
 
     class Data:
         num_classes, image_shape = 3, (28, 28, 1)
@@ -95,7 +96,8 @@ def test_train_step_moves_generator_discriminator_and_q(arch):
 
 def test_sampled_codes_cover_the_contract_range():
     gan = build("infogan", Spec(LATENT, 3, (28, 28, 1), "dense"), recipe_for("infogan", "dense"), seed=2)
-    codes = gan.sample_codes(4000).numpy()
+    (codes,) = gan.generator_extras(4000)
+    codes = codes.numpy()
     assert codes.shape == (4000, 2) and codes.min() >= -1.0 and codes.max() <= 1.0
     assert np.mean(codes, axis=0) == pytest.approx([0, 0], abs=0.05)
     assert np.var(codes, axis=0) == pytest.approx([1 / 3, 1 / 3], abs=0.03)
@@ -164,17 +166,17 @@ def test_code_sweeps_give_finite_figures_per_code(exported_infogan_dir, tmp_path
     card = contract.read_card(version)
     session = runner.open_session(version / contract.MODEL_FILE)
 
-    images = code_eval.sweep_images(session, card, 1, sweeps=4, steps=5, seed=7)
+    images = code_sweeps.sweep_images(session, card, 1, sweeps=4, steps=5, seed=7)
     assert images.shape == (4, 5, 28, 28, 1)
     # A sweep holds its seed's noise and other code: step k of sweep 2 equals that single image.
     codes = contract.codes_for_seeds([9], card.latent_dim, card.code_ranges)
-    codes[0, 1] = code_eval.sweep_values(-1, 1, 5)[3]
+    codes[0, 1] = code_sweeps.sweep_values(-1, 1, 5)[3]
     single = runner.generate(
         session, [2 % 3], [9], card.latent_dim, code_ranges=card.code_ranges, codes=codes
     )
     assert np.array_equal(images[2, 3], single[0])
 
-    codes, figures = code_eval.evaluated_codes(session, card, sweeps=30, steps=5, seed=0)
+    codes, figures = code_sweeps.evaluated_codes(session, card, sweeps=30, steps=5, seed=0)
     assert len(codes) == len(figures) == 2
     for code, f in zip(codes, figures, strict=True):
         assert set(code.spearman) == set(f.median) and code.spearman  # some property is defined
@@ -257,8 +259,8 @@ def test_evaluate_fills_the_codes_on_the_card_and_draws_traversals(exported_info
 def test_cli_offers_infogan_and_rejects_too_few_code_steps_in_one_line(tmp_path, capsys):
     from trainer.cli import build_parser, main
 
-    args = build_parser().parse_args(["train", "--model", "infogan", "--arch", "dense"])
-    assert args.model == "infogan"
+    args = build_parser().parse_args(["train", "--variant", "infogan", "--arch", "dense"])
+    assert args.variant == "infogan"
     assert main(["evaluate", str(tmp_path), "--code-steps", "2"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "--code-steps must be at least 3" in err

@@ -151,7 +151,7 @@ def test_train_int8_refusal_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys
 
     monkeypatch.setattr(trainer.evaluation, "evaluate", fake_evaluate(quality(label_accuracy=0.5)))
     tiny = [
-        "--model",
+        "--variant",
         "cgan",
         "--arch",
         "dense",

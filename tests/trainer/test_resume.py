@@ -14,7 +14,9 @@ keras = pytest.importorskip("keras")
 from trainer import checkpoint  # noqa: E402
 from trainer.checkpoint import CheckpointError  # noqa: E402
 
-TINY = ["--model", "cgan", "--arch", "dense", "--batch-size", "8", "--latent-dim", "8", "--no-jit", "--quiet"]
+TINY = [
+    "--variant", "cgan", "--arch", "dense", "--batch-size", "8", "--latent-dim", "8", "--no-jit", "--quiet",
+]  # fmt: skip
 
 
 def variables(*specs):

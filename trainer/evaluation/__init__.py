@@ -19,11 +19,11 @@ contract's rule) and a judge CNN trained on the dataset's real training split (:
   ``probe_runs`` probe seeds: one probe's accuracy moves by about a point from seed to seed on mnist-5k's
   500 test digits, as much as the gap being measured.
 * **diversity**: per class, mean pairwise Euclidean distance between judge features of generated images
-  (at most :data:`.metrics.DIVERSITY_MAX_PER_CLASS` of them) divided by the same for the real test images of
+  (at most :data:`.scores.DIVERSITY_MAX_PER_CLASS` of them) divided by the same for the real test images of
   that class. ``diversity_ratio`` is the minimum over classes; ``mode_collapse`` is set when it falls below
-  ``collapse_threshold`` (default :data:`.metrics.COLLAPSE_THRESHOLD`). The pixel-space ratio is recorded too.
+  ``collapse_threshold`` (default :data:`.scores.COLLAPSE_THRESHOLD`). The pixel-space ratio is recorded too.
 * **precision, recall, density, coverage** (Kynkäänniemi et al. 2019; Naeem et al. 2020): k-NN balls
-  (k = :data:`.metrics.PRDC_K`) around judge features of the matched generated and matched real training
+  (k = :data:`.scores.PRDC_K`) around judge features of the matched generated and matched real training
   sets, overall and per class. Precision/density say whether generated images look real (fidelity),
   recall/coverage whether they span the real variety (diversity): which of the two a FID gap is.
 * **augmentation value** (:mod:`.augmentation`): the probe trained on the whole real training split alone,
@@ -35,16 +35,19 @@ contract's rule) and a judge CNN trained on the dataset's real training split (:
   fixed, the Spearman correlation with shape properties measured on the pixels (:mod:`.properties`:
   slant, ink area, stroke width, centre of mass), median over the sweeps; written onto the card's
   ``codes`` (a code that tracks one property strongly is named after it) with a traversal figure each
-  (:mod:`.codes`).
+  (:mod:`.code_sweeps`).
 
-Modules: :mod:`.score` runs the steps, :mod:`.metrics` holds the pure metric functions, :mod:`.judge` the
-classifiers, :mod:`.augmentation` the augmentation-value bookkeeping, :mod:`.report` writes the card's
-``quality`` section and ``quality.md``, :mod:`.judge_export` puts the judge beside the generator
-(``judge.onnx``) for the service's ``min_confidence``.
+Modules: :mod:`.pipeline` runs the steps, :mod:`.scores` holds the quality scores as pure functions,
+:mod:`.judge` the classifiers, :mod:`.augmentation` the augmentation-value bookkeeping, :mod:`.code_sweeps`
+the style codes' sweeps, :mod:`.report` writes the card's ``quality`` section and ``quality.md``,
+:mod:`.judge_export` puts the judge beside the generator (``judge.onnx``) for the service's
+``min_confidence``.
 """
 
 from trainer.evaluation.augmentation import AUGMENTATION_MULTIPLES, augmentation_value, synthetic_counts
-from trainer.evaluation.metrics import (
+from trainer.evaluation.pipeline import EvalOptions, EvaluateError, evaluate, export_judge_only, sample
+from trainer.evaluation.report import QUALITY_REPORT, render_report, write_quality
+from trainer.evaluation.scores import (
     COLLAPSE_THRESHOLD,
     DIVERSITY_MAX_PER_CLASS,
     PRDC_K,
@@ -62,8 +65,6 @@ from trainer.evaluation.metrics import (
     prdc_per_class,
     take_per_class,
 )
-from trainer.evaluation.report import QUALITY_REPORT, render_report, write_quality
-from trainer.evaluation.score import EvalOptions, EvaluateError, evaluate, export_judge_only, sample
 
 __all__ = [
     "AUGMENTATION_MULTIPLES",

@@ -25,7 +25,7 @@ import numpy as np
 
 from cgan_contract import AugmentationArm
 from trainer.evaluation.judge import CNNConfig
-from trainer.evaluation.metrics import take_per_class
+from trainer.evaluation.scores import take_per_class
 
 #: Generated images per real image in the augmented arms (the issue's 1x and 2x).
 AUGMENTATION_MULTIPLES = (1.0, 2.0)

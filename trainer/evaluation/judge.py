@@ -3,7 +3,7 @@
 Its predictions give label accuracy, its penultimate layer (``features``) gives the feature space for the
 Fréchet distance and the diversity check. It is trained once per dataset and cached under
 :func:`default_cache_dir`. The same builder and training loop, with :data:`PROBE_CONFIG`, is the
-"GAN-train" probe that :mod:`trainer.evaluation.score` trains on generated images.
+"GAN-train" probe that :mod:`trainer.evaluation.pipeline` trains on generated images.
 
 TensorFlow/Keras is imported lazily so that importing this module (and the pure metric code next to it)
 stays cheap.

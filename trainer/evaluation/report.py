@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from cgan_contract import CARD_FILE, MODEL_FILE, ModelCard, Quality, StyleCode
-from trainer.evaluation.metrics import COLLAPSE_THRESHOLD
+from trainer.evaluation.scores import COLLAPSE_THRESHOLD
 from trainer.files import atomic_write
 
 QUALITY_REPORT = "quality.md"
@@ -148,7 +148,7 @@ def render_report(card: ModelCard, q: Quality) -> str:
 
 def render_codes(codes: list[StyleCode], figures, sweeps: int, steps: int, named: bool = True) -> str:
     """The style-code section of ``quality.md``: per code and property, median Spearman over the sweeps."""
-    from trainer.evaluation.codes import NAME_MIN_LABEL_ACCURACY, NAME_THRESHOLD
+    from trainer.evaluation.code_sweeps import NAME_MIN_LABEL_ACCURACY, NAME_THRESHOLD
     from trainer.evaluation.properties import PROPERTIES
 
     lines = [

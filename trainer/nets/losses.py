@@ -89,13 +89,12 @@ def ebgan_pulling_away_term(codes):
     return off_diagonal / ops.maximum(n * (n - 1.0), 1.0)
 
 
+#: The adversarial losses of a discriminator that scores logits, by ``recipe.loss``.
 DISCRIMINATOR_LOSSES = {
     "bce": minimax_discriminator_loss,
     "hinge": hinge_discriminator_loss,
-    "ebgan": ebgan_discriminator_loss,
 }
 GENERATOR_LOSSES = {
     "bce": non_saturating_generator_loss,
     "hinge": hinge_generator_loss,
-    "ebgan": ebgan_generator_loss,
 }

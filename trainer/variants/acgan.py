@@ -6,23 +6,21 @@ real/fake (binary cross-entropy or hinge) and class (sparse categorical cross-en
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
-import tensorflow as tf
 from keras import layers, ops
 
 from trainer.nets import blocks, losses
-from trainer.variants.base import (
-    ConditionalGAN,
-    Recipe,
-    Spec,
-    accuracy_fake,
-    accuracy_real,
-    class_accuracy,
-)
+from trainer.variants.base import ConditionalGAN, DBatch, Fakes, Recipe, Spec, class_accuracy
 
 
 class ACGAN(ConditionalGAN):
     variant = "acgan"
+
+    @dataclass(frozen=True)
+    class Extras:
+        classify_fake: bool = True  # D also learns to classify fakes (the paper); False = real images only
 
     def metric_names(self) -> tuple[str, ...]:
         return (*super().metric_names(), "class_acc_real", "class_acc_fake")
@@ -48,44 +46,23 @@ class ACGAN(ConditionalGAN):
         class_logits = layers.Dense(spec.num_classes)(features)
         return keras.Model(image, [layers.Flatten()(validity), class_logits], name="discriminator")
 
-    def train_step(self, data):
-        real_images, real_labels = data
-        real_labels = ops.cast(real_labels, "int32")
-        batch = ops.shape(real_images)[0]
-        recipe = self.recipe
+    def discriminate(self, images, labels, training=True) -> dict:
+        """``logits`` [N] and ``class_logits`` [N, classes]; this D is not told the label."""
+        validity, class_logits = self.discriminator(images, training=training)
+        return {"logits": ops.reshape(validity, (-1,)), "class_logits": class_logits}
 
-        # Train the discriminator: real/fake on both; class on both (the paper) or on real images only.
-        z, fake_labels = self.sample_inputs(batch)
-        fake_images = self.generator([z, fake_labels], training=True)
-        images = self.augment(ops.concatenate([real_images, fake_images], axis=0))
-        labels = ops.concatenate([real_labels, fake_labels], axis=0)
-        with tf.GradientTape() as tape:
-            validity, class_logits = self.discriminator(images, training=True)
-            validity = ops.reshape(validity, (-1,))
-            real_logits, fake_logits = validity[:batch], validity[batch:]
-            if recipe.classify_fake:
-                class_loss = losses.auxiliary_class_loss(labels, class_logits)
-            else:
-                class_loss = losses.auxiliary_class_loss(real_labels, class_logits[:batch])
-            d_loss = self.d_adversarial_loss(real_logits, fake_logits) + recipe.class_weight * class_loss
-        self.apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
+    def discriminator_terms(self, seen: dict, batch: DBatch) -> tuple[list, dict]:
+        """Class on both halves (the paper), or on real images only (``classify_fake`` false)."""
+        class_logits = seen["class_logits"]
+        if self.recipe.classify_fake:
+            class_loss = losses.auxiliary_class_loss(batch.labels, class_logits)
+        else:
+            class_loss = losses.auxiliary_class_loss(batch.real_labels, class_logits[: batch.size])
+        real_accuracy = class_accuracy(batch.real_labels, class_logits[: batch.size])
+        return [self.recipe.class_weight * class_loss], {"class_acc_real": real_accuracy}
 
-        # Train the generator: look real and look like the requested class.
-        z, fake_labels = self.sample_inputs(batch)
-        with tf.GradientTape() as tape:
-            generated = self.augment(self.generator([z, fake_labels], training=True))
-            g_validity, g_class_logits = self.discriminator(generated, training=True)
-            g_loss = self.g_loss_fn(ops.reshape(g_validity, (-1,))) + recipe.g_class_weight * (
-                losses.auxiliary_class_loss(fake_labels, g_class_logits)
-            )
-        self.apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
-
-        self.update_ema()
-        return self.record(
-            d_loss=d_loss,
-            g_loss=g_loss,
-            d_real_acc=accuracy_real(real_logits),
-            d_fake_acc=accuracy_fake(fake_logits),
-            class_acc_real=class_accuracy(real_labels, class_logits[:batch]),
-            class_acc_fake=class_accuracy(fake_labels, g_class_logits),
-        )
+    def generator_terms(self, seen: dict, fakes: Fakes) -> tuple[list, dict]:
+        """Look like the requested class."""
+        class_loss = losses.auxiliary_class_loss(fakes.labels, seen["class_logits"])
+        accuracy = class_accuracy(fakes.labels, seen["class_logits"])
+        return [self.recipe.g_class_weight * class_loss], {"class_acc_fake": accuracy}

@@ -11,24 +11,26 @@ term (``g_class_weight``): AC-GAN's label pressure without its full pull towards
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import keras
-import tensorflow as tf
 from keras import layers, ops
 
 from trainer.nets import blocks, losses
-from trainer.variants.base import (
-    ConditionalGAN,
-    Recipe,
-    Spec,
-    accuracy_fake,
-    accuracy_real,
-    class_accuracy,
-)
+from trainer.variants.base import ConditionalGAN, DBatch, Fakes, Recipe, Spec, class_accuracy
 
 
 class CGAN(ConditionalGAN):
     variant = "cgan"
+
+    @classmethod
+    def default_recipe(cls, arch: str) -> Recipe:
+        """conv: class-conditional BatchNorm in G, and a real-only class head on the projection D with a
+        0.3-weighted class term for G (QUALITY.md)."""
+        recipe = super().default_recipe(arch)
+        if arch == "conv":
+            recipe = replace(recipe, cond_bn=True, aux_classifier=True, g_class_weight=0.3)
+        return recipe
 
     def build_generator(self, spec: Spec, recipe: Recipe) -> keras.Model:
         z, label = blocks.generator_inputs(spec)
@@ -66,61 +68,24 @@ class CGAN(ConditionalGAN):
         extra = ("class_acc_real", "class_acc_fake") if self.recipe.aux_classifier else ()
         return (*super().metric_names(), *extra)
 
-    def _discriminate(self, images, labels):
-        """(logits [N], class logits or None)."""
-        out = self.discriminator([images, labels], training=True)
+    def discriminate(self, images, labels, training=True) -> dict:
+        """``logits`` [N], and with the class head ``class_logits`` [N, classes]."""
+        out = self.discriminator([images, labels], training=training)
         if self.recipe.aux_classifier:
-            return ops.reshape(out[0], (-1,)), out[1]
-        return ops.reshape(out, (-1,)), None
+            return {"logits": ops.reshape(out[0], (-1,)), "class_logits": out[1]}
+        return {"logits": ops.reshape(out, (-1,))}
 
-    def train_step(self, data):
-        real_images, real_labels = data
-        real_labels = ops.cast(real_labels, "int32")
-        batch = ops.shape(real_images)[0]
+    def discriminator_terms(self, seen: dict, batch: DBatch) -> tuple[list, dict]:
+        """The class head learns the labels of the real half."""
+        if "class_logits" not in seen:
+            return [], {}
+        real_class_logits = seen["class_logits"][: batch.size]
+        term = self.recipe.class_weight * losses.auxiliary_class_loss(batch.real_labels, real_class_logits)
+        return [term], {"class_acc_real": class_accuracy(batch.real_labels, real_class_logits)}
 
-        # Train the discriminator on real and fake images in one pass.
-        z, fake_labels = self.sample_inputs(batch)
-        fake_images = self.generator([z, fake_labels], training=True)
-        images = self.augment(ops.concatenate([real_images, fake_images], axis=0))
-        labels = ops.concatenate([real_labels, fake_labels], axis=0)
-        with tf.GradientTape() as tape:
-            logits, class_logits = self._discriminate(images, labels)
-            real_logits, fake_logits = logits[:batch], logits[batch:]
-            d_loss = self.d_adversarial_loss(real_logits, fake_logits)
-            if class_logits is not None:
-                real_class_logits = class_logits[:batch]
-                d_loss += self.recipe.class_weight * losses.auxiliary_class_loss(
-                    real_labels, real_class_logits
-                )
-        self.apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
-
-        # Train the generator to make D call its images real.
-        z, fake_labels = self.sample_inputs(batch)
-        with tf.GradientTape() as tape:
-            generated = self.augment(self.generator([z, fake_labels], training=True))
-            g_logits, g_class_logits = self._discriminate(generated, fake_labels)
-            g_loss = self.g_loss_fn(g_logits)
-            if g_class_logits is not None:
-                g_loss += self.recipe.g_class_weight * losses.auxiliary_class_loss(
-                    fake_labels, g_class_logits
-                )
-        self.apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
-
-        self.update_ema()
-        values = dict(
-            d_loss=d_loss,
-            g_loss=g_loss,
-            d_real_acc=accuracy_real(real_logits),
-            d_fake_acc=accuracy_fake(fake_logits),
-        )
-        if class_logits is not None:
-            values.update(class_metrics(real_labels, real_class_logits, fake_labels, g_class_logits))
-        return self.record(**values)
-
-
-def class_metrics(real_labels, real_class_logits, fake_labels, fake_class_logits) -> dict:
-    """The class head's accuracy on the real half of D's batch and on G's images, for the history."""
-    return dict(
-        class_acc_real=class_accuracy(real_labels, real_class_logits),
-        class_acc_fake=class_accuracy(fake_labels, fake_class_logits),
-    )
+    def generator_terms(self, seen: dict, fakes: Fakes) -> tuple[list, dict]:
+        """With the class head, a small pull towards looking like the label (``g_class_weight``)."""
+        if "class_logits" not in seen:
+            return [], {}
+        term = self.recipe.g_class_weight * losses.auxiliary_class_loss(fakes.labels, seen["class_logits"])
+        return [term], {"class_acc_fake": class_accuracy(fakes.labels, seen["class_logits"])}

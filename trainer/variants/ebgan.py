@@ -21,13 +21,14 @@ margin of 0.3, a 1,500-step dense run (mnist-5k) scored 78% label accuracy with 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass, replace
 
 import keras
-import tensorflow as tf
 from keras import layers, ops
 
+from trainer.config import NON_NEGATIVE, POSITIVE, knob
 from trainer.nets import blocks, losses
-from trainer.variants.base import ConditionalGAN, Recipe, Spec
+from trainer.variants.base import ConditionalGAN, DBatch, Fakes, Recipe, Spec
 from trainer.variants.cgan import CGAN
 
 CONDITIONS = ("code", "input")
@@ -35,16 +36,40 @@ CONDITIONS = ("code", "input")
 
 class EBGAN(ConditionalGAN):
     variant = "ebgan"
+    loss_kinds = ("ebgan",)  # its D scores energies, the others' logits
+
+    @dataclass(frozen=True)
+    class Extras:
+        margin: float = knob(
+            0.3, NON_NEGATIVE
+        )  # D pushes fake energies (per-image MSE, in [0, 4]) up to this
+        pt_weight: float = knob(0.1, NON_NEGATIVE)  # weight of the pulling-away term in G's objective (paper)
+        ae_condition: str = knob("input", CONDITIONS)  # the label enters D's autoencoder at the input or code
+        ae_code_dim: int = knob(64, POSITIVE)  # width of the autoencoder's code
+        mismatch_weight: float = knob(0.0, NON_NEGATIVE)  # margin term on real images under a wrong label
+
+    @classmethod
+    def default_recipe(cls, arch: str) -> Recipe:
+        """Margin, conditioning and wrong-label negatives from bench/ebgan_conditioning.py (QUALITY.md);
+        conv: MODERN's optimiser, EMA and DiffAugment with CGAN's class-conditional BatchNorm in G, and no
+        spectral norm (the autoencoder must reconstruct, not only score)."""
+        recipe = replace(super().default_recipe(arch), loss="ebgan", mismatch_weight=1.0)
+        if arch == "conv":
+            recipe = replace(recipe, spectral_norm=False, cond_bn=True)
+        return recipe
+
+    @classmethod
+    def recipe_problem(cls, recipe: Recipe, arch: str) -> str | None:
+        problem = super().recipe_problem(recipe, arch)
+        if problem is None and recipe.lecam_weight:
+            problem = "lecam_weight needs a logit discriminator; EBGAN's scores energies"
+        return problem
 
     # The generator every other variant of that arch ships (CGAN's), so the export contract is unchanged.
     build_generator = CGAN.build_generator
 
     def build_discriminator(self, spec: Spec, recipe: Recipe) -> keras.Model:
         """``[image, label] -> [reconstruction in [-1, 1], code [N, ae_code_dim]]``."""
-        if recipe.ae_condition not in CONDITIONS:
-            raise ValueError(
-                f"ebgan has no ae_condition {recipe.ae_condition!r}; choose one of {', '.join(CONDITIONS)}"
-            )
         image = keras.Input(spec.image_shape, name="image")
         label = keras.Input((), dtype="int32", name="label")
         by_input = recipe.ae_condition == "input"
@@ -75,53 +100,42 @@ class EBGAN(ConditionalGAN):
     def metric_names(self) -> tuple[str, ...]:
         return ("d_loss", "g_loss", "real_energy", "fake_energy", "pull_away")
 
-    def _energy(self, images, labels):
-        """(energy [N], code [N, k]) of images under their labels."""
-        reconstruction, code = self.discriminator([images, labels], training=True)
-        return losses.ebgan_energy(images, reconstruction), code
+    def discriminator_batch(self, images, labels, real_labels):
+        """With ``mismatch_weight``, real images under a wrong label are negatives too: the one signal that
+        teaches D the label."""
+        if not self.recipe.mismatch_weight:
+            return images, labels
+        size = ops.shape(real_labels)[0]
+        shift = keras.random.randint((size,), 1, self.spec.num_classes, seed=self.seed_generator)
+        images = ops.concatenate([images, images[:size]], axis=0)
+        return images, ops.concatenate([labels, (real_labels + shift) % self.spec.num_classes], axis=0)
 
-    def train_step(self, data):
-        real_images, real_labels = data
-        real_labels = ops.cast(real_labels, "int32")
-        batch = ops.shape(real_images)[0]
-        recipe = self.recipe
+    def discriminate(self, images, labels, training=True) -> dict:
+        """``energy`` [N] of each image under its label, and the autoencoder's ``code`` [N, k]."""
+        reconstruction, code = self.discriminator([images, labels], training=training)
+        return {"energy": losses.ebgan_energy(images, reconstruction), "code": code}
 
-        # Train the discriminator: reconstruct real images, push fakes' energy up to the margin.
-        z, fake_labels = self.sample_inputs(batch)
-        fake_images = self.generator([z, fake_labels], training=True)
-        images = self.augment(ops.concatenate([real_images, fake_images], axis=0))
-        labels = ops.concatenate([real_labels, fake_labels], axis=0)
-        if recipe.mismatch_weight:
-            # Real images under a wrong label are negatives too: the one signal that teaches D the label.
-            shift = keras.random.randint((batch,), 1, self.spec.num_classes, seed=self.seed_generator)
-            images = ops.concatenate([images, images[:batch]], axis=0)
-            labels = ops.concatenate([labels, (real_labels + shift) % self.spec.num_classes], axis=0)
-        with tf.GradientTape() as tape:
-            energy, _ = self._energy(images, labels)
-            real_energy, fake_energy = energy[:batch], energy[batch : 2 * batch]
-            d_loss = losses.ebgan_discriminator_loss(real_energy, fake_energy, recipe.margin)
-            if recipe.mismatch_weight:
-                mismatch = losses.ebgan_margin_loss(energy[2 * batch :], recipe.margin)
-                d_loss += recipe.mismatch_weight * mismatch
-        self.apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
+    def d_adversarial(self, seen: dict, size) -> tuple[object, dict]:
+        """Reconstruct real images, push fakes' energy up to the margin."""
+        real_energy, fake_energy = seen["energy"][:size], seen["energy"][size : 2 * size]
+        loss = losses.ebgan_discriminator_loss(real_energy, fake_energy, self.recipe.margin)
+        return loss, {"real_energy": ops.mean(real_energy), "fake_energy": ops.mean(fake_energy)}
 
-        # Train the generator: low energy, and codes that pull away from each other.
-        z, fake_labels = self.sample_inputs(batch)
-        with tf.GradientTape() as tape:
-            generated = self.augment(self.generator([z, fake_labels], training=True))
-            g_energy, codes = self._energy(generated, fake_labels)
-            pull_away = losses.ebgan_pulling_away_term(codes)
-            g_loss = losses.ebgan_generator_loss(g_energy) + recipe.pt_weight * pull_away
-        self.apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
+    def g_adversarial(self, seen: dict):
+        """Low energy: images D reconstructs well."""
+        return losses.ebgan_generator_loss(seen["energy"])
 
-        self.update_ema()
-        return self.record(
-            d_loss=d_loss,
-            g_loss=g_loss,
-            real_energy=ops.mean(real_energy),
-            fake_energy=ops.mean(fake_energy),
-            pull_away=pull_away,
-        )
+    def discriminator_terms(self, seen: dict, batch: DBatch) -> tuple[list, dict]:
+        """The margin term on the wrong-label negatives (:meth:`discriminator_batch`)."""
+        if not self.recipe.mismatch_weight:
+            return [], {}
+        mismatch = losses.ebgan_margin_loss(seen["energy"][2 * batch.size :], self.recipe.margin)
+        return [self.recipe.mismatch_weight * mismatch], {}
+
+    def generator_terms(self, seen: dict, fakes: Fakes) -> tuple[list, dict]:
+        """Codes that pull away from each other (the paper's PT), against a collapsed batch."""
+        pull_away = losses.ebgan_pulling_away_term(seen["code"])
+        return [self.recipe.pt_weight * pull_away], {"pull_away": pull_away}
 
 
 def _mlp_decoder(x, image_shape):

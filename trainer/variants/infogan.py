@@ -16,15 +16,17 @@ Q trains on generated images only (real images have no codes), on the same augme
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import keras
 import numpy as np
-import tensorflow as tf
 from keras import layers, ops
 
 import cgan_contract as contract
-from trainer.nets import blocks, losses
-from trainer.variants.base import Recipe, Spec, accuracy_fake, accuracy_real
-from trainer.variants.cgan import CGAN, class_metrics
+from trainer.config import NON_NEGATIVE, knob
+from trainer.nets import blocks
+from trainer.variants.base import DBatch, Fakes, Recipe, Spec
+from trainer.variants.cgan import CGAN
 
 #: Every code's range; training draws uniformly over it, as the seed rule does at serve time.
 CODE_RANGE = (-1.0, 1.0)
@@ -34,10 +36,18 @@ Q_UNITS = 128
 class InfoGAN(CGAN):
     variant = "infogan"
 
-    def __init__(self, spec: Spec, recipe: Recipe, seed: int = 0, **kwargs):
-        if recipe.num_codes < 1:
-            raise ValueError(f"infogan needs at least one style code, the recipe has {recipe.num_codes}")
-        super().__init__(spec, recipe, seed=seed, **kwargs)
+    @dataclass(frozen=True)
+    class Extras:
+        num_codes: int = knob(2, NON_NEGATIVE)  # continuous style codes fed to G, uniform in CODE_RANGE
+        q_weight: float = knob(1.0, NON_NEGATIVE)  # weight of Q's code-recovery MSE in D's and G's objective
+
+    @classmethod
+    def recipe_problem(cls, recipe: Recipe, arch: str) -> str | None:
+        """CGAN's rules, and at least one code."""
+        problem = super().recipe_problem(recipe, arch)
+        if problem is None and recipe.num_codes < 1:
+            problem = f"infogan needs at least one style code, the recipe has {recipe.num_codes}"
+        return problem
 
     @property
     def num_codes(self) -> int:
@@ -81,81 +91,63 @@ class InfoGAN(CGAN):
 
     # --- training ----------------------------------------------------------------------------------------
 
-    def sample_codes(self, batch):
+    def generator_extras(self, batch) -> tuple:
+        """The style codes, uniform over :data:`CODE_RANGE`."""
         low, high = CODE_RANGE
-        return keras.random.uniform(
-            (batch, self.num_codes), minval=low, maxval=high, seed=self.seed_generator
+        return (
+            keras.random.uniform((batch, self.num_codes), minval=low, maxval=high, seed=self.seed_generator),
         )
 
-    def _discriminate(self, images, labels, training=True):
-        """(logits [N], class logits or None, code estimates [N, k])."""
+    def discriminate(self, images, labels, training=True) -> dict:
+        """CGAN's outputs, and Q's ``code_estimates`` [N, k]."""
         out = self.discriminator([images, labels], training=training)
-        class_logits = out[1] if self.recipe.aux_classifier else None
-        return ops.reshape(out[0], (-1,)), class_logits, out[-1]
+        seen = {"logits": ops.reshape(out[0], (-1,)), "code_estimates": out[-1]}
+        if self.recipe.aux_classifier:
+            seen["class_logits"] = out[1]
+        return seen
 
-    def train_step(self, data):
-        real_images, real_labels = data
-        real_labels = ops.cast(real_labels, "int32")
-        batch = ops.shape(real_images)[0]
-        recipe = self.recipe
+    def discriminator_terms(self, seen: dict, batch: DBatch) -> tuple[list, dict]:
+        """Q recovers the codes of the fake half, then CGAN's class term."""
+        (codes,) = batch.fakes.extras
+        q_loss = ops.mean(ops.square(seen["code_estimates"][batch.size :] - codes))
+        terms, logs = super().discriminator_terms(seen, batch)
+        return [self.recipe.q_weight * q_loss, *terms], logs
 
-        # D (with Q): real/fake on both halves, class on real images, codes on fakes.
-        z, fake_labels = self.sample_inputs(batch)
-        codes = self.sample_codes(batch)
-        fake_images = self.generator([z, fake_labels, codes], training=True)
-        images = self.augment(ops.concatenate([real_images, fake_images], axis=0))
-        labels = ops.concatenate([real_labels, fake_labels], axis=0)
-        with tf.GradientTape() as tape:
-            logits, class_logits, q_codes = self._discriminate(images, labels)
-            real_logits, fake_logits = logits[:batch], logits[batch:]
-            d_loss = self.d_adversarial_loss(real_logits, fake_logits)
-            d_loss += recipe.q_weight * ops.mean(ops.square(q_codes[batch:] - codes))
-            if class_logits is not None:
-                real_class_logits = class_logits[:batch]
-                d_loss += recipe.class_weight * losses.auxiliary_class_loss(real_labels, real_class_logits)
-        self.apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
-
-        # G: look real, keep the codes recoverable, and (with a class head) look like the label.
-        z, fake_labels = self.sample_inputs(batch)
-        codes = self.sample_codes(batch)
-        with tf.GradientTape() as tape:
-            generated = self.augment(self.generator([z, fake_labels, codes], training=True))
-            g_logits, g_class_logits, g_q_codes = self._discriminate(generated, fake_labels)
-            q_loss = ops.mean(ops.square(g_q_codes - codes))
-            g_loss = self.g_loss_fn(g_logits) + recipe.q_weight * q_loss
-            if g_class_logits is not None:
-                g_loss += recipe.g_class_weight * losses.auxiliary_class_loss(fake_labels, g_class_logits)
-        self.apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
-
-        self.update_ema()
-        values = dict(
-            d_loss=d_loss,
-            g_loss=g_loss,
-            d_real_acc=accuracy_real(real_logits),
-            d_fake_acc=accuracy_fake(fake_logits),
-            q_loss=q_loss,
-        )
-        if class_logits is not None:
-            values.update(class_metrics(real_labels, real_class_logits, fake_labels, g_class_logits))
-        return self.record(**values)
+    def generator_terms(self, seen: dict, fakes: Fakes) -> tuple[list, dict]:
+        """Keep the codes recoverable, then CGAN's class term."""
+        (codes,) = fakes.extras
+        q_loss = ops.mean(ops.square(seen["code_estimates"] - codes))
+        terms, logs = super().generator_terms(seen, fakes)
+        return [self.recipe.q_weight * q_loss, *terms], {**logs, "q_loss": q_loss}
 
     # --- after training ----------------------------------------------------------------------------------
+
+    def style_codes(self) -> list[contract.StyleCode]:
+        """The card's codes, named generically until ``cgan-train evaluate`` measures what each controls.
+        Q is in the Keras model only (not in the ONNX), so its recovery error is measured here."""
+        errors = self.code_recovery_error()
+        return [
+            contract.StyleCode(name=f"c{j}", low=low, high=high, recovery_error=round(error, 4))
+            for j, ((low, high), error) in enumerate(zip(self.code_ranges, errors, strict=True))
+        ]
 
     def code_recovery_error(self, n: int = 2000, seed: int = 0, batch_size: int = 500) -> list[float]:
         """Per code, Q's mean absolute error in code units on ``n`` images of the exported generator.
 
-        Inputs follow the contract (image i: seed ``seed + i``'s noise and codes, label ``i mod classes``)
-        and the images are rounded to the served uint8 pixels first, so Q reads what a user gets.
+        Inputs follow the contract (image i: the noise and codes of :func:`cgan_contract.index_seeds`'s seed
+        for i, label ``i mod classes``) and the images are rounded to the served uint8 pixels first, so Q
+        reads what a user gets.
         """
         spec = self.spec
         errors = np.zeros(self.num_codes)
         for start in range(0, n, batch_size):
-            seeds = np.arange(seed + start, seed + min(n, start + batch_size), dtype=np.uint64)
+            indices = np.arange(start, min(n, start + batch_size))
+            seeds = contract.index_seeds(seed, indices)
             z = contract.noise_for_seeds(seeds, spec.latent_dim)
             codes = contract.codes_for_seeds(seeds, spec.latent_dim, self.code_ranges)
-            labels = (np.arange(start, start + len(seeds)) % spec.num_classes).astype(np.int32)
+            labels = (indices % spec.num_classes).astype(np.int32)
             images = self.export_generator([z, labels, codes], training=False)
             pixels = contract.from_uint8(contract.to_uint8(np.asarray(images)))
-            _, _, estimate = self._discriminate(pixels, labels, training=False)
+            estimate = self.discriminate(pixels, labels, training=False)["code_estimates"]
             errors += np.abs(np.asarray(estimate) - codes).sum(axis=0)
         return [float(e) / n for e in errors]

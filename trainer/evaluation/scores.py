@@ -1,4 +1,4 @@
-"""Evaluation metrics as pure functions on arrays, so each can be checked on known cases without a GAN.
+"""Quality scores as pure functions on arrays, so each can be checked on known cases without a GAN.
 
 Fréchet distance (FID's formula, on whatever features it is given), label accuracy overall and per class,
 within-class diversity as a ratio to real data, k-NN precision/recall/density/coverage, and the

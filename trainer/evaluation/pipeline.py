@@ -2,7 +2,7 @@
 
 The steps, each its own function: open the version directory (card, digest, onnxruntime session), load the
 dataset the card names, get the judge, generate ``samples_per_class`` images per class through
-:func:`cgan_contract.runner.generate` (what the service serves), then measure (:mod:`.metrics`), measure
+:func:`cgan_contract.runner.generate` (what the service serves), then measure (:mod:`.scores`), measure
 the augmentation value (:mod:`.augmentation`, skippable: it costs the most probe trainings) and write
 (:mod:`.report`).
 """
@@ -30,13 +30,14 @@ from cgan_contract import (
     ModelCard,
     Quality,
     read_card,
+    request_seeds,
     runner,
     version_dirs,
 )
 from trainer.artifacts import write_png
 from trainer.data import LOADERS, DataError, Dataset, load_dataset
 from trainer.evaluation.augmentation import AUGMENTATION_MULTIPLES, augmentation_value, synthetic_counts
-from trainer.evaluation.codes import NAME_MIN_LABEL_ACCURACY, evaluated_codes, traversal_grid
+from trainer.evaluation.code_sweeps import NAME_MIN_LABEL_ACCURACY, evaluated_codes, traversal_grid
 from trainer.evaluation.judge import (
     JUDGE_CONFIG,
     PROBE_CONFIG,
@@ -47,7 +48,14 @@ from trainer.evaluation.judge import (
     predict_labels,
 )
 from trainer.evaluation.judge_export import export_judge
-from trainer.evaluation.metrics import (
+from trainer.evaluation.report import (
+    render_codes,
+    render_report,
+    traversal_file,
+    write_quality,
+    write_report,
+)
+from trainer.evaluation.scores import (
     COLLAPSE_THRESHOLD,
     PRDC_K,
     diversity,
@@ -59,13 +67,6 @@ from trainer.evaluation.metrics import (
     prdc,
     prdc_per_class,
     take_per_class,
-)
-from trainer.evaluation.report import (
-    render_codes,
-    render_report,
-    traversal_file,
-    write_quality,
-    write_report,
 )
 from trainer.files import sha256_file
 
@@ -145,7 +146,10 @@ def sample(
     if len(labels) == 0:
         out = sess.get_outputs()[0].shape
         return np.zeros((0, *[d if isinstance(d, int) else 0 for d in out[1:]]), np.uint8)
-    seeds = np.arange(seed, seed + len(labels), dtype=np.uint64)
+    try:
+        seeds = request_seeds(seed, len(labels))
+    except ValueError as exc:
+        raise EvaluateError(f"--seed {seed}: {exc}") from None
     images = runner.generate(sess, labels, seeds, latent_dim, batch_size=batch_size, code_ranges=code_ranges)
     if images.dtype != np.uint8 or images.ndim != 4 or len(images) != len(labels):
         raise EvaluateError(

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from cgan_contract import ModelCard, StyleCode, codes_for_seeds, runner
+from cgan_contract import ModelCard, StyleCode, codes_for_seeds, request_seeds, runner
 from trainer.evaluation.properties import PROPERTIES, measure
 
 NAME_THRESHOLD = 0.8
@@ -67,7 +67,7 @@ def sweep_images(
 ) -> np.ndarray:
     """uint8 ``[sweeps, steps, H, W, C]``: sweep i moves ``code`` over its range for seed + i, label i mod
     classes, every other input as the seed rule makes it."""
-    seeds = np.arange(seed, seed + sweeps, dtype=np.uint64)
+    seeds = request_seeds(seed, sweeps)
     labels = np.arange(sweeps, dtype=np.int64) % card.num_classes
     base = codes_for_seeds(seeds, card.latent_dim, card.code_ranges)
     codes = np.repeat(base, steps, axis=0)
