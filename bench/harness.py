@@ -33,7 +33,7 @@ PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 
 #: The trainer command that makes the benchmark model (about a minute on a laptop CPU).
 TRAIN_ARGS = (
-    "train --dataset mnist-5k --model cgan --arch dense --steps 200 --name bench"
+    "train --dataset mnist-5k --variant cgan --arch dense --steps 200 --name bench"
     " --out {out} --work-dir {work} --quiet"
 )
 

@@ -1,6 +1,6 @@
 """Exact export-time rewrites of exported generator graphs for onnxruntime's CPU kernels (onnx only, no TF).
 
-Profiling the tf2onnx graphs (``bench/kernels.py``) showed where a CPU run goes:
+Profiling the tf2onnx graphs (``bench/load/kernels.py``) showed where a CPU run goes:
 
 * **ConvTranspose** (~57% of the default conv generator): onnxruntime runs it per image as a small GEMM and
   a col2im scatter. A stride-``s`` ConvTranspose whose kernel is a multiple of ``s`` is the same sum as

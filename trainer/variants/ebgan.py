@@ -15,7 +15,7 @@ Either way, the paper's loss never shows D a real image under a wrong label, so 
 depend on the label: both conditionings left G's label accuracy at chance. ``recipe.mismatch_weight``
 adds those negatives (real images, each under a random other label) to D's margin term. With them and a
 margin of 0.3, a 1,500-step dense run (mnist-5k) scored 78% label accuracy with ``"input"`` and 20% with
-``"code"`` by the evaluation's judge (``python -m bench.ebgan_conditioning``; QUALITY.md).
+``"code"`` by the evaluation's judge (``python -m bench.experiments.ebgan_conditioning``; QUALITY.md).
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ class EBGAN(ConditionalGAN):
 
     @classmethod
     def default_recipe(cls, arch: str) -> Recipe:
-        """Margin, conditioning and wrong-label negatives from bench/ebgan_conditioning.py (QUALITY.md);
+        """Margin, conditioning and wrong-label negatives from bench/experiments/ebgan_conditioning.py (QUALITY.md);
         conv: MODERN's optimiser, EMA and DiffAugment with CGAN's class-conditional BatchNorm in G, and no
         spectral norm (the autoencoder must reconstruct, not only score)."""
         recipe = replace(super().default_recipe(arch), loss="ebgan", mismatch_weight=1.0)
