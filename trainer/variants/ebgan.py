@@ -50,7 +50,8 @@ class EBGAN(ConditionalGAN):
 
     @classmethod
     def default_recipe(cls, arch: str) -> Recipe:
-        """Margin, conditioning and wrong-label negatives from bench/experiments/ebgan_conditioning.py (QUALITY.md);
+        """Margin, conditioning and wrong-label negatives from bench/experiments/ebgan_conditioning.py
+        (QUALITY.md);
         conv: MODERN's optimiser, EMA and DiffAugment with CGAN's class-conditional BatchNorm in G, and no
         spectral norm (the autoencoder must reconstruct, not only score)."""
         recipe = replace(super().default_recipe(arch), loss="ebgan", mismatch_weight=1.0)
