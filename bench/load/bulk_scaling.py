@@ -7,8 +7,9 @@
 One job (``--per-label`` images of every class, ``--shards`` shards), written three times into fresh
 directories: by one process (``cgan-bulk --all`` in-process, one onnxruntime thread), by Ray on a local
 cluster of one node with one CPU, and by Ray on two nodes of one CPU each
-(``cgan_testing/ray_cluster.py``: real ``ray start`` processes). Each Ray figure is the whole ``bulk_ray.run`` call: connecting, starting a worker
-per CPU, loading the model in each, writing every shard. All three runs must give the same shard sha256s.
+(``cgan_testing/ray_cluster.py``: real ``ray start`` processes). Each Ray figure is the whole
+``bulk_ray.run`` call: connecting, starting a worker per CPU, loading the model in each, writing every
+shard. All three runs must give the same shard sha256s.
 
 Also measured in this process: the model alone (``LoadedModel.generate`` per batch, one thread) and the
 tar bytes per image, for the N-node estimate. Prints markdown tables; writes bench/results/bulk_scaling.json.
