@@ -45,7 +45,10 @@ def main(argv: list[str] | None = None) -> None:
         where = ".".join(str(part) for part in problem["loc"])
         sys.exit(f"cgan-serve: {where.upper()}: {problem['msg']}")
     try:  # before any model loads: a host or port that cannot be had is one line, at once
-        sock = bind(args.host, args.port)
+        if settings.worker_count == 1:
+            sock = bind(args.host, args.port)
+        else:
+            sock = Supervisor.reserve(settings, args.host, args.port)
     except OSError as e:  # socket.gaierror (an unknown host) included
         sys.exit(f"cgan-serve: error: cannot listen on {args.host}:{args.port}: {e.strerror or e}")
     if settings.worker_count == 1:

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     #: service's and are shared out among them. One process cannot keep two cores busy when a request's
     #: HTTP and encoding (Python, under one GIL) cost more than its model run (BENCHMARKS.md).
     workers: int = Field(0, ge=0)
+    #: With several workers, each listens on its own socket bound with SO_REUSEPORT, so the kernel spreads
+    #: new connections over them evenly; 0: one socket shared by all, where whichever worker wakes first
+    #: takes the connection (keep-alive clients then load one worker: BENCHMARKS.md, "Both cores").
+    reuse_port: bool = True
     #: Cores this process plans its lanes and their threads for; 0 means every available core. Set for
     #: each worker to its share; an operator sets WORKERS instead.
     worker_cores: int = Field(0, ge=0)

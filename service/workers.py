@@ -1,9 +1,14 @@
 """WORKERS processes on one port: what ``python -m service`` runs when WORKERS is not 1.
 
 One process cannot keep two cores busy once a request's HTTP and encoding (Python, one GIL) cost more
-than its model run. The supervisor binds the port, starts the workers (each builds the whole app from its
-share of the settings, ``Settings.for_worker``, and accepts on the shared socket; the kernel hands every
-connection to one of them) and looks after them:
+than its model run. The supervisor holds the port, starts the workers (each builds the whole app from its
+share of the settings, ``Settings.for_worker``) and looks after them. Each worker listens on a socket of its
+own bound with SO_REUSEPORT, so the kernel spreads connections over the workers by a hash of their
+addresses: 32 keep-alive connections opened at once, or a burst of short ones, land on every worker (with
+one shared socket, whichever worker woke first took most of them and kept their load). REUSE_PORT=0 goes
+back to one socket shared by all. The supervisor itself binds the port without listening: the address is
+checked (and a port 0 chosen) before any worker starts, and no connection ever waits on a socket nobody
+accepts on.
 
 * SIGTERM or SIGINT is passed on to every worker, which drains and stops like a lone process
   (service.server); a second signal is passed on too. The supervisor exits once they all have: 0, or 1
@@ -45,16 +50,32 @@ log = logging.getLogger("service")
 RESTART_DELAY = 1.0
 
 
-def serve(settings: Settings, sock: socket.socket, host: str, port: int, supervisor: int) -> None:
-    """A worker's main: the app on the supervisor's socket until told to stop."""
+def serve(settings: Settings, sock: socket.socket | None, host: str, port: int, supervisor: int) -> None:
+    """A worker's main: the app on the supervisor's socket, or on its own SO_REUSEPORT one, until told to
+    stop."""
     os.setpgid(0, 0)
     configure_logging(settings, prefix=f"[worker {os.getpid()}] ")
+    if sock is None:
+        sock = bind(host, port, reuse_port=True)
     build_server(settings, host, port, supervisor).run(sockets=[sock])
 
 
-def bind(host: str, port: int) -> socket.socket:
+def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (listening unless ``listen`` is false): ``OSError`` (an unknown
+    host is ``socket.gaierror``) when the address cannot be had."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    return socket.create_server((host, port), family=family, backlog=2048)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+        if listen:
+            sock.listen(2048)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
 
 
 class Supervisor:
@@ -78,7 +99,7 @@ class Supervisor:
     def run(self) -> int:
         configure_logging(self.settings, prefix="[supervisor] ")
         try:
-            sock = self.sock or bind(self.host, self.port)
+            sock = self.sock or self.reserve(self.settings, self.host, self.port)
         except OSError as e:
             log.error("cannot listen on %s:%d: %s", self.host, self.port, e.strerror or e)
             return 1
@@ -115,10 +136,18 @@ class Supervisor:
                 del os.environ["PROMETHEUS_MULTIPROC_DIR"]
         return 1 if self.failed else 0
 
+    @staticmethod
+    def reserve(settings: Settings, host: str, port: int) -> socket.socket:
+        """The supervisor's socket: with REUSE_PORT bound only (the workers listen on their own), else the
+        listening socket every worker accepts on."""
+        return bind(host, port, reuse_port=True, listen=False) if settings.reuse_port else bind(host, port)
+
     def _start(self, index: int, sock: socket.socket) -> None:
+        # With REUSE_PORT the workers bind the port the supervisor holds (its number: port 0 was resolved).
+        shared = None if self.settings.reuse_port else sock
         worker = self._context.Process(
             target=serve,
-            args=(self.settings.for_worker(), sock, self.host, self.port, os.getpid()),
+            args=(self.settings.for_worker(), shared, self.host, sock.getsockname()[1], os.getpid()),
             name=f"cgan-serve-worker-{index}",
         )
         worker.start()

@@ -107,6 +107,29 @@ def test_two_workers_serve_one_port_and_every_scrape_counts_both(server: LiveSer
         assert in_flight.value == 1  # the scrape itself, counted once over both workers
 
 
+def test_keep_alive_connections_opened_at_once_land_on_every_worker(
+    server: LiveServer, tmp_path: Path
+) -> None:
+    # 16 keep-alive connections, opened together and each used for many requests (a load tool's pattern):
+    # with one shared listening socket one worker could take most of them and keep their load; with a
+    # socket per worker (SO_REUSEPORT) the kernel spreads them over both.
+    clients = [httpx.Client(base_url=server.url, timeout=10) for _ in range(16)]
+    try:
+        with ThreadPoolExecutor(16) as pool:
+            assert set(pool.map(lambda c: c.get("/healthz").status_code, clients)) == {200}  # all open
+
+            def many(client: httpx.Client) -> set[int]:
+                return {client.post("/generate", json={"label": 1, "n": 1}).status_code for _ in range(8)}
+
+            assert set().union(*pool.map(many, clients)) == {200}
+    finally:
+        for client in clients:
+            client.close()
+    served = {pid: _images_made(tmp_path / "metrics" / f"counter_{pid}.db") for pid in workers_of(server)}
+    assert sum(served.values()) == 128, served
+    assert min(served.values()) >= 16, f"a worker served at most 2 of 16 connections: {served}"
+
+
 def test_a_dead_worker_is_replaced(server: LiveServer) -> None:
     first, second = workers_of(server)
     os.kill(first, signal.SIGKILL)
