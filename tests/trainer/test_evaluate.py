@@ -580,9 +580,9 @@ def test_progress_counts_every_step_it_announced(models, monkeypatch):
         evaluate(
             models["diverse"], samples_per_class=12, cache_dir=models["cache"], judge_config=TINY,
             probe_config=TINY, write=False, augmentation=augmentation, augmentation_real_per_class=6,
-            probe_runs=2, progress=True,
+            probe_runs=1, progress=True,
         )  # fmt: skip
-    assert finished == [(2 + 4 + 1, 7), (2 + 4 + 6 + 1, 13)]
+    assert finished == [(2 + 2 + 1, 5), (2 + 2 + 3 + 1, 8)]
 
 
 def test_report_of_a_card_evaluated_before_prdc_and_augmentation(models):
