@@ -23,7 +23,6 @@ from fastapi.staticfiles import StaticFiles
 from service.config import Settings
 from service.http.errors import install_error_handlers
 from service.http.middleware import (
-    ConcurrencyLimiter,
     Guard,
     GuardedRoute,
     MetricsMiddleware,
@@ -93,7 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     token = settings.api_token.get_secret_value() if settings.api_token else None
     app.router.route_class = GuardedRoute  # routes added on the app itself are guarded like the routers'
     app.state.guard = Guard(
-        ConcurrencyLimiter(settings.max_concurrency, settings.max_queue),
+        runtime.limiter,  # the gRPC side (service.grpc) admits through the same one
         runtime.metrics,
         token=token,
         max_body_bytes=settings.max_body_bytes,
