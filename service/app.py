@@ -13,13 +13,13 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
+from service import __version__
 from service.config import Settings
 from service.http.errors import install_error_handlers
 from service.http.middleware import (
@@ -33,11 +33,6 @@ from service.http.middleware import (
 from service.http.openapi import document_service
 from service.routes import ROUTERS, ui
 from service.runtime import Runtime
-
-try:
-    __version__ = version("cgan-synth")
-except PackageNotFoundError:  # running from a source checkout
-    __version__ = "0.0.0+local"
 
 DESCRIPTION = """Labelled synthetic 28x28 images from a conditional GAN generator (ONNX, onnxruntime).
 
