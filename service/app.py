@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 
 from service import __version__
 from service.config import Settings
+from service.http.compression import GZipResponses
 from service.http.errors import install_error_handlers
 from service.http.middleware import (
     Guard,
@@ -37,7 +38,8 @@ from service.runtime import Runtime
 DESCRIPTION = """Labelled synthetic 28x28 images from a conditional GAN generator (ONNX, onnxruntime).
 
 * Errors are `{"detail": "<field>: <problem>", "field": "<field>"}`. Unknown model: **404**; invalid value
-  (unknown label, n out of range, bad format, seed too large): **422**; body over MAX_BODY_BYTES: **413**;
+  (unknown label, n out of range, bad format, seed too large): **422**; body over MAX_BODY_BYTES (also
+  once decompressed: bodies may be sent with `Content-Encoding: gzip`): **413**; other encodings: **415**;
   overload: **429** with `Retry-After` (queue full) or **503** with `Retry-After` (queued longer than
   QUEUE_TIMEOUT_SECONDS); no model loaded: **503**; bad or missing token: **401**; headers over
   MAX_HEADER_BYTES: **431**; head or body too slow: **408**.
@@ -52,8 +54,10 @@ DESCRIPTION = """Labelled synthetic 28x28 images from a conditional GAN generato
   query (or the `/v2` version path) pins one, and the newest serves otherwise. New versions are picked up
   while serving (every RELOAD_INTERVAL s), bad ones are refused and the loaded ones keep serving. A
   version that is not loaded is a 404 listing the loaded ones.
-* `/v2`: the Open Inference Protocol (KServe v2), inference included, JSON or binary tensors; its errors
-  are `{"error": "<field>: <problem>"}`.
+* `/v2`: the Open Inference Protocol (KServe v2), inference included, JSON or binary tensors, with the
+  model configuration, statistics and repository index extensions; its errors are
+  `{"error": "<field>: <problem>"}`. The same protocol over gRPC listens on GRPC_PORT (8001).
+* JSON answers are gzip-compressed for clients that send `Accept-Encoding: gzip`.
 """
 
 #: Open Inference Protocol inference routes (templates): their bodies may carry the noise tensor ``z``.
@@ -98,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(OverloadShedMiddleware, app.state.guard)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(GZipResponses)  # for clients that send Accept-Encoding: gzip (JSON answers)
     app.add_middleware(MetricsMiddleware, runtime.metrics)
     install_error_handlers(app)
 

@@ -28,6 +28,8 @@ from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from service.admission import ConcurrencyLimiter
+from service.errors import RequestError
+from service.http.compression import inflate
 from service.http.errors import error_response, is_oip
 from service.metrics import Metrics
 
@@ -129,7 +131,8 @@ class GuardedRoute(APIRoute):
 
 class Guard:
     """What stands before the guarded routes (see the module docstring), cheapest refusal first: the bearer
-    token (401), the body size (413, declared or chunked), then the concurrency limit (429 with Retry-After
+    token (401), the body size (413, declared or chunked; a gzip or deflate body inflated within the same
+    limit: :mod:`service.http.compression`), then the concurrency limit (429 with Retry-After
     when the queue is full, 503 with Retry-After after QUEUE_TIMEOUT_SECONDS in it). From the end of the
     body on, a client that disconnects cancels its request (counted as 499): queued work it asked for is
     never computed. Other routes (health, metrics, models, docs) bypass all of it. ``body_limits`` gives a
@@ -178,11 +181,14 @@ class Guard:
         max_body, setting = self.body_limits.get(template, (self.max_body_bytes, "MAX_BODY_BYTES"))
         declared = None
         authorization = b""
+        encoding = None
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = value
             elif name == b"authorization":
                 authorization = value
+            elif name == b"content-encoding":
+                encoding = value
         if self.token is not None and not self._authorized(authorization):
             challenge = 'Bearer realm="cgan"' + (', error="invalid_token"' if authorization else "")
             detail = "Authorization: a valid bearer token is required"
@@ -206,7 +212,36 @@ class Guard:
             scope[_OUTCOME] = CLIENT_CLOSED  # a partial body, then gone (or timed out): nothing to run
             self.metrics.rejected.labels("client_closed").inc()
             return
+        if encoding is not None:  # gzip or deflate: inflated here, within the same limit
+            body = await self._inflated(scope, receive, send, body, encoding, max_body, setting, oip)
+            if body is None:
+                return
         await self._serve(scope, receive, send, body, app, oip)
+
+    async def _inflated(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        body: bytes,
+        encoding: bytes,
+        max_body: int,
+        setting: str,
+        oip: bool,
+    ) -> bytes | None:
+        """The body decoded (:func:`service.http.compression.inflate`), the route then seeing a plain
+        body; or None once the refusal (413 past the limit, 415, 400) is sent."""
+        try:
+            body = inflate(body, encoding.decode("latin-1"), max_body, setting)
+        except RequestError as e:
+            if e.status == 413:
+                self.metrics.rejected.labels("body_too_large").inc()
+            headers = {"Connection": "close"} if e.status == 413 else None
+            await error_response(e.status, e.detail, e.field, headers, oip=oip)(scope, receive, send)
+            return None
+        kept = [(k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")]
+        scope["headers"] = [*kept, (b"content-length", str(len(body)).encode())]
+        return body
 
     async def _serve(
         self, scope: Scope, receive: Receive, send: Send, body: bytes, app: ASGIApp, oip: bool
