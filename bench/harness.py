@@ -73,6 +73,11 @@ class Server:
         return f"http://{HOST}:{self.port}"
 
     @property
+    def grpc_port(self) -> int | None:
+        """The service's GRPC_PORT (None for a server without gRPC, or with it off)."""
+        return int(self.env["GRPC_PORT"]) if self.env.get("GRPC_PORT", "0") != "0" else None
+
+    @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
@@ -159,10 +164,15 @@ def service_server(
     name: str = "service",
 ) -> Server:
     """``python -m service`` exactly as deployed (uvloop, httptools, WORKERS from ``env`` or the default), on
-    loopback."""
+    loopback; gRPC on a free port of its own (``Server.grpc_port``; GRPC_PORT in ``env`` overrides it)."""
     port = port or free_port()
     # The benchmarked model only: the bundled default would add its load time and memory to the figures.
-    settings = {"MODELS_DIR": str(models_dir), "SHUTDOWN_DRAIN_SECONDS": "0", "BUNDLED_MODELS": "0"}
+    settings = {
+        "MODELS_DIR": str(models_dir),
+        "SHUTDOWN_DRAIN_SECONDS": "0",
+        "BUNDLED_MODELS": "0",
+        "GRPC_PORT": str(free_port()),
+    }
     if default_model:
         settings["DEFAULT_MODEL"] = default_model
     settings.update(env or {})

@@ -1,15 +1,24 @@
-"""Admission: how many requests run at once and how many wait, whichever protocol carried them.
+"""Admission, whichever protocol carried the request: whether its bearer token is the one
+(:func:`bearer_matches`), and how many requests run at once and how many wait (:class:`ConcurrencyLimiter`).
 
-One :class:`ConcurrencyLimiter` per process (``Runtime.limiter``): the HTTP guard
-(:class:`service.http.middleware.Guard`) and the gRPC servicer (:mod:`service.grpc`) take their slots from
-the same instance, so MAX_CONCURRENCY and MAX_QUEUE bound both protocols together, not each on its own.
+One limiter per process (``Runtime.limiter``): the HTTP guard (:class:`service.http.middleware.Guard`) and
+the gRPC servicer (:mod:`service.grpc`) take their slots from the same instance, so MAX_CONCURRENCY and
+MAX_QUEUE bound both protocols together, not each on its own.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 from collections import deque
+
+
+def bearer_matches(authorization: bytes, token: bytes) -> bool:
+    """Whether an ``Authorization`` value (header or gRPC metadata) is ``Bearer <token>``: the scheme in any
+    case, the whole token compared in constant time, so timing does not reveal how much of a guess matched."""
+    scheme, _, credentials = authorization.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), token)
 
 
 class ConcurrencyLimiter:

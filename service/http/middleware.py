@@ -18,7 +18,6 @@ percent-encoding, HEAD for GET, ...). Which routes are guarded is :func:`is_guar
 from __future__ import annotations
 
 import asyncio
-import hmac
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -27,7 +26,7 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.admission import ConcurrencyLimiter
+from service.admission import ConcurrencyLimiter, bearer_matches
 from service.errors import RequestError
 from service.http.compression import inflate
 from service.http.errors import error_response, is_oip
@@ -309,9 +308,7 @@ class Guard:
                 self.limiter.release()
 
     def _authorized(self, authorization: bytes) -> bool:
-        scheme, _, credentials = authorization.partition(b" ")
-        # Constant-time, so response timing does not reveal how much of a guessed token matched.
-        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.token or b"")
+        return bearer_matches(authorization, self.token or b"")  # constant-time; gRPC's check too
 
     async def _body(self, receive: Receive, max_body: int) -> bytes:
         """Read the whole (small) body now, so the limit holds for chunked uploads too; or a sentinel."""

@@ -282,7 +282,7 @@ _TRUNCATED = json.dumps(
             "Inference-Header-Content-Length:",
         ),
         (b'{"inputs": []}', {"Content-Encoding": "br"}, 415, "Content-Encoding: 'br' is not supported"),
-        (b'{"inputs": []}', {"Content-Encoding": "gzip"}, 400, "Content-Encoding: the body is not valid gzip"),
+        (b"{}", {"Content-Encoding": "gzip"}, 400, "Content-Encoding: the body is not valid gzip data"),
     ],
     ids=lambda v: v if isinstance(v, int) else None,
 )
