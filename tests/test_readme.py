@@ -2,9 +2,10 @@
 
 The server is started the way the README's quick start starts it (the ``cgan-serve`` line of the block
 marked ``starts-server``: no MODELS_DIR, the bundled model), on a free port; ``localhost:8000`` in the
-examples becomes that port, and ``localhost:8001`` (GRPC_PORT's default) its gRPC port. Each ``bash`` block runs under ``bash -euo pipefail`` with ``curl`` failing on
-an HTTP error (``--fail-with-body``), each ``python`` block under this interpreter, in one working directory
-per block holding ``models/`` (a copy of the bundled model, as if trained). A wrong model name, version or
+examples becomes that port, and ``localhost:8001`` (GRPC_PORT's default) its gRPC port. Each ``bash``
+block runs under ``bash -euo pipefail`` with ``curl`` failing on an HTTP error (``--fail-with-body``), each
+``python`` block under this interpreter, in one working directory per block holding ``models/`` (a copy of
+the bundled model, as if trained). A wrong model name, version or
 field in an example is a non-2xx answer, so it fails here; the server's own count of 4xx/5xx answers must not
 move either, which catches an example that ignores its error.
 
