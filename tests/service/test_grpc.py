@@ -279,6 +279,33 @@ def test_unknown_models_and_versions_are_not_found(client: triton.InferenceServe
     )
 
 
+def test_bad_fields_on_every_rpc_are_named(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
+    cases = [
+        (
+            stub.ModelReady,
+            pb.ModelReadyRequest(name="digits", version="2.0"),
+            "version: '2.0' is not a model",
+        ),
+        (stub.ModelReady, pb.ModelReadyRequest(), "name: a model name is required"),
+        (stub.ModelMetadata, pb.ModelMetadataRequest(name="Digits!"), "name: 'Digits!' is not a valid model"),
+        (stub.ModelMetadata, pb.ModelMetadataRequest(name="digits", version="-1"), "version: '-1' is not"),
+        (stub.ModelConfig, pb.ModelConfigRequest(name="digits", version="0"), "version: '0' is not a model"),
+        (stub.ModelStatistics, pb.ModelStatisticsRequest(version="1"), "version: give the model's name"),
+        (stub.ModelStatistics, pb.ModelStatisticsRequest(name="digits", version="x"), "version: 'x' is not"),
+    ]
+    for method, request, start in cases:
+        error = _rpc_error(lambda m=method, r=request: m(r, timeout=10))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (start, error.details())
+        assert error.details().startswith(start), (start, error.details())
+    # Not loaded is not ready, not an error (as Triton answers).
+    assert not stub.ModelReady(pb.ModelReadyRequest(name="digits", version="9"), timeout=10).ready
+    # An RPC the service does not implement: grpc's UNIMPLEMENTED.
+    error = _rpc_error(
+        lambda: stub.RepositoryModelLoad(pb.RepositoryModelLoadRequest(model_name="x"), timeout=10)
+    )
+    assert error.code() == grpc.StatusCode.UNIMPLEMENTED
+
+
 def test_the_token_is_required_on_the_guarded_rpcs(client: triton.InferenceServerClient) -> None:
     for headers in ({}, {"authorization": "Bearer nope"}, {"authorization": f"Basic {TOKEN}"}):
         for call in (
