@@ -50,12 +50,14 @@ RUN pip install --no-deps --no-build-isolation /src \
     && python -c "import sys; from service.config import BUNDLED_DIR as b; sys.exit(not any(b.glob('*/*/model.onnx')))" \
     && cgan-serve --help > /dev/null
 
-# --- service: the HTTP API, copied venv only, non-root ----------------------------------------------------
+# --- service: the HTTP API (and OIP over gRPC), copied venv only, non-root ----------------------------------------------------
 FROM base AS service
 COPY --from=service-build /opt/venv /opt/venv
 USER 10001:10001
 WORKDIR /home/app
+# 8000: HTTP (--port); 8001: the Open Inference Protocol over gRPC (GRPC_PORT, 0 turns it off)
 EXPOSE 8000
+EXPOSE 8001
 # uvicorn finishes in-flight requests on SIGTERM; give it time (compose: stop_grace_period).
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=10s --timeout=3s --start-period=30s --retries=3 \

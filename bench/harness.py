@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import platform
+import re
 import shutil
 import signal
 import socket
@@ -71,6 +72,11 @@ class Server:
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    @property
+    def grpc_port(self) -> int | None:
+        """The service's GRPC_PORT (None for a server without gRPC, or with it off)."""
+        return int(self.env["GRPC_PORT"]) if self.env.get("GRPC_PORT", "0") != "0" else None
 
     @property
     def pid(self) -> int:
@@ -159,10 +165,15 @@ def service_server(
     name: str = "service",
 ) -> Server:
     """``python -m service`` exactly as deployed (uvloop, httptools, WORKERS from ``env`` or the default), on
-    loopback."""
+    loopback; gRPC on a free port of its own (``Server.grpc_port``; GRPC_PORT in ``env`` overrides it)."""
     port = port or free_port()
     # The benchmarked model only: the bundled default would add its load time and memory to the figures.
-    settings = {"MODELS_DIR": str(models_dir), "SHUTDOWN_DRAIN_SECONDS": "0", "BUNDLED_MODELS": "0"}
+    settings = {
+        "MODELS_DIR": str(models_dir),
+        "SHUTDOWN_DRAIN_SECONDS": "0",
+        "BUNDLED_MODELS": "0",
+        "GRPC_PORT": str(free_port()),
+    }
     if default_model:
         settings["DEFAULT_MODEL"] = default_model
     settings.update(env or {})
@@ -373,6 +384,73 @@ def run_wrk(
         max_ms=lat["max"] / 1000,
     )
     return report
+
+
+def have_h2load() -> bool:
+    return shutil.which("h2load") is not None
+
+
+def grpc_frame(message: bytes) -> bytes:
+    """One gRPC message on the wire: not compressed, its length (4 bytes, big-endian), the protobuf bytes."""
+    return b"\0" + len(message).to_bytes(4, "big") + message
+
+
+def run_h2load(
+    url: str,
+    body: bytes,
+    *,
+    headers: Sequence[str] = (),
+    duration: float = 10.0,
+    connections: int = 32,
+    h1: bool = False,
+    cpus: str | None = None,
+) -> dict:
+    """One h2load run (nghttp2): ``connections`` clients, one request in flight each, POSTing ``body`` for
+    ``duration`` s over HTTP/2 without TLS (h2c: what gRPC speaks here), or HTTP/1.1 with ``h1``. The same
+    fields as :func:`run_wrk`'s report (``rps``, ``p50_ms``, ``p99_ms``, ``non2xx``, ``timeouts``), the
+    percentiles from h2load's per-request log. A gRPC error still travels as HTTP 200 (its status is in the
+    trailers): check those apart (the service counts them in ``cgan_http_requests_total``)."""
+    if not have_h2load():
+        raise SystemExit("h2load is not installed (apt-get install -y nghttp2-client)")
+    seconds = max(1, round(duration))
+    work = CACHE / "h2load"
+    work.mkdir(parents=True, exist_ok=True)
+    data, log = work / f"body-{os.getpid()}.bin", work / f"log-{os.getpid()}.tsv"
+    data.write_bytes(body)
+    log.unlink(missing_ok=True)
+    argv = [*taskset(cpus), "h2load", f"-c{connections}", "-m1", f"-D{seconds}", "-d", str(data)]
+    argv += [f"--log-file={log}", *(["--h1"] if h1 else [])]
+    for header in headers:
+        argv += ["-H", header]
+    out = subprocess.run([*argv, url], capture_output=True, text=True, timeout=seconds + 60, check=False)
+    if out.returncode != 0 or "requests:" not in out.stdout:
+        raise RuntimeError(f"h2load failed ({out.returncode}):\n{out.stdout}\n{out.stderr}")
+    statuses, micros = [], []
+    for line in log.read_text().splitlines():
+        _, status, took = line.split("\t")[:3]
+        statuses.append(int(status))
+        micros.append(int(took))
+    micros.sort()
+    ok = sum(200 <= s < 300 for s in statuses)
+    counts = re.search(r"requests: \d+ total.* (\d+) failed, (\d+) errored, (\d+) timeout", out.stdout)
+    failed = sum(int(x) for x in counts.groups()[1:]) if counts else 0
+
+    def percentile(q: float) -> float:
+        return micros[int(q * (len(micros) - 1))] / 1000 if micros else 0.0
+
+    return {
+        "tool": "h2load --h1" if h1 else "h2load (h2c)",
+        "ok": ok,
+        "seconds": float(seconds),
+        "rps": ok / seconds,
+        "non2xx": len(statuses) - ok,
+        "timeouts": failed,
+        "socket_errors": 0,
+        "p50_ms": percentile(0.5),
+        "p90_ms": percentile(0.9),
+        "p99_ms": percentile(0.99),
+        "max_ms": percentile(1.0),
+    }
 
 
 # ---------------------------------------------------------------------------------------------- model

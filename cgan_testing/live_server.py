@@ -26,9 +26,11 @@ def free_port() -> int:
 
 class LiveServer:
     """Started on construction, and waited for until ``wait_for`` answers 200 (``/readyz``; ``/healthz`` for
-    a server that is not meant to become ready). ``models_dir=None`` leaves MODELS_DIR unset (the default,
-    ``models`` under ``cwd``). ``env`` overrides settings; the defaults keep tests quick and deterministic:
-    no bundled models (tests see exactly the models they publish), no hot reload, one onnxruntime thread."""
+    a server that is not meant to become ready) and, for a ready one, its gRPC port accepts connections.
+    ``models_dir=None`` leaves MODELS_DIR unset (the default, ``models`` under ``cwd``). ``env`` overrides
+    settings; the defaults keep tests quick and deterministic: no bundled models (tests see exactly the
+    models they publish), no hot reload, one onnxruntime thread, gRPC on a free port of its own
+    (``grpc_port``, ``grpc_host``; GRPC_PORT="0" turns it off)."""
 
     def __init__(
         self,
@@ -43,6 +45,8 @@ class LiveServer:
         self.port = free_port()
         self.host = f"127.0.0.1:{self.port}"
         self.url = f"http://{self.host}"
+        self.grpc_port = int(env.get("GRPC_PORT") or free_port())
+        self.grpc_host = f"127.0.0.1:{self.grpc_port}"
         environment = {k: v for k, v in os.environ.items() if k not in _NOT_INHERITED}
         environment.update(
             {
@@ -54,6 +58,7 @@ class LiveServer:
                 "ORT_INTRA_OP_THREADS": "1",
                 "RELOAD_INTERVAL": "0",
                 "BUNDLED_MODELS": "0",
+                "GRPC_PORT": str(self.grpc_port),
                 **env,
             }
         )
@@ -72,10 +77,21 @@ class LiveServer:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"server exited early:\n{self.log.read_text()}"
             with contextlib.suppress(httpx.TransportError):
-                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200:
+                if httpx.get(f"{self.url}{path}", timeout=1).status_code == 200 and self._grpc_listens(path):
                     return
             time.sleep(0.1)
         raise AssertionError(f"server never answered 200 on {path}:\n{self.log.read_text()}")
+
+    def _grpc_listens(self, path: str) -> bool:
+        """gRPC starts just after the lifespan (the models) is up: a ready server is waited for until it
+        accepts there too."""
+        if path != "/readyz" or not self.grpc_port:
+            return True
+        try:
+            socket.create_connection(("127.0.0.1", self.grpc_port), timeout=1).close()
+        except OSError:
+            return False
+        return True
 
     def connect(self, timeout: float = 10) -> socket.socket:
         return socket.create_connection(("127.0.0.1", self.port), timeout=timeout)

@@ -6,3 +6,10 @@ Data flows one way: MODELS_DIR -> :mod:`.models` (load, verify, warm; the regist
 (:mod:`.imaging`, :mod:`.archives`). :mod:`.app` puts the app together with :mod:`.http` (middleware,
 errors, schemas, OpenAPI); :mod:`.runtime` holds what the lifespan starts; :mod:`.errors` the refusals.
 """
+
+from importlib.metadata import PackageNotFoundError, version
+
+try:
+    __version__ = version("cgan-synth")
+except PackageNotFoundError:  # running from a source checkout
+    __version__ = "0.0.0+local"

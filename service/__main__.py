@@ -12,8 +12,8 @@ import sys
 from pydantic import ValidationError
 
 from service.config import Settings
-from service.server import build_server, configure_logging
-from service.workers import Supervisor, bind
+from service.server import build_server, configure_logging, run
+from service.workers import Supervisor, bind, probe
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,7 +23,11 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = _Parser(prog="cgan-serve", description="Serve conditional-GAN generators over HTTP.")
+    parser = _Parser(
+        prog="cgan-serve",
+        description="Serve conditional-GAN generators over HTTP, and the Open Inference Protocol over gRPC "
+        "too (GRPC_PORT, 8001; 0: off).",
+    )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (0.0.0.0 in a container)")
     parser.add_argument("--port", type=int, default=8000, help="TCP port, 0..65535 (0: any free one)")
     parser.add_argument("--models-dir", help="overrides MODELS_DIR")
@@ -51,9 +55,15 @@ def main(argv: list[str] | None = None) -> None:
             sock = Supervisor.reserve(settings, args.host, args.port)
     except OSError as e:  # socket.gaierror (an unknown host) included
         sys.exit(f"cgan-serve: error: cannot listen on {args.host}:{args.port}: {e.strerror or e}")
+    if settings.grpc_port:
+        try:  # the same for gRPC's port, which every worker binds (SO_REUSEPORT) once its models load
+            probe(args.host, settings.grpc_port)
+        except OSError as e:
+            where = f"{args.host}:{settings.grpc_port}"
+            sys.exit(f"cgan-serve: error: cannot listen on {where} (GRPC_PORT): {e.strerror or e}")
     if settings.worker_count == 1:
         configure_logging(settings)
-        build_server(settings, args.host, args.port).run(sockets=[sock])
+        sys.exit(run(build_server(settings, args.host, args.port), sock))
     else:
         sys.exit(Supervisor(settings, args.host, args.port, sock).run())
 

@@ -13,17 +13,17 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
 
+from service import __version__
 from service.config import Settings
+from service.http.compression import GZipResponses
 from service.http.errors import install_error_handlers
 from service.http.middleware import (
-    ConcurrencyLimiter,
     Guard,
     GuardedRoute,
     MetricsMiddleware,
@@ -35,15 +35,11 @@ from service.http.openapi import document_service
 from service.routes import ROUTERS, ui
 from service.runtime import Runtime
 
-try:
-    __version__ = version("cgan-synth")
-except PackageNotFoundError:  # running from a source checkout
-    __version__ = "0.0.0+local"
-
 DESCRIPTION = """Labelled synthetic 28x28 images from a conditional GAN generator (ONNX, onnxruntime).
 
 * Errors are `{"detail": "<field>: <problem>", "field": "<field>"}`. Unknown model: **404**; invalid value
-  (unknown label, n out of range, bad format, seed too large): **422**; body over MAX_BODY_BYTES: **413**;
+  (unknown label, n out of range, bad format, seed too large): **422**; body over MAX_BODY_BYTES (also
+  once decompressed: bodies may be sent with `Content-Encoding: gzip`): **413**; other encodings: **415**;
   overload: **429** with `Retry-After` (queue full) or **503** with `Retry-After` (queued longer than
   QUEUE_TIMEOUT_SECONDS); no model loaded: **503**; bad or missing token: **401**; headers over
   MAX_HEADER_BYTES: **431**; head or body too slow: **408**.
@@ -58,8 +54,10 @@ DESCRIPTION = """Labelled synthetic 28x28 images from a conditional GAN generato
   query (or the `/v2` version path) pins one, and the newest serves otherwise. New versions are picked up
   while serving (every RELOAD_INTERVAL s), bad ones are refused and the loaded ones keep serving. A
   version that is not loaded is a 404 listing the loaded ones.
-* `/v2`: the Open Inference Protocol (KServe v2), inference included, JSON or binary tensors; its errors
-  are `{"error": "<field>: <problem>"}`.
+* `/v2`: the Open Inference Protocol (KServe v2), inference included, JSON or binary tensors, with the
+  model configuration, statistics and repository index extensions; its errors are
+  `{"error": "<field>: <problem>"}`. The same protocol over gRPC listens on GRPC_PORT (8001).
+* JSON answers are gzip-compressed for clients that send `Accept-Encoding: gzip`.
 """
 
 #: Open Inference Protocol inference routes (templates): their bodies may carry the noise tensor ``z``.
@@ -93,7 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     token = settings.api_token.get_secret_value() if settings.api_token else None
     app.router.route_class = GuardedRoute  # routes added on the app itself are guarded like the routers'
     app.state.guard = Guard(
-        ConcurrencyLimiter(settings.max_concurrency, settings.max_queue),
+        runtime.limiter,  # the gRPC side (service.grpc) admits through the same one
         runtime.metrics,
         token=token,
         max_body_bytes=settings.max_body_bytes,
@@ -104,6 +102,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(OverloadShedMiddleware, app.state.guard)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(GZipResponses)  # for clients that send Accept-Encoding: gzip (JSON answers)
     app.add_middleware(MetricsMiddleware, runtime.metrics)
     install_error_handlers(app)
 

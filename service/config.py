@@ -111,6 +111,10 @@ class Settings(BaseSettings):
     batch_max_images: int = Field(1024, ge=1)
     png_compress_level: int = Field(1, ge=0, le=9)
 
+    #: The Open Inference Protocol over gRPC listens on this port (on the HTTP --host, in every worker);
+    #: 0 turns it off.
+    grpc_port: int = Field(8001, ge=0, le=65535)
+
     api_token: SecretStr | None = None
     log_level: Literal["critical", "error", "warning", "info", "debug"] = "info"
     #: Versions of each model kept loaded (the newest K), so requests can pin an older one.

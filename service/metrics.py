@@ -8,6 +8,7 @@ histograms add up, and each gauge says how its workers' values combine (``multip
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 from prometheus_client import (
     CollectorRegistry,
@@ -17,6 +18,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.multiprocess import MultiProcessCollector
 
 # The *_created series double the exposition size and no dashboard here reads them.
@@ -74,12 +76,24 @@ class Metrics:
         self.inference_seconds = Histogram(
             "cgan_inference_duration_seconds",
             "onnxruntime run time per batch, noise generation included.",
-            ["model"],
+            ["model", "version"],
             buckets=_INFERENCE_BUCKETS,
             registry=r,
         )
         self.images = Counter(
-            "cgan_images_generated_total", "Images produced by the generator.", ["model"], registry=r
+            "cgan_images_generated_total",
+            "Images produced by the generator.",
+            ["model", "version"],
+            registry=r,
+        )
+        #: The Open Inference Protocol's statistics (service.dataplane.describe) read these three.
+        self.model_requests = Histogram(
+            "cgan_model_request_duration_seconds",
+            "Requests that reached a model version (/generate, inference over HTTP and gRPC), by outcome "
+            "(success, fail): from the data plane taking the request to its encoded answer.",
+            ["model", "version", "outcome"],
+            buckets=_REQUEST_BUCKETS,
+            registry=r,
         )
         self.load_refusals = Counter(
             "cgan_model_load_refusals_total",
@@ -107,6 +121,13 @@ class Metrics:
             info.set(0)  # a series cannot leave the workers' shared files; 0 says "no longer served"
         else:
             self.model_info.remove(name, str(version), sha256)
+
+    def collect(self) -> Iterator[Metric]:
+        """Every family as a scrape sees it: this process's, or every worker's summed when they share a
+        directory (what /metrics exposes; the protocol's statistics read it too)."""
+        if not shared_dir():
+            return self.registry.collect()
+        return MultiProcessCollector(None).collect()
 
     def exposition(self) -> bytes:
         """The Prometheus text of this process, or of every worker when they share a directory."""

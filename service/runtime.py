@@ -1,5 +1,6 @@
-"""What the lifespan builds and the data plane uses: settings, metrics, the registry, the batcher and the
-worker threads. Nothing here runs at import or construction; :meth:`Runtime.start` does, in the lifespan."""
+"""What the lifespan builds and the data plane uses: settings, metrics, the registry, the admission limiter
+(shared by HTTP and gRPC), the batcher and the worker threads. Nothing here runs at import or construction;
+:meth:`Runtime.start` does, in the lifespan."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from collections.abc import AsyncIterator, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
+from service.admission import ConcurrencyLimiter
 from service.batching import Batcher
 from service.config import Settings
 from service.dataplane.jobs import run_jobs
@@ -27,6 +29,8 @@ class Runtime:
         self.settings = settings
         self.metrics = Metrics()
         self.registry = ModelRegistry(settings, self.metrics)
+        #: MAX_CONCURRENCY running, MAX_QUEUE waiting: one limiter for every protocol this process serves.
+        self.limiter = ConcurrencyLimiter(settings.max_concurrency, settings.max_queue)
         self.shutting_down = False
         self._streams: ThreadPoolExecutor | None = None
         self._watcher: asyncio.Task[None] | None = None

@@ -1,18 +1,22 @@
 """One service process under uvicorn, with a drain-then-stop shutdown (``python -m service`` runs one, or
-one per worker: service.workers).
+one per worker: service.workers), and the Open Inference Protocol over gRPC beside it on GRPC_PORT
+(:mod:`service.grpc`), on the same event loop, started once the lifespan has loaded the models.
 
-On SIGTERM or SIGINT the service first answers /readyz 503 for SHUTDOWN_DRAIN_SECONDS while still serving,
-so load balancers stop sending traffic; then uvicorn stops accepting connections, gives in-flight requests
-up to SHUTDOWN_GRACE_SECONDS, runs the lifespan shutdown and the process exits 0. A second signal skips
-the drain; a second SIGINT also skips the grace period. A worker whose supervisor is gone (killed) drains
-and stops as on SIGTERM, so it never keeps the port alone.
+On SIGTERM or SIGINT the service first answers /readyz 503 (and gRPC ServerReady false) for
+SHUTDOWN_DRAIN_SECONDS while still serving, so load balancers stop sending traffic; then uvicorn stops
+accepting connections and gRPC stops accepting RPCs, in-flight requests of both get up to
+SHUTDOWN_GRACE_SECONDS, the lifespan shutdown runs once both are done, and the process exits 0. A second
+signal skips the drain; a second SIGINT also skips the grace period. A worker whose supervisor is gone
+(killed) drains and stops as on SIGTERM, so it never keeps the port alone.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import signal
+import socket
 import time
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -23,6 +27,7 @@ from service.config import Settings
 from service.http.connections import limited_protocol
 
 if TYPE_CHECKING:
+    from service.grpc.server import GrpcServer
     from service.runtime import Runtime
 
 log = logging.getLogger("service")
@@ -35,10 +40,16 @@ class DrainingServer(uvicorn.Server):
         runtime: Runtime,
         drain_seconds: float,
         supervisor: int | None = None,
+        grpc_port: int = 0,
     ) -> None:
         super().__init__(config)
         self.runtime = runtime
         self.drain_seconds = drain_seconds
+        #: GRPC_PORT (0: no gRPC), on the HTTP server's host; the server once started.
+        self.grpc_port = grpc_port
+        self.grpc: GrpcServer | None = None
+        #: Set when the gRPC server could not start: the process exits non-zero (see :func:`run`).
+        self.failed = False
         #: The supervisor's pid for a worker; when the parent is no longer it, the supervisor is gone.
         self.supervisor = supervisor
         self._stop_at: float | None = None
@@ -57,6 +68,43 @@ class DrainingServer(uvicorn.Server):
             self.should_exit = True  # a second signal: stop draining now, shut down gracefully
             return
         super().handle_exit(sig, frame)
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if not self.grpc_port or self.should_exit:
+            return
+        from service.grpc.server import GrpcServer  # here: only a process that serves gRPC imports grpc
+
+        server = GrpcServer(self.runtime)
+        try:
+            await server.start(self.config.host, self.grpc_port)
+        except OSError as e:
+            log.error("%s", e)
+            self.failed = self.should_exit = True
+            return
+        self.grpc = server
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """uvicorn's shutdown, with gRPC drained beside HTTP (the same grace) and the lifespan shutdown
+        (which stops the batcher) only once both are done."""
+        server, self.grpc = self.grpc, None
+        if server is None:
+            await super().shutdown(sockets)
+            return
+        stopping = asyncio.ensure_future(
+            server.stop(0 if self.force_exit else self.config.timeout_graceful_shutdown)
+        )
+        lifespan_shutdown = self.lifespan.shutdown
+
+        async def after_grpc() -> None:
+            await stopping
+            await lifespan_shutdown()
+
+        self.lifespan.shutdown = after_grpc  # type: ignore[method-assign]
+        try:
+            await super().shutdown(sockets)
+        finally:
+            await stopping
 
     async def on_tick(self, counter: int) -> bool:
         if self.supervisor is not None and self._stop_at is None and os.getppid() != self.supervisor:
@@ -111,4 +159,13 @@ def build_server(settings: Settings, host: str, port: int, supervisor: int | Non
         h11_max_incomplete_event_size=settings.max_header_bytes,  # in case someone swaps in h11
         **{**SERVER_OPTIONS, "http": protocol},
     )
-    return DrainingServer(config, app.state.runtime, settings.shutdown_drain_seconds, supervisor)
+    return DrainingServer(
+        config, app.state.runtime, settings.shutdown_drain_seconds, supervisor, settings.grpc_port
+    )
+
+
+def run(server: DrainingServer, sock: socket.socket) -> int:
+    """Serve on ``sock`` until stopped; the exit status: 0, or 3 when gRPC could not start (uvicorn's own
+    status for a failed startup)."""
+    server.run(sockets=[sock])
+    return 3 if server.failed else 0

@@ -31,6 +31,7 @@ import os
 import shutil
 import signal
 import socket
+import sys
 import tempfile
 import time
 from multiprocessing.connection import wait
@@ -42,7 +43,7 @@ from prometheus_client.multiprocess import mark_process_dead
 
 from service.config import Settings
 from service.metrics import shared_dir
-from service.server import build_server, configure_logging
+from service.server import build_server, configure_logging, run
 
 log = logging.getLogger("service")
 
@@ -57,7 +58,9 @@ def serve(settings: Settings, sock: socket.socket | None, host: str, port: int, 
     configure_logging(settings, prefix=f"[worker {os.getpid()}] ")
     if sock is None:
         sock = bind(host, port, reuse_port=True)
-    build_server(settings, host, port, supervisor).run(sockets=[sock])
+    status = run(build_server(settings, host, port, supervisor), sock)
+    if status:
+        sys.exit(status)
 
 
 def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True) -> socket.socket:
@@ -76,6 +79,16 @@ def bind(host: str, port: int, *, reuse_port: bool = False, listen: bool = True)
         sock.close()
         raise
     return sock
+
+
+def probe(host: str, port: int) -> None:
+    """Bind ``host:port`` and let it go: :class:`OSError` when it cannot be had. Without SO_REUSEPORT, so a
+    port that another process serves (with SO_REUSEPORT or not) is refused; the workers' gRPC servers
+    then bind it with SO_REUSEPORT, together."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port left in TIME_WAIT is free
+        s.bind((host, port))
 
 
 class Supervisor:

@@ -111,12 +111,10 @@ def image_port() -> int:
 
 
 def grpc_port() -> int:
-    """The port of the Open Inference Protocol over gRPC: GRPC_PORT's default (service/config.py) once the
-    service has that setting; 8001 until then, the port issue #31 gives it."""
+    """The port of the Open Inference Protocol over gRPC: GRPC_PORT's default (service/config.py)."""
     from service.config import Settings
 
-    field = Settings.model_fields.get("grpc_port")
-    return 8001 if field is None else int(field.default)
+    return int(Settings.model_fields["grpc_port"].default)
 
 
 def api_ports() -> set[int]:

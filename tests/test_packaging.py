@@ -134,7 +134,7 @@ def test_service_target_is_small_non_root_and_healthchecked():
     assert not any("pip" in r for r in _instructions(service, "RUN"))
     users = _instructions(service, "USER")
     assert users and users[-1].split(":")[0] not in ("0", "root"), users
-    assert _instructions(service, "EXPOSE") == ["8000"]
+    assert _instructions(service, "EXPOSE") == ["8000", "8001"]  # HTTP, and gRPC (GRPC_PORT's default)
     health = " ".join(_instructions(service, "HEALTHCHECK"))
     assert "/readyz" in health and "urllib" in health and "curl" not in health
     entry = _instructions(service, "ENTRYPOINT") + _instructions(service, "CMD")
@@ -371,8 +371,10 @@ def test_compose_service_is_hardened_and_starts_without_the_trainer(compose_conf
     assert "no-new-privileges:true" in service["security_opt"]
     assert service["cap_drop"] == ["ALL"]
     assert "/readyz" in " ".join(service["healthcheck"]["test"])
-    (port,) = service["ports"]
-    assert (port["target"], str(port["published"])) == (8000, "8000")
+    http, grpc = service["ports"]  # bound to loopback like each other (SERVICE_BIND)
+    assert (http["target"], str(http["published"])) == (8000, "8000")
+    assert (grpc["target"], str(grpc["published"])) == (8001, "8001")
+    assert http.get("host_ip") == grpc.get("host_ip") == "127.0.0.1"
     env = service["environment"]
     assert env["MODELS_DIR"] == "/models"
     assert env["DEFAULT_MODEL"] == compose_config["services"]["trainer"]["environment"]["MODEL_NAME"]
@@ -387,6 +389,7 @@ def test_compose_settings_come_from_the_environment():
         "TRAIN_ARCH": "conv",
         "MODEL_NAME": "fashion",
         "SERVICE_PORT": "9123",
+        "SERVICE_GRPC_PORT": "9124",
         "API_TOKEN": "s3cret",
         "BASE_IMAGE": "debian-local:bookworm",
         "TRAINER_IMAGE": "reg.example/t:1",
@@ -412,6 +415,7 @@ def test_compose_settings_come_from_the_environment():
     assert service["environment"]["API_TOKEN"] == "s3cret"
     assert service["environment"]["BUNDLED_MODELS"] == "0"
     assert str(service["ports"][0]["published"]) == "9123"
+    assert (str(service["ports"][1]["published"]), service["ports"][1]["target"]) == ("9124", 8001)
     assert (
         trainer["build"]["args"]["BASE_IMAGE"]
         == service["build"]["args"]["BASE_IMAGE"]

@@ -2,9 +2,10 @@
 
 The server is started the way the README's quick start starts it (the ``cgan-serve`` line of the block
 marked ``starts-server``: no MODELS_DIR, the bundled model), on a free port; ``localhost:8000`` in the
-examples becomes that port. Each ``bash`` block runs under ``bash -euo pipefail`` with ``curl`` failing on
-an HTTP error (``--fail-with-body``), each ``python`` block under this interpreter, in one working directory
-per block holding ``models/`` (a copy of the bundled model, as if trained). A wrong model name, version or
+examples becomes that port, and ``localhost:8001`` (GRPC_PORT's default) its gRPC port. Each ``bash``
+block runs under ``bash -euo pipefail`` with ``curl`` failing on an HTTP error (``--fail-with-body``), each
+``python`` block under this interpreter, in one working directory per block holding ``models/`` (a copy of
+the bundled model, as if trained). A wrong model name, version or
 field in an example is a non-2xx answer, so it fails here; the server's own count of 4xx/5xx answers must not
 move either, which catches an example that ignores its error.
 
@@ -160,12 +161,14 @@ def test_every_example_is_run_or_marked_with_a_reason() -> None:
         assert original in text, f"SMALLER[{original!r}] no longer occurs in a runnable README example"
 
 
-def _prepare(example: Example, port: int, cwd: Path) -> str:
+def _prepare(example: Example, server: LiveServer, cwd: Path) -> str:
     code = example.code
     for original, smaller in SMALLER.items():
         code = code.replace(original, smaller)
     shutil.copytree(BUNDLED, cwd / "models")
-    return code.replace("localhost:8000", f"127.0.0.1:{port}")
+    # localhost:8001 is GRPC_PORT's default: the server here serves gRPC on a free port of its own.
+    code = code.replace("localhost:8001", server.grpc_host)
+    return code.replace("localhost:8000", f"127.0.0.1:{server.port}")
 
 
 @pytest.mark.parametrize("example", _runnable(), ids=lambda e: e.id)
@@ -173,7 +176,7 @@ def test_readme_example_runs(example: Example, servers: dict[str, LiveServer], t
     if example.mark == "needs: torch":
         pytest.importorskip("torch", reason="torch is not installed: this example needs it")
     server = servers["infogan" if example.mark == "server: infogan" else "bundled"]
-    code = _prepare(example, server.port, tmp_path)
+    code = _prepare(example, server, tmp_path)
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -225,7 +228,7 @@ def test_client_installs_alone_into_an_empty_venv(servers: dict[str, LiveServer]
     (example,) = [
         e for e in _runnable() if "from cgan_client import Client" in e.code and "api.dataset(" in e.code
     ]
-    code = _prepare(example, servers["bundled"].port, tmp_path) + "\nprint(x.shape, y.shape)\n"
+    code = _prepare(example, servers["bundled"], tmp_path) + "\nprint(x.shape, y.shape)\n"
     check = (
         "import sys\n"
         "for name in ('fastapi', 'onnxruntime', 'tensorflow', 'keras'):\n"

@@ -13,8 +13,10 @@ and the article's dense generator (``bench/load/service_load.py``'s cached model
 * **raw**: in this process, no HTTP: ``service.dataplane.images_now`` (noise + onnxruntime + PNG) for n
   images, best of one caller with every core's onnxruntime threads and one caller per core with one thread
   each: the model's in-process rate on this machine, the reference the service is held to.
-* **ours**: ``python -m service`` as deployed (default settings), as ``/generate`` PNG and .npy and as Open
-  Inference Protocol ``/v2/models/{name}/infer`` with JSON and with binary output.
+* **ours**: ``python -m service`` as deployed (default settings), as ``/generate`` PNG and .npy, as Open
+  Inference Protocol ``/v2/models/{name}/infer`` with JSON and with binary output, and as the same protocol
+  over gRPC (``v2-grpc``: ``ModelInfer`` on GRPC_PORT, driven by ``h2load -c32 -m1`` over h2c, since wrk
+  speaks only HTTP/1.1; skipped with a line when h2load is not installed, ``apt-get install nghttp2-client``).
 * **kserve** (``bench/peers/kserve_app.py``, in ``.venv-kserve``): a ``kserve.Model`` over the v2 protocol.
   ``docs``: as KServe's docs write one (one worker, JSON, onnxruntime's default threads, KServe's logging);
   ``best``: two worker processes with one onnxruntime thread each, binary output, logging not configured.
@@ -58,9 +60,12 @@ from bench.harness import (  # noqa: E402
     fake_models_dir,
     fmt,
     free_port,
+    grpc_frame,
+    have_h2load,
     machine,
     markdown_table,
     module_server,
+    run_h2load,
     run_wrk,
     service_server,
     settle,
@@ -108,6 +113,38 @@ FORMS = {
 }
 #: Which of our rows does the same work in the same form as a peer's (for the ratios).
 SAME_FORM = {"v2-json": "v2-json", "v2-binary": "v2-binary", "bento-json": "v2-json", "bento-npy": "npy"}
+#: The gRPC form: ModelInfer on the service's GRPC_PORT (not a wrk form: see grpc_request).
+GRPC = "v2-grpc"
+GRPC_PATH = "/inference.GRPCInferenceService/ModelInfer"
+GRPC_HEADERS = ("content-type: application/grpc", "te: trailers")
+
+
+def grpc_request(model: str, n: int) -> bytes:
+    """The gRPC form of the work: a ``ModelInferRequest`` (``label`` INT64 [n] in raw_input_contents, the
+    ``seed`` parameter), framed for the wire, built with the real client's generated messages."""
+    import numpy as np
+    from tritonclient.grpc import service_pb2 as pb
+
+    request = pb.ModelInferRequest(model_name=model)
+    request.inputs.add(name="label", datatype="INT64", shape=[n])
+    request.raw_input_contents.append(np.full(n, LABEL, "<i8").tobytes())
+    request.parameters["seed"].int64_param = SEED
+    return grpc_frame(request.SerializeToString())
+
+
+def grpc_statuses(server: Server) -> dict[str, float]:
+    """ModelInfer answers by status, as the service counts them (h2load sees every gRPC answer as 200)."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(server.url + "/metrics", timeout=10).text
+    return {
+        s.labels["status"]: s.value
+        for f in text_string_to_metric_families(text)
+        if f.name == "cgan_http_requests"
+        for s in f.samples
+        if s.name.endswith("_total") and s.labels.get("route") == GRPC_PATH
+    }
 
 
 def decode(form: str, response) -> object:
@@ -185,12 +222,14 @@ class Bench:
         worker = defaults.for_worker()
         ours = Target(
             "ours",
-            ["png", "npy", "v2-json", "v2-binary"],
+            ["png", "npy", "v2-json", "v2-binary", *([GRPC] if have_h2load() else [])],
             f"python -m service, default settings: {defaults.worker_count} workers x {worker.lanes} lane(s)"
             f" x {worker.lane_threads} ORT thread(s)",
             lambda m: service_server(m.models_dir, m.name, env={"BUNDLED_MODELS": "0"}),
         )
         out = [ours]
+        if not have_h2load():
+            self.notes.append(f"ours {GRPC} skipped: no h2load (apt-get install nghttp2-client)")
         for name, env, text in LAYOUTS if a.layouts else ():
             out.append(
                 Target(
@@ -265,16 +304,38 @@ class Bench:
 
     def wrk_row(self, server: Server, model: Model, target: Target, form: str, n: int) -> dict:
         a = self.args
-        path, body = FORMS[form].request(model.name, n)
         settle(server)
         duration = a.naive_duration if target.name == "naive" else a.duration
         row_id = f"{model.arch}/n{n}/{target.name}/{form}"
-        self.log(f"{row_id}: wrk -t1 -c{a.connections} -d{duration:g}s")
         load0 = os.getloadavg()[0]
-        with ProcSampler(server.pid, 0.2) as sampler:
-            report = run_wrk(
-                server.url + path, body=body, duration=duration, connections=a.connections, timeout=a.timeout
-            )
+        if form == GRPC:
+            self.log(f"{row_id}: h2load -c{a.connections} -m1 -D{duration:g} (h2c)")
+            before = grpc_statuses(server)
+            url = f"http://{HOST}:{server.grpc_port}{GRPC_PATH}"
+            with ProcSampler(server.pid, 0.2) as sampler:
+                report = run_h2load(
+                    url,
+                    grpc_request(model.name, n),
+                    headers=GRPC_HEADERS,
+                    duration=duration,
+                    connections=a.connections,
+                )
+            after = grpc_statuses(server)
+            # gRPC errors come as HTTP 200; 499s are the streams h2load cancels when its time is up.
+            failed = sum(v - before.get(k, 0) for k, v in after.items() if k not in ("200", "499"))
+            report["non2xx"] += round(failed)
+            report["rps"] = (report["ok"] - failed) / report["seconds"]
+        else:
+            path, body = FORMS[form].request(model.name, n)
+            self.log(f"{row_id}: wrk -t1 -c{a.connections} -d{duration:g}s")
+            with ProcSampler(server.pid, 0.2) as sampler:
+                report = run_wrk(
+                    server.url + path,
+                    body=body,
+                    duration=duration,
+                    connections=a.connections,
+                    timeout=a.timeout,
+                )
         return {
             "id": row_id,
             "arch": model.arch,
@@ -299,13 +360,16 @@ class Bench:
 
         from cgan_contract import request_seeds, runner
 
-        path, body = FORMS[form].request(model.name, 2)
-        response = httpx.post(
-            server.url + path, content=body, headers={"Content-Type": "application/json"}, timeout=120
-        )
-        if response.status_code != 200:
-            raise RuntimeError(f"{target.name} {form}: {response.status_code} {response.text[:300]}")
-        got = decode(form, response)
+        if form == GRPC:
+            got = self._grpc_images(server, model, 2)
+        else:
+            path, body = FORMS[form].request(model.name, 2)
+            response = httpx.post(
+                server.url + path, content=body, headers={"Content-Type": "application/json"}, timeout=120
+            )
+            if response.status_code != 200:
+                raise RuntimeError(f"{target.name} {form}: {response.status_code} {response.text[:300]}")
+            got = decode(form, response)
         if not target.check or got is None:
             return
         if self._expected.get(model.arch) is None:
@@ -320,6 +384,40 @@ class Bench:
             )
 
     _expected: dict = {}
+
+    def _grpc_images(self, server: Server, model: Model, n: int) -> object:
+        """The work over gRPC with tritonclient.grpc, once, timed: the row's preflight and the one call
+        the notes show next to the same call over HTTP with binary output."""
+        import time as clock
+
+        import numpy as np
+        import tritonclient.grpc as triton
+        import tritonclient.http as triton_http
+
+        labels = np.full(n, LABEL, np.int64)
+        with triton.InferenceServerClient(f"{HOST}:{server.grpc_port}") as client:
+            label = triton.InferInput("label", [n], "INT64")
+            label.set_data_from_numpy(labels)
+            client.infer(model.name, [label], parameters={"seed": SEED})  # connect and warm
+            started = clock.perf_counter()
+            result = client.infer(model.name, [label], parameters={"seed": SEED})
+            grpc_ms = (clock.perf_counter() - started) * 1e3
+        http = triton_http.InferenceServerClient(f"{HOST}:{server.port}")
+        try:
+            label = triton_http.InferInput("label", [n], "INT64")
+            label.set_data_from_numpy(labels, binary_data=True)
+            wanted = [triton_http.InferRequestedOutput("image", binary_data=True)]
+            http.infer(model.name, [label], outputs=wanted, parameters={"seed": SEED})
+            started = clock.perf_counter()
+            http.infer(model.name, [label], outputs=wanted, parameters={"seed": SEED})
+            http_ms = (clock.perf_counter() - started) * 1e3
+        finally:
+            http.close()
+        self.notes.append(
+            f"{model.arch}: one ModelInfer of {n} images, tritonclient.grpc {grpc_ms:.1f} ms; the same "
+            f"with tritonclient.http, binary output, {http_ms:.1f} ms (one warm call each)"
+        )
+        return result.as_numpy("image")
 
     def run_target(self, model: Model, target: Target) -> None:
         a = self.args
@@ -457,6 +555,14 @@ class Bench:
                     if per_cpu(mine) and per_cpu(better):
                         what = f"{arch} n={n}: the same, per CPU-second"
                         out.append([what, fmt(per_cpu(mine) / per_cpu(better), 1) + "x", "(context)", "-"])
+            for n in self.args.n:
+                grpc, binary = self.find(arch, n, "ours", GRPC), self.find(arch, n, "ours", "v2-binary")
+                if grpc and binary and binary["rps"]:
+                    what = (
+                        f"{arch} n={n}: ours v2-grpc vs ours v2-binary (p99 {fmt(grpc['p99_ms'], 0)} vs "
+                        f"{fmt(binary['p99_ms'], 0)} ms)"
+                    )
+                    out.append([what, fmt(grpc["rps"] / binary["rps"], 2) + "x", "(context)", "-"])
             naive, ours = self.find(arch, 16, "naive"), self.find(arch, 16, "ours", "png")
             if naive and ours and naive["rps"]:
                 ratio = ours["rps"] / naive["rps"]
@@ -475,7 +581,8 @@ class Bench:
         )
         print(
             f"### Ours vs peers ({meta['cpus_affinity']} CPUs, {meta.get('cpu_model', '?')}, wrk -t1 "
-            f"-c{self.args.connections}, {self.args.duration:g} s per row; "
+            f"-c{self.args.connections} (v2-grpc: h2load -c{self.args.connections} -m1, h2c), "
+            f"{self.args.duration:g} s per row; "
             f"load average {span[0]:.1f}-{span[1]:.1f})"
         )
         print()

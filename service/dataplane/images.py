@@ -3,6 +3,7 @@ label, seeds, style codes, controls), run with the requests arriving meanwhile, 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,7 @@ import numpy as np
 
 import cgan_contract as contract
 from service import formats, style_codes
-from service.dataplane.jobs import Job, run_jobs
+from service.dataplane.jobs import Job, run_jobs, submit
 from service.dataplane.resolve import cap, check_controls, resolve_label, resolve_model, resolve_seed
 from service.errors import RequestError
 from service.models import LoadedModel
@@ -105,9 +106,10 @@ def _answer(request: ImageRequest, job: Job, body: bytes) -> Images:
 
 async def images(runtime: Runtime, request: ImageRequest) -> Images:
     """The images for a request, sharing a generator run with the requests that arrive meanwhile."""
+    since = time.perf_counter()
     job = prepare(runtime, request)
     assert runtime.batcher is not None, "the runtime has not started"
-    body = await runtime.batcher.submit(job)
+    body = await submit(runtime.batcher, job, since)
     return _answer(request, job, body)
 
 

@@ -8,6 +8,7 @@ response bytes. :func:`run_jobs` runs any mix of them, one generator call per mo
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -15,6 +16,7 @@ import numpy as np
 
 import cgan_contract as contract
 from service import filtering
+from service.batching import Batcher
 from service.dataplane.resolve import not_enough
 from service.models import LoadedModel
 
@@ -54,6 +56,19 @@ class Job:
     def seed(self) -> int | None:
         """The request's seed: its first image's, or its first candidate's; None for a job from ``z``."""
         return None if self.seeds is None else int(self.seeds[0])
+
+
+async def submit(batcher: Batcher, job: Job, since: float) -> bytes:
+    """``job``'s answer from the batcher, counted for its model version (``LoadedModel.served``: success or
+    fail, and the time since ``since``, when the data plane took the request); a client that leaves is
+    not counted (nothing was answered or failed)."""
+    try:
+        body = await batcher.submit(job)
+    except Exception:
+        job.model.served(time.perf_counter() - since, ok=False)
+        raise
+    job.model.served(time.perf_counter() - since, ok=True)
+    return body
 
 
 def run_jobs(jobs: Sequence[Job], lane: bool = False) -> list[bytes | BaseException]:

@@ -4,6 +4,7 @@ caller's noise or a seed) checked against the model's signature and resolved int
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,7 @@ import numpy as np
 
 import cgan_contract as contract
 from service import style_codes
-from service.dataplane.jobs import Job
+from service.dataplane.jobs import Job, submit
 from service.dataplane.resolve import cap, resolve_model, resolve_seed
 from service.errors import RequestError
 from service.models import LoadedModel
@@ -80,7 +81,8 @@ def prepare_tensors(runtime: Runtime, request: TensorRequest) -> Job:
 
 async def tensors(runtime: Runtime, request: TensorRequest) -> Tensors:
     """The images for a tensor request, batched with the /generate and tensor requests arriving meanwhile."""
+    since = time.perf_counter()
     job = prepare_tensors(runtime, request)
     assert runtime.batcher is not None, "the runtime has not started"
-    body = await runtime.batcher.submit(job)
+    body = await submit(runtime.batcher, job, since)
     return Tensors(job.model, job.seed, request.media_type, body)

@@ -56,8 +56,9 @@ _DESCRIPTIONS = {
     400: "Unreadable request body (not UTF-8, or a bad Content-Length).",
     401: "Missing or wrong bearer token (only when API_TOKEN is set).",
     404: "Unknown model, or a model version that is not loaded (the detail lists the loaded ones).",
-    413: "Request body larger than MAX_BODY_BYTES (MAX_INFER_BODY_BYTES for inference).",
-    415: "Compressed request body (Content-Encoding): send it uncompressed.",
+    413: "Request body larger than MAX_BODY_BYTES (MAX_INFER_BODY_BYTES for inference), compressed or once "
+    "decompressed.",
+    415: "A Content-Encoding other than gzip, deflate or identity.",
     422: "Invalid field: wrong type, out of range, unknown label or format.",
     429: "Overloaded: MAX_CONCURRENCY busy and MAX_QUEUE full; retry after Retry-After seconds.",
     503: "Not ready (no model loaded), or queued longer than QUEUE_TIMEOUT_SECONDS; see Retry-After.",

@@ -18,10 +18,7 @@ percent-encoding, HEAD for GET, ...). Which routes are guarded is :func:`is_guar
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import hmac
 import time
-from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
@@ -29,6 +26,9 @@ from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.admission import ConcurrencyLimiter, bearer_matches
+from service.errors import RequestError
+from service.http.compression import inflate
 from service.http.errors import error_response, is_oip
 from service.metrics import Metrics
 
@@ -112,62 +112,6 @@ class MetricsMiddleware:
         return child
 
 
-class ConcurrencyLimiter:
-    """At most ``limit`` holders and ``queue`` waiters (FIFO); beyond that :meth:`acquire` answers False.
-
-    Loop-agnostic (futures are made at wait time), so one app can be served by several event loops in turn.
-    """
-
-    def __init__(self, limit: int, queue: int) -> None:
-        self.limit = limit
-        self.queue = queue
-        self.active = 0
-        self._waiters: deque[asyncio.Future[None]] = deque()
-
-    @property
-    def full(self) -> bool:
-        """Every slot taken and the queue full: :meth:`try_acquire` would say False."""
-        return self.active >= self.limit and len(self._waiters) >= self.queue
-
-    def try_acquire(self) -> bool | None:
-        """Without waiting: True with a slot, False when the queue is full too, None when one must wait."""
-        if self.active < self.limit and not self._waiters:
-            self.active += 1
-            return True
-        return False if len(self._waiters) >= self.queue else None
-
-    async def acquire(self, timeout: float | None = None) -> bool:
-        """True with a slot; False when the queue is full; :class:`TimeoutError` after ``timeout`` s."""
-        got = self.try_acquire()
-        return got if got is not None else await self.wait(timeout)
-
-    async def wait(self, timeout: float | None = None) -> bool:
-        """Queue for a slot (after :meth:`try_acquire` said None); :class:`TimeoutError` after ``timeout``."""
-        waiter = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            async with asyncio.timeout(timeout):
-                await waiter  # release() hands its slot straight to us, so `active` is already counted
-        except BaseException:  # cancelled, or timed out
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # the slot arrived just as we gave up: pass it on
-            else:
-                waiter.cancel()
-                # release() may already have popped (and skipped) our cancelled waiter.
-                with contextlib.suppress(ValueError):
-                    self._waiters.remove(waiter)
-            raise
-        return True
-
-    def release(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
-        self.active -= 1
-
-
 class GuardedRoute(APIRoute):
     """An APIRoute that runs the app's :class:`Guard` (``app.state.guard``) before itself when
     :func:`is_guarded`; the ``route_class`` of every router."""
@@ -186,7 +130,8 @@ class GuardedRoute(APIRoute):
 
 class Guard:
     """What stands before the guarded routes (see the module docstring), cheapest refusal first: the bearer
-    token (401), the body size (413, declared or chunked), then the concurrency limit (429 with Retry-After
+    token (401), the body size (413, declared or chunked; a gzip or deflate body inflated within the same
+    limit: :mod:`service.http.compression`), then the concurrency limit (429 with Retry-After
     when the queue is full, 503 with Retry-After after QUEUE_TIMEOUT_SECONDS in it). From the end of the
     body on, a client that disconnects cancels its request (counted as 499): queued work it asked for is
     never computed. Other routes (health, metrics, models, docs) bypass all of it. ``body_limits`` gives a
@@ -235,11 +180,14 @@ class Guard:
         max_body, setting = self.body_limits.get(template, (self.max_body_bytes, "MAX_BODY_BYTES"))
         declared = None
         authorization = b""
+        encoding = None
         for name, value in scope["headers"]:
             if name == b"content-length":
                 declared = value
             elif name == b"authorization":
                 authorization = value
+            elif name == b"content-encoding":
+                encoding = value
         if self.token is not None and not self._authorized(authorization):
             challenge = 'Bearer realm="cgan"' + (', error="invalid_token"' if authorization else "")
             detail = "Authorization: a valid bearer token is required"
@@ -263,7 +211,36 @@ class Guard:
             scope[_OUTCOME] = CLIENT_CLOSED  # a partial body, then gone (or timed out): nothing to run
             self.metrics.rejected.labels("client_closed").inc()
             return
+        if encoding is not None:  # gzip or deflate: inflated here, within the same limit
+            body = await self._inflated(scope, receive, send, body, encoding, max_body, setting, oip)
+            if body is None:
+                return
         await self._serve(scope, receive, send, body, app, oip)
+
+    async def _inflated(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        body: bytes,
+        encoding: bytes,
+        max_body: int,
+        setting: str,
+        oip: bool,
+    ) -> bytes | None:
+        """The body decoded (:func:`service.http.compression.inflate`), the route then seeing a plain
+        body; or None once the refusal (413 past the limit, 415, 400) is sent."""
+        try:
+            body = inflate(body, encoding.decode("latin-1"), max_body, setting)
+        except RequestError as e:
+            if e.status == 413:
+                self.metrics.rejected.labels("body_too_large").inc()
+            headers = {"Connection": "close"} if e.status == 413 else None
+            await error_response(e.status, e.detail, e.field, headers, oip=oip)(scope, receive, send)
+            return None
+        kept = [(k, v) for k, v in scope["headers"] if k not in (b"content-encoding", b"content-length")]
+        scope["headers"] = [*kept, (b"content-length", str(len(body)).encode())]
+        return body
 
     async def _serve(
         self, scope: Scope, receive: Receive, send: Send, body: bytes, app: ASGIApp, oip: bool
@@ -331,9 +308,7 @@ class Guard:
                 self.limiter.release()
 
     def _authorized(self, authorization: bytes) -> bool:
-        scheme, _, credentials = authorization.partition(b" ")
-        # Constant-time, so response timing does not reveal how much of a guessed token matched.
-        return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), self.token or b"")
+        return bearer_matches(authorization, self.token or b"")  # constant-time; gRPC's check too
 
     async def _body(self, receive: Receive, max_body: int) -> bytes:
         """Read the whole (small) body now, so the limit holds for chunked uploads too; or a sentinel."""

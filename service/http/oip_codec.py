@@ -25,20 +25,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import cgan_contract as contract
 from service.errors import RequestError
 from service.models import LoadedModel
+from service.oip import DATATYPES, INPUTS, OPTIONAL_INPUTS, SEED_PARAMETER
 from service.requests import TensorRequest
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
-#: What this server implements beyond the core protocol (``GET /v2``'s ``extensions``).
-EXTENSIONS = ["binary_tensor_data", "parameters"]
-#: The protocol's datatypes for the contract's dtypes, and back.
-DATATYPES = {"float32": "FP32", "int64": "INT64", "uint8": "UINT8"}
 _NUMPY = {"FP32": np.dtype("<f4"), "INT64": np.dtype("<i8"), "UINT8": np.dtype("u1")}
-#: The inputs a request may send, with the datatype each must have.
-INPUTS = {contract.INPUT_LABEL: "INT64", contract.INPUT_NOISE: "FP32"}
-#: Inputs only some models take (those with style codes); the data plane refuses them for the others.
-OPTIONAL_INPUTS = {contract.INPUT_CODES: "FP32"}
 _ALL_INPUTS = {**INPUTS, **OPTIONAL_INPUTS}
-SEED_PARAMETER = "seed"
 
 
 class BadRequest(RequestError):

@@ -38,9 +38,14 @@ class LoadedModel:
 
     def __post_init__(self) -> None:
         # Resolved once: a labelled child costs a dict lookup and a lock per request otherwise.
-        metrics = self.metrics
-        object.__setattr__(self, "_latency", metrics and metrics.inference_seconds.labels(self.name))
-        object.__setattr__(self, "_images", metrics and metrics.images.labels(self.name))
+        metrics, version = self.metrics, str(self.version)
+        object.__setattr__(self, "_latency", metrics and metrics.inference_seconds.labels(self.name, version))
+        object.__setattr__(self, "_images", metrics and metrics.images.labels(self.name, version))
+        outcomes = {
+            ok: metrics and metrics.model_requests.labels(self.name, version, "success" if ok else "fail")
+            for ok in (True, False)
+        }
+        object.__setattr__(self, "_requests", outcomes)
         twin = self
         if self.lane_session is not None:
             twin = dataclasses.replace(self, session=self.lane_session, lane_session=None)
@@ -59,9 +64,9 @@ class LoadedModel:
         ``z`` ``[n, latent_dim]`` instead of seeds; blocking: keep off the loop.
 
         Every image the service makes comes through here (:func:`cgan_contract.runner.generate`), timed and
-        counted per model. For a model with style codes, float32 ``codes`` ``[n, k]`` replace the seed rule's
-        codes (with ``z`` they are required). ``truncation`` redraws noise entries beyond it (the contract's
-        rule, still a function of each seed).
+        counted per model version. For a model with style codes, float32 ``codes`` ``[n, k]`` replace the
+        seed rule's codes (with ``z`` they are required). ``truncation`` redraws noise entries beyond it
+        (the contract's rule, still a function of each seed).
         """
         start = time.perf_counter()
         images = runner.generate(
@@ -79,6 +84,12 @@ class LoadedModel:
             self._latency.observe(time.perf_counter() - start)
             self._images.inc(len(labels))
         return images
+
+    def served(self, seconds: float, ok: bool) -> None:
+        """Count a request this version answered (``ok``) or failed, and its time in the data plane."""
+        child = self._requests[ok]  # type: ignore[attr-defined]
+        if child is not None:
+            child.observe(seconds)
 
     def classify(self, images: np.ndarray) -> np.ndarray:
         """The judge's probabilities float32 ``[n, classes]`` for ``[n, H, W, C]`` uint8 images; blocking."""

@@ -61,9 +61,15 @@ def runtime_of(client: TestClient) -> Runtime:
 
 
 def metric_value(client: TestClient, name: str, labels: dict[str, str] | None = None) -> float:
-    """A sample's value from the app's own registry (0 when the series does not exist yet)."""
-    value = runtime_of(client).metrics.registry.get_sample_value(name, labels or {})
-    return 0.0 if value is None else value
+    """The sum of the samples named ``name`` whose labels include ``labels``, from the app's own registry
+    (0 when there is none yet): ``{"model": "digits"}`` counts every version of that model."""
+    wanted = (labels or {}).items()
+    return sum(
+        sample.value
+        for family in runtime_of(client).metrics.registry.collect()
+        for sample in family.samples
+        if sample.name == name and wanted <= sample.labels.items()
+    )
 
 
 @pytest.fixture(scope="module")

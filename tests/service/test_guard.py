@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from service.http.middleware import ConcurrencyLimiter
+from service.admission import ConcurrencyLimiter
 
 TOKEN = "s3cret-token"
 

@@ -281,7 +281,8 @@ _TRUNCATED = json.dumps(
             400,
             "Inference-Header-Content-Length:",
         ),
-        (b'{"inputs": []}', {"Content-Encoding": "gzip"}, 415, "Content-Encoding: 'gzip' is not supported"),
+        (b'{"inputs": []}', {"Content-Encoding": "br"}, 415, "Content-Encoding: 'br' is not supported"),
+        (b"{}", {"Content-Encoding": "gzip"}, 400, "Content-Encoding: the body is not valid gzip data"),
     ],
     ids=lambda v: v if isinstance(v, int) else None,
 )

@@ -100,6 +100,7 @@ def serve(models_dir: Path, log_path: Path, **env: str) -> Iterator[str]:
         SHUTDOWN_DRAIN_SECONDS="0",  # teardown should not wait for load balancers that do not exist
         LOG_LEVEL="warning",
         BUNDLED_MODELS="0",
+        GRPC_PORT="0",  # HTTP only: the default 8001 may be taken on a shared machine
         **env,
     )
     port = free_port()

@@ -195,6 +195,7 @@ def test_sigterm_while_the_workers_start_is_still_a_clean_stop(tmp_path: Path, m
     from cgan_testing.live_server import free_port
 
     env = {**os.environ, "PYTHONPATH": str(REPO), "MODELS_DIR": str(models_dir), "BUNDLED_MODELS": "0"}
+    env["GRPC_PORT"] = str(free_port())
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     log = tmp_path / "server.log"
     process = subprocess.Popen(

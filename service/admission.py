@@ -1,0 +1,77 @@
+"""Admission, whichever protocol carried the request: whether its bearer token is the one
+(:func:`bearer_matches`), and how many requests run at once and how many wait (:class:`ConcurrencyLimiter`).
+
+One limiter per process (``Runtime.limiter``): the HTTP guard (:class:`service.http.middleware.Guard`) and
+the gRPC servicer (:mod:`service.grpc`) take their slots from the same instance, so MAX_CONCURRENCY and
+MAX_QUEUE bound both protocols together, not each on its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from collections import deque
+
+
+def bearer_matches(authorization: bytes, token: bytes) -> bool:
+    """Whether an ``Authorization`` value (header or gRPC metadata) is ``Bearer <token>``: the scheme in any
+    case, the whole token compared in constant time, so timing does not reveal how much of a guess matched."""
+    scheme, _, credentials = authorization.partition(b" ")
+    return scheme.lower() == b"bearer" and hmac.compare_digest(credentials.strip(), token)
+
+
+class ConcurrencyLimiter:
+    """At most ``limit`` holders and ``queue`` waiters (FIFO); beyond that :meth:`acquire` answers False.
+
+    Loop-agnostic (futures are made at wait time), so one app can be served by several event loops in turn.
+    """
+
+    def __init__(self, limit: int, queue: int) -> None:
+        self.limit = limit
+        self.queue = queue
+        self.active = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    @property
+    def full(self) -> bool:
+        """Every slot taken and the queue full: :meth:`try_acquire` would say False."""
+        return self.active >= self.limit and len(self._waiters) >= self.queue
+
+    def try_acquire(self) -> bool | None:
+        """Without waiting: True with a slot, False when the queue is full too, None when one must wait."""
+        if self.active < self.limit and not self._waiters:
+            self.active += 1
+            return True
+        return False if len(self._waiters) >= self.queue else None
+
+    async def acquire(self, timeout: float | None = None) -> bool:
+        """True with a slot; False when the queue is full; :class:`TimeoutError` after ``timeout`` s."""
+        got = self.try_acquire()
+        return got if got is not None else await self.wait(timeout)
+
+    async def wait(self, timeout: float | None = None) -> bool:
+        """Queue for a slot (after :meth:`try_acquire` said None); :class:`TimeoutError` after ``timeout``."""
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            async with asyncio.timeout(timeout):
+                await waiter  # release() hands its slot straight to us, so `active` is already counted
+        except BaseException:  # cancelled, or timed out
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # the slot arrived just as we gave up: pass it on
+            else:
+                waiter.cancel()
+                # release() may already have popped (and skipped) our cancelled waiter.
+                with contextlib.suppress(ValueError):
+                    self._waiters.remove(waiter)
+            raise
+        return True
+
+    def release(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+        self.active -= 1
