@@ -135,6 +135,31 @@ class JudgeSection(BaseModel):
     test_accuracy: float | None = None
 
 
+class GateFigures(BaseModel):
+    """The figures the INT8 quality gate compares (accuracies as fractions)."""
+
+    label_accuracy: float
+    fid_ratio: float
+    gan_train_accuracy: float
+
+
+class QualityGate(BaseModel):
+    """The INT8 quality gate a quantized version was held to against its FP32 source (``cgan-train export
+    --int8``): the limits, both sides' figures, and whether it passed. A server serves an ``int8`` version by
+    default only with a passed gate against a loaded FP32 version (``PRECISION=auto``)."""
+
+    passed: bool
+    #: The FP32 version the figures compare with (the card's ``quantized_from``).
+    against_version: int = Field(ge=1)
+    #: How much worse the INT8 version may be: label accuracy and GAN-train drops (fractions), and the FID
+    #: ratio's growth as a fraction of the FP32 one.
+    label_accuracy_drop: float
+    fid_ratio_increase: float
+    gan_train_drop: float
+    fp32: GateFigures
+    int8: GateFigures
+
+
 class StyleCode(BaseModel):
     """One continuous style code of a generator with a ``codes`` input (InfoGAN), in input order."""
 
@@ -196,6 +221,8 @@ class ModelCard(BaseModel):
     precision: Literal["fp32", "int8"] = "fp32"
     #: For an ``int8`` version: the FP32 version it was quantized from (its twin, evaluated alongside).
     quantized_from: int | None = Field(default=None, ge=1)
+    #: For an ``int8`` version: the quality gate it was held to against ``quantized_from``.
+    gate: QualityGate | None = None
 
     @model_validator(mode="after")
     def _codes_match_inputs(self) -> ModelCard:

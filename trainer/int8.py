@@ -60,6 +60,28 @@ class QualityGate:
             )
         return found
 
+    def record(
+        self, against_version: int, fp32: contract.Quality, int8: contract.Quality
+    ) -> contract.QualityGate:
+        """The gate as the INT8 card carries it: limits, both sides' figures, the verdict."""
+
+        def figures(q: contract.Quality) -> contract.GateFigures:
+            return contract.GateFigures(
+                label_accuracy=q.label_accuracy,
+                fid_ratio=q.fid_ratio,
+                gan_train_accuracy=q.gan_train_accuracy,
+            )
+
+        return contract.QualityGate(
+            passed=not self.misses(fp32, int8),
+            against_version=against_version,
+            label_accuracy_drop=self.label_accuracy_drop,
+            fid_ratio_increase=self.fid_ratio_increase,
+            gan_train_drop=self.gan_train_drop,
+            fp32=figures(fp32),
+            int8=figures(int8),
+        )
+
 
 @dataclass(frozen=True)
 class Int8Result:
@@ -135,7 +157,9 @@ def publish_int8(
             fsync_file(path)
         staging.chmod(0o755)
         # The twin's card carries its gate figures whether or not the evaluator wrote them onto it.
-        final = contract.read_card(staging).model_copy(update={"quality": int8_quality})
+        final = contract.read_card(staging).model_copy(
+            update={"quality": int8_quality, "gate": gate.record(card.version, fp32_quality, int8_quality)}
+        )
         published = publish(staging, model_root, final)
         return Int8Result(published, fp32_quality, int8_quality)
     except OSError as exc:
