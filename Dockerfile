@@ -41,11 +41,14 @@ COPY pyproject.toml README* /src/
 # The contract and the service, not the trainer: the two are siblings over cgan_contract.
 COPY cgan_contract /src/cgan_contract
 COPY service /src/service
-# The build tools are not needed at run time; the image must not contain TensorFlow (fail the build if
-# a dependency ever drags it in), the bundled default model (package data, service/bundled/) must be
-# installed, so a fresh container serves at once, and the entry point must import.
+# Neither the build tools nor pip are needed at run time (an image that extends this one installs with
+# `python -m ensurepip` or from its own builder), nor the Swagger Editor that swagger-ui-py ships beside the
+# three files /docs serves (23 MB): 409 MB -> see BENCHMARKS.md "Image sizes". The image must not contain
+# TensorFlow (fail the build if a dependency ever drags it in), the bundled default model (package data,
+# service/bundled/) must be installed, so a fresh container serves at once, and the entry point must import.
 RUN pip install --no-deps --no-build-isolation /src \
-    && pip uninstall --yes setuptools wheel \
+    && python -c "from service.routes.docs import prune_assets; print(prune_assets(), 'bytes of unused docs assets')" \
+    && pip uninstall --yes setuptools wheel pip \
     && python -c "import importlib.util as u, sys; sys.exit(u.find_spec('tensorflow') is not None)" \
     && python -c "import sys; from service.config import BUNDLED_DIR as b; sys.exit(not any(b.glob('*/*/model.onnx')))" \
     && cgan-serve --help > /dev/null

@@ -562,8 +562,8 @@ import importlib.metadata as md
 import re
 import sys
 
-from pip._vendor.packaging.markers import Marker
-from pip._vendor.packaging.utils import canonicalize_name
+from packaging.markers import Marker
+from packaging.utils import canonicalize_name
 
 pins = {}
 for line in sys.stdin.read().replace("\\\n", " ").splitlines():

@@ -24,6 +24,8 @@ ASSETS = {
     "swagger-ui.css": "text/css",
     "favicon-32x32.png": "image/png",
 }
+#: Kept by prune_assets beside ASSETS: the assets' licence travels with them.
+KEPT = frozenset(ASSETS) | {"LICENSE"}
 #: Swagger UI sets inline styles and uses data: URIs for its icons; scripts only from here.
 DOCS_CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -62,3 +64,14 @@ async def docs_asset(asset: str) -> Response:
         return error_response(404, f"asset: {asset!r} is not one of the docs files", "asset")
     cache = {"Cache-Control": "max-age=86400"}
     return FileResponse(ASSETS_DIR / asset, media_type=ASSETS[asset], headers=cache)
+
+
+def prune_assets(directory: Path = ASSETS_DIR) -> int:
+    """Delete what the docs never serve from ``directory`` (the Swagger Editor and source maps, 23 of its
+    25 MB); the service image calls this at build time. Returns the bytes freed."""
+    freed = 0
+    for path in directory.iterdir():
+        if path.is_file() and path.name not in KEPT:
+            freed += path.stat().st_size
+            path.unlink()
+    return freed

@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import shutil
 
 from fastapi.testclient import TestClient
 
@@ -51,3 +52,22 @@ def test_docs_load_nothing_from_outside(shared_client: TestClient) -> None:
     csp = docs.headers["content-security-policy"]
     assert "script-src 'self'" in csp and "cdn" not in csp
     assert shared_client.get("/redoc").status_code == 404  # it would load from a CDN
+
+
+def test_the_docs_work_from_the_assets_the_service_image_keeps(
+    shared_client: TestClient, tmp_path, monkeypatch
+) -> None:
+    # The image build prunes the Swagger Editor (23 MB) from swagger-ui-py; the page must not need it.
+    from service.routes import docs as docs_route
+
+    pruned = tmp_path / "static"
+    shutil.copytree(docs_route.ASSETS_DIR, pruned)
+    before = {p.name for p in pruned.iterdir()}
+    freed = docs_route.prune_assets(pruned)
+    assert {p.name for p in pruned.iterdir()} == set(docs_route.KEPT) and freed > 20_000_000
+    assert "swagger-editor-bundle.js" in before
+    monkeypatch.setattr(docs_route, "ASSETS_DIR", pruned)
+    page = shared_client.get("/docs")
+    for asset in re.findall(r"(?:src|href)=\"([^\"]+)\"", page.text):
+        response = shared_client.get(f"/{asset}")
+        assert response.status_code == 200 and response.content, asset
