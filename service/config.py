@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     #: served alone (the first to load, or the one left when the others went) and stays while it is served;
     #: a second model appearing never moves it. No pin (several models from the start): requests name one.
     default_model: str | None = None
+    #: Which loaded version of a model serves requests that name none (service.models.precision): auto (its
+    #: gated INT8 twin where one is loaded, else the newest FP32 version), fp32, or int8.
+    precision: Literal["auto", "fp32", "int8"] = "auto"
     #: The path prefix a proxy strips (``/api``): routes and the guard match the path below it.
     root_path: str = ""
 

@@ -2,7 +2,8 @@
 them in and picks the default.
 
 The registry mirrors the disk. Each name keeps its newest ``MODEL_VERSIONS`` (K) versions that pass every
-check loaded; the newest of them serves requests that name no version, and a request may pin any loaded
+check loaded; the newest of them (or its gated INT8 twin: PRECISION, :mod:`.precision`) serves requests that
+name no version, and a request may pin any loaded
 one, so a retrain does not take yesterday's images away from a consumer that needs to reproduce them. A
 newer version is loaded, verified and warmed off the event loop, then swapped in with one reference
 assignment, so requests already holding an older :class:`LoadedModel` finish on it; the oldest of K+1 is
@@ -41,6 +42,7 @@ from service.config import Settings
 from service.metrics import Metrics
 from service.models.loaded import LoadedModel
 from service.models.loader import Loader, ModelRefused
+from service.models.precision import serving_version
 
 log = logging.getLogger(__name__)
 
@@ -89,7 +91,8 @@ class ModelRegistry:
 
     @property
     def models(self) -> Mapping[str, LoadedModel]:
-        """Name -> its newest loaded version: what serves a request that names no version."""
+        """Name -> the loaded version that serves a request naming none: the newest, or its INT8 twin, as
+        PRECISION says (:mod:`service.models.precision`)."""
         return self._models
 
     @property
@@ -223,7 +226,8 @@ class ModelRegistry:
             return {name: next(iter(versions)) for name, versions in served.items()}
 
     def _scan_model(self, name: str, current: Mapping[int, LoadedModel]) -> dict[int, LoadedModel]:
-        """The newest K loadable versions of ``name`` across the roots, newest first.
+        """The newest K loadable FP32 versions of ``name`` across the roots and the INT8 twins newer than the
+        oldest of them, newest first.
 
         Loaded ones are kept, others loaded. At equal version numbers the earlier root wins (MODELS_DIR
         before the bundled models), so a trained v1 replaces a bundled v1, and a refused MODELS_DIR v1
@@ -240,7 +244,9 @@ class ModelRegistry:
         )
         kept: dict[int, LoadedModel] = {}
         for version, precedence, path, source in reversed(candidates):
-            if len(kept) == keep:
+            # K counts FP32 versions: an INT8 twin (newer than its source) comes on top, so PRECISION=fp32
+            # keeps K of them; 2K bounds a name holding only INT8 versions.
+            if sum(m.card.precision == "fp32" for m in kept.values()) == keep or len(kept) == 2 * keep:
                 break
             if version in kept:
                 continue  # an earlier root already serves this version number
@@ -293,7 +299,9 @@ class ModelRegistry:
         paths = {m.path for versions in served.values() for m in versions.values()}
         self._card_stamps = {p: s for p, s in self._card_stamps.items() if p in paths}
         previous, self._versions = self._versions, served
-        self._models = {name: next(iter(versions.values())) for name, versions in served.items()}
+        self._models = {
+            name: serving_version(versions, self.settings.precision) for name, versions in served.items()
+        }
         if self._pinned not in served:
             self._pinned = next(iter(served)) if len(served) == 1 else None
         for name, versions in previous.items():
