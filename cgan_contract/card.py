@@ -151,6 +151,9 @@ class QualityGate(BaseModel):
     passed: bool
     #: The FP32 version the figures compare with (the card's ``quantized_from``).
     against_version: int = Field(ge=1)
+    #: That version's ``sha256``: a version numbered alike in another model root is not the source. Came
+    #: after the first gates, so optional.
+    against_sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     #: How much worse the INT8 version may be: label accuracy and GAN-train drops (fractions), and the FID
     #: ratio's growth as a fraction of the FP32 one.
     label_accuracy_drop: float

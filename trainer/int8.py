@@ -61,7 +61,11 @@ class QualityGate:
         return found
 
     def record(
-        self, against_version: int, fp32: contract.Quality, int8: contract.Quality
+        self,
+        against_version: int,
+        fp32: contract.Quality,
+        int8: contract.Quality,
+        against_sha256: str | None = None,
     ) -> contract.QualityGate:
         """The gate as the INT8 card carries it: limits, both sides' figures, the verdict."""
 
@@ -75,6 +79,7 @@ class QualityGate:
         return contract.QualityGate(
             passed=not self.misses(fp32, int8),
             against_version=against_version,
+            against_sha256=against_sha256,
             label_accuracy_drop=self.label_accuracy_drop,
             fid_ratio_increase=self.fid_ratio_increase,
             gan_train_drop=self.gan_train_drop,
@@ -158,7 +163,10 @@ def publish_int8(
         staging.chmod(0o755)
         # The twin's card carries its gate figures whether or not the evaluator wrote them onto it.
         final = contract.read_card(staging).model_copy(
-            update={"quality": int8_quality, "gate": gate.record(card.version, fp32_quality, int8_quality)}
+            update={
+                "quality": int8_quality,
+                "gate": gate.record(card.version, fp32_quality, int8_quality, card.sha256),
+            }
         )
         published = publish(staging, model_root, final)
         return Int8Result(published, fp32_quality, int8_quality)

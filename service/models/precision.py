@@ -4,8 +4,9 @@ An INT8 twin (``precision: int8`` on its card) is published by ``cgan-train expo
 version of its FP32 source, only if it passed the quality gate, and its card records that gate. Being newest
 does not make it the default; PRECISION does:
 
-- ``auto`` (the default): the newest FP32 version, or its gated INT8 twin where one is loaded. A newer FP32
-  version (a retrain) wins over an older version's twin until it gets its own.
+- ``auto`` (the default): the newest FP32 version, or its gated INT8 twin where one is loaded (its own: the
+  same version number, root and sha256). A newer FP32 version (a retrain, or a trained v1 in MODELS_DIR
+  beside the bundled v1's twin) wins over another version's twin until it gets its own.
 - ``fp32``: the newest FP32 version.
 - ``int8``: the newest gated INT8 twin whatever its source's age, else as ``auto``.
 
@@ -47,5 +48,17 @@ def serving_version(versions: Mapping[int, LoadedModel], precision: Precision) -
         return twins[0] if twins else ordered[0]
     if precision == "fp32":
         return fp32
-    own = [m for m in twins if m.card.quantized_from == fp32.version]
+    own = [m for m in twins if twin_of(m, fp32)]
     return own[0] if own else fp32
+
+
+def twin_of(twin: LoadedModel, fp32: LoadedModel) -> bool:
+    """``twin`` was quantized from this very ``fp32`` version: its number, its root (a trained v1 in
+    MODELS_DIR is not the bundled v1), and its sha256 where the gate records it."""
+    gate = twin.card.gate
+    return (
+        twin.card.quantized_from == fp32.version
+        and twin.source == fp32.source
+        and gate is not None
+        and gate.against_sha256 in (None, fp32.card.sha256)
+    )

@@ -10,11 +10,12 @@ import pytest
 import cgan_contract as contract
 
 
-def _gate(passed: bool, against: int) -> contract.QualityGate:
+def _gate(passed: bool, against: int, against_sha256: str | None = None) -> contract.QualityGate:
     figures = contract.GateFigures(label_accuracy=0.99, fid_ratio=1.3, gan_train_accuracy=0.96)
     return contract.QualityGate(
         passed=passed,
         against_version=against,
+        against_sha256=against_sha256,
         label_accuracy_drop=0.005,
         fid_ratio_increase=0.1,
         gan_train_drop=0.005,
@@ -23,7 +24,9 @@ def _gate(passed: bool, against: int) -> contract.QualityGate:
     )
 
 
-def _twin(publish, build_onnx, models: Path, version: int, of: int, gate: contract.QualityGate | None) -> None:
+def _twin(
+    publish, build_onnx, models: Path, version: int, of: int, gate: contract.QualityGate | None
+) -> None:
     publish(
         models,
         "digits",
@@ -89,6 +92,32 @@ def test_a_retrain_wins_over_an_older_versions_twin_until_it_has_its_own(
     _twin(publish, build_onnx, models, 4, of=3, gate=_gate(True, 3))
     with open_client(models) as client:
         assert _default_version(client) == 4
+
+
+def test_a_trained_v1_is_served_over_the_bundled_v1s_twin(
+    tmp_path: Path, publish, build_onnx, open_client
+) -> None:
+    bundled, models = tmp_path / "bundled", tmp_path / "models"
+    publish(bundled, "digits", 1, onnx_bytes=build_onnx(weights_seed=1))
+    _twin(publish, build_onnx, bundled, 2, of=1, gate=_gate(True, 1))
+    publish(models, "digits", 1, onnx_bytes=build_onnx(weights_seed=5))
+    with open_client(models, bundled_models=True, bundled_models_dir=bundled) as client:
+        served = client.get("/v1/models/digits").json()
+        assert (served["version"], served["source"], served["versions"]) == (1, "models_dir", [2, 1])
+
+
+def test_a_gate_recording_another_sources_sha256_does_not_count(
+    tmp_path: Path, publish, build_onnx, open_client
+) -> None:
+    models = tmp_path / "models"
+    publish(models, "digits", 1, onnx_bytes=build_onnx(weights_seed=1))
+    _twin(publish, build_onnx, models, 2, of=1, gate=_gate(True, 1, against_sha256="0" * 64))
+    with open_client(models) as client:
+        assert _default_version(client) == 1
+    source = contract.read_card(models / "digits" / "1").sha256
+    _twin(publish, build_onnx, models, 3, of=1, gate=_gate(True, 1, against_sha256=source))
+    with open_client(models) as client:
+        assert _default_version(client) == 3
 
 
 def test_model_versions_counts_fp32_versions_so_the_source_of_a_twin_stays_loaded(

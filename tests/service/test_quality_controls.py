@@ -255,13 +255,14 @@ def test_the_bundled_model_filtered_at_099_gives_only_images_its_judge_is_sure_o
 ) -> None:
     from service.config import BUNDLED_DIR
 
-    version = BUNDLED_DIR / "mnist-5k-cgan-conv" / "1"
-    judge = runner.open_session((version / contract.JUDGE_FILE).read_bytes(), threads=1)
     with open_client(tmp_path, bundled_models=True) as client:
         for label in (4, 9):
             body = {"label": label, "n": 32, "seed": 7, "format": "npy", "min_confidence": 0.99}
             response = client.post("/generate", json=body)
             assert response.status_code == 200, response.text
+            # The default version's own judge (its INT8 twin's, under PRECISION=auto).
+            version = BUNDLED_DIR / "mnist-5k-cgan-conv" / response.headers["x-model-version"]
+            judge = runner.open_session((version / contract.JUDGE_FILE).read_bytes(), threads=1)
             images = np.load(io.BytesIO(response.content))[..., None]
             probabilities = runner.classify(judge, images)
             assert (probabilities.argmax(axis=1) == label).all()

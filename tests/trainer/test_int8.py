@@ -99,6 +99,7 @@ def test_passing_twin_is_the_next_version_and_the_service_serves_it(fp32_dir: Pa
     assert card.precision == "int8" and card.quantized_from == 1 and card.quality is not None
     gate = card.gate  # the verdict and both sides' figures travel with the twin
     assert gate is not None and gate.passed and gate.against_version == 1
+    assert gate.against_sha256 == contract.read_card(fp32_dir).sha256
     assert gate.int8.label_accuracy == 0.946 and gate.fp32.label_accuracy == 0.95
     assert (gate.label_accuracy_drop, gate.fid_ratio_increase, gate.gan_train_drop) == (0.005, 0.10, 0.005)
     assert contract.read_card(fp32_dir).precision == "fp32"  # older cards and fp32 ones read as fp32
