@@ -1,5 +1,5 @@
-"""Judge-filtered generation: keep only the images the model's judge assigns to the requested class with
-at least ``min_confidence``, drawing further seeds in a fixed order until the count is met.
+"""Judge-filtered generation: keep only the images the model's judge assigns to the requested class (its
+top class) with at least ``min_confidence``, drawing further seeds in a fixed order until the count is met.
 
 The candidates of a request are a fixed sequence of seeds (the request's own first, then the next ones
 after them: :func:`cgan_contract.request_candidates`, :func:`~cgan_contract.block_candidates`); the images
@@ -56,6 +56,15 @@ class Selection:
         return len(self.seeds) / self.examined if self.examined else 1.0
 
 
+def accepts(probabilities: np.ndarray, label: int, min_confidence: float) -> np.ndarray:
+    """Which images the filter keeps: the judge's top class is ``label`` and its probability of ``label`` is
+    at least ``min_confidence`` (float32). At 0 the filter only drops images the judge calls another class:
+    that raises label accuracy without thinning the set to its easiest images, which high thresholds do
+    (QUALITY.md, "Filters and training value")."""
+    on_label = probabilities.argmax(axis=1) == label
+    return on_label & (probabilities[:, label] >= np.float32(min_confidence))
+
+
 def select(
     model: LoadedModel,
     label: int,
@@ -85,8 +94,7 @@ def select(
         chunk = candidates[start : start + size]
         shared = None if codes is None else np.tile(codes, (size, 1))
         made = model.generate(np.full(size, label, dtype=np.int64), chunk, shared, truncation=truncation)
-        confidence = model.classify(made)[:, label]
-        accepted = np.flatnonzero(confidence >= min_confidence)[:need]
+        accepted = np.flatnonzero(accepts(model.classify(made), label, min_confidence))[:need]
         images.append(made[accepted])
         seeds.append(chunk[accepted])
         kept += len(accepted)

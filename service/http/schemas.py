@@ -164,9 +164,11 @@ MinConfidence = Annotated[
     Field(
         ge=0.0,
         le=1.0,
-        description="Keep only images the model's judge (its card's `judge`) assigns to the label with at "
-        "least this probability, drawing the next seeds until the count is met (at most 20 candidates per "
-        "image, else 422). The acceptance rate comes back in X-Acceptance-Rate.",
+        description="Keep only images the model's judge (its card's `judge`) assigns to the label (its top "
+        "class) with at least this probability, drawing the next seeds until the count is met (at most 20 "
+        "candidates per image, else 422). 0 drops only images the judge calls another class: label accuracy "
+        "up, training value kept; high values keep the easiest images and lower it. The acceptance rate "
+        "comes back in X-Acceptance-Rate.",
         examples=[0.99],
     ),
 ]

@@ -84,26 +84,42 @@ def test_filter_keeps_the_first_accepted_seeds_in_order_and_reports_the_rate(
     assert float(response.headers["X-Acceptance-Rate"]) == pytest.approx(16 / examined, rel=1e-5)
 
 
-def test_min_confidence_zero_keeps_everything_and_equals_the_unfiltered_request(
-    judged_dir: Path, open_client
+def test_min_confidence_zero_drops_only_the_images_the_judge_calls_another_class(
+    judged_dir: Path, open_client, session, pixel: int
 ) -> None:
-    body = {"label": LABEL, "n": 8, "seed": 5, "format": "npy"}
+    # The fake judge's top class is the decoy whenever p < 0.5: those images are off-label, and only those go.
+    body = {"label": LABEL, "n": 8, "seed": 5, "format": "json"}
     with open_client(judged_dir) as client:
-        plain = client.post("/generate", json=body)
+        plain = client.post("/generate", json=body).json()
         filtered = client.post("/generate", json={**body, "min_confidence": 0.0})
-    assert filtered.content == plain.content
-    assert filtered.headers["X-Acceptance-Rate"] == "1" and "X-Acceptance-Rate" not in plain.headers
+    assert filtered.status_code == 200, filtered.text
+    candidates = np.arange(5, 5 + 8 * filtering.MAX_DRAWS_PER_IMAGE, dtype=np.uint64)
+    images = unfiltered(session, candidates)
+    on_label = images.reshape(len(images), -1)[:, pixel].astype(np.float32) / np.float32(255) >= 0.5
+    kept = np.flatnonzero(on_label)[:8]
+    assert filtered.json()["seeds"] == (5 + kept).tolist() != plain["seeds"]
+    assert float(filtered.headers["X-Acceptance-Rate"]) < 1
+
+
+def test_the_filter_keeps_an_image_only_where_its_label_is_the_judges_top_class() -> None:
+    probabilities = np.array(
+        [[0.1, 0.5, 0.4], [0.3, 0.3, 0.4], [0.0, 0.9, 0.1], [0.45, 0.0, 0.55]], np.float32
+    )
+    assert filtering.accepts(probabilities, 1, 0.0).tolist() == [True, False, True, False]
+    assert filtering.accepts(probabilities, 1, 0.6).tolist() == [False, False, True, False]
+    # A label with 0.45 behind another class at 0.55 is off-label whatever the threshold below it.
+    assert filtering.accepts(probabilities, 0, 0.4).tolist() == [False, False, False, False]
 
 
 def test_the_bound_is_a_422_naming_min_confidence(tmp_path: Path, publish, open_client, generator) -> None:
     root = tmp_path / "models"
     root.mkdir()
-    judge = build_judge(target=LABEL, pixel=None, confidence=0.4)  # never reaches 0.5
+    judge = build_judge(target=LABEL, pixel=None, confidence=0.6)  # never reaches 0.7
     publish(root, "digits", 1, onnx_bytes=generator, judge_bytes=judge)
     with open_client(root) as client:
-        response = client.post("/generate", json={"label": LABEL, "n": 4, "min_confidence": 0.5})
-        dataset = client.post("/dataset", json={"per_label": 3, "labels": [LABEL], "min_confidence": 0.5})
-        ok = client.post("/generate", json={"label": LABEL, "n": 4, "min_confidence": 0.4})
+        response = client.post("/generate", json={"label": LABEL, "n": 4, "min_confidence": 0.7})
+        dataset = client.post("/dataset", json={"per_label": 3, "labels": [LABEL], "min_confidence": 0.7})
+        ok = client.post("/generate", json={"label": LABEL, "n": 4, "min_confidence": 0.6})
     assert response.status_code == 422 and response.json()["field"] == "min_confidence"
     assert "only 0 of 4 images of label 3" in response.json()["detail"]
     assert f"within {4 * filtering.MAX_DRAWS_PER_IMAGE} candidates" in response.json()["detail"]
