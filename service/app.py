@@ -47,8 +47,8 @@ DESCRIPTION = """Labelled synthetic 28x28 images from a conditional GAN generato
 * PNG grid size: `cols = min(nrow, n)` (nrow defaults to `ceil(sqrt(n))`), `rows = ceil(n / cols)`,
   `width = cols*W + (cols+1)*pad`, `height = rows*H + (rows+1)*pad`; n=16, 28x28, pad 2 -> 122x122.
 * `/dataset`: labels in the order given, `per_label` each; image j overall uses `seed + j`.
-* Default model: DEFAULT_MODEL, else the model that was first served alone, for as long as it is served
-  (a second model appearing never changes it); with several models from the start, name one.
+* Default model: DEFAULT_MODEL, else the one model name MODELS_DIR serves, else (none there) the bundled
+  digits model; with several names in MODELS_DIR, name one. Every worker derives the same one.
 * Models: each name keeps its newest MODEL_VERSIONS (2) versions that pass their checks loaded, from
   MODELS_DIR and the bundled models (at equal version numbers MODELS_DIR wins); `version` in a body or
   query (or the `/v2` version path) pins one, and the newest serves otherwise. New versions are picked up

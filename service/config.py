@@ -18,6 +18,9 @@ LIMITS = {"n": "max_n", "nrow": "max_n", "per_label": "max_per_label", "steps": 
 
 #: The trained default models shipped inside the package (package data), served when MODELS_DIR has none.
 BUNDLED_DIR = Path(__file__).resolve().parent / "bundled"
+#: The bundled model that is the default while only bundled models serve (the digits one, whatever else is
+#: bundled later); see ``ModelRegistry.default_name``.
+BUNDLED_DEFAULT_MODEL = "mnist-5k-cgan-conv"
 
 
 def available_cores(cgroup_cpu_max: Path = Path("/sys/fs/cgroup/cpu.max")) -> int:
@@ -43,9 +46,9 @@ class Settings(BaseSettings):
     #: Also serve the bundled models; a version in MODELS_DIR supersedes its bundled twin (see the registry).
     bundled_models: bool = True
     bundled_models_dir: Path = BUNDLED_DIR
-    #: Model used when a request names none. Unset: the implicit default is pinned to the model that was
-    #: served alone (the first to load, or the one left when the others went) and stays while it is served;
-    #: a second model appearing never moves it. No pin (several models from the start): requests name one.
+    #: Model used when a request names none. Unset: the one model name MODELS_DIR serves; with none there,
+    #: the bundled default (BUNDLED_DEFAULT_MODEL); with several there, none (requests name one). Derived
+    #: from the served set alone, so every worker agrees (``ModelRegistry.default_name``).
     default_model: str | None = None
     #: Which loaded version of a model serves requests that name none (service.models.precision): auto (its
     #: gated INT8 twin where one is loaded, else the newest FP32 version), fp32, or int8.

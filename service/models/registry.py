@@ -24,8 +24,9 @@ describes the same bytes (sha256).
 Each version is read, verified and warmed by a :class:`~service.models.loader.Loader` (bounded reads, the
 card, the hash, the signature, a real run); the registry decides which versions to load and swaps them in.
 
-With DEFAULT_MODEL unset, the implicit default is pinned: the model served alone becomes the default and
-stays it while it is served, whatever other models appear (see :meth:`ModelRegistry.default_name`).
+The default model (what serves a request that names none) is a function of the served set alone, never
+of what a process served before, so every worker, and one started to replace a killed one, picks the same
+(see :meth:`ModelRegistry.default_name`).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 import cgan_contract as contract
-from service.config import Settings
+from service.config import BUNDLED_DEFAULT_MODEL, Settings
 from service.metrics import Metrics
 from service.models.loaded import LoadedModel
 from service.models.loader import Loader, ModelRefused
@@ -81,7 +82,6 @@ class ModelRegistry:
         self._refused: dict[Path, tuple[tuple, str, str]] = {}
         #: version dir -> stamp of the card file it was served with (a rewrite changes it)
         self._card_stamps: dict[Path, tuple] = {}
-        self._pinned: str | None = None
         self._scan_lock = threading.Lock()
         self.loader = Loader.from_settings(settings, metrics)
         # Public (/readyz, 503 details): never a path or a loader message; those go to the log.
@@ -116,13 +116,26 @@ class ModelRegistry:
         return {public(path): reason for path, (_, reason, _) in self._refused.items()}
 
     def default_name(self) -> str | None:
-        """DEFAULT_MODEL, or the pinned implicit default: the model that was once served alone, for as long
-        as it is served. A second model appearing never moves it (requests that named none keep working);
-        several models from the start give no implicit default (requests must name one)."""
+        """The model a request that names none gets: DEFAULT_MODEL; else the one model name MODELS_DIR
+        serves (a version of it loaded from there), over the bundled ones; else, with only bundled models,
+        the bundled default (:data:`~service.config.BUNDLED_DEFAULT_MODEL`, or the one bundled model);
+        else (several names in MODELS_DIR) none: requests must name one.
+
+        A function of the served set alone: no history, so every worker agrees and a model appearing or
+        going moves the default the same way everywhere."""
         if self.settings.default_model:
             return self.settings.default_model
-        pinned = self._pinned
-        return pinned if pinned in self._models else None
+        versions = self._versions
+        own = [
+            name
+            for name, loaded in versions.items()
+            if any(m.source == "models_dir" for m in loaded.values())
+        ]
+        if own:
+            return own[0] if len(own) == 1 else None
+        if BUNDLED_DEFAULT_MODEL in versions:
+            return BUNDLED_DEFAULT_MODEL
+        return next(iter(versions)) if len(versions) == 1 else None
 
     def readiness(self) -> tuple[bool, str | None]:
         """``(ready, reason)``: ready when a model is loaded and the configured default is among them."""
@@ -302,8 +315,6 @@ class ModelRegistry:
         self._models = {
             name: serving_version(versions, self.settings.precision) for name, versions in served.items()
         }
-        if self._pinned not in served:
-            self._pinned = next(iter(served)) if len(served) == 1 else None
         for name, versions in previous.items():
             for version, old in versions.items():
                 if served.get(name, {}).get(version) is not old:
