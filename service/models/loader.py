@@ -46,10 +46,17 @@ def _read_bounded(path: Path, limit: int) -> bytes:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise ModelRefused("unreadable", f"{path.name} is not a regular file")
+        # Refused on its size before a byte is read: a sparse or huge file costs no memory to turn down.
+        if st.st_size > limit:
+            raise _too_large(path, limit)
         data = f.read(limit + 1)  # the size may grow after fstat
-    if max(st.st_size, len(data)) > limit:
-        raise ModelRefused("too_large", f"{path.name} is larger than MAX_MODEL_BYTES ({limit} bytes)")
+    if len(data) > limit:
+        raise _too_large(path, limit)
     return data
+
+
+def _too_large(path: Path, limit: int) -> ModelRefused:
+    return ModelRefused("too_large", f"{path.name} is larger than MAX_MODEL_BYTES ({limit} bytes)")
 
 
 class BoundedReader:

@@ -8,11 +8,13 @@ import json
 import os
 import threading
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 import cgan_contract as contract
+from service.config import Settings
 from service.models import loader as registry_module
 
 
@@ -77,6 +79,24 @@ def test_model_file_over_the_size_cap_is_refused(models_dir: Path, publish, open
         assert client.get("/readyz").json()["refused"] == {"digits/1": "too_large"}
         refusals = {"model": "digits", "reason": "too_large"}
         assert metric(client, "cgan_model_load_refusals_total", refusals) == 1
+
+
+def test_a_sparse_model_file_over_the_cap_is_refused_before_any_read(tmp_path: Path) -> None:
+    """A 600 MiB model.onnx that takes no disk (a sparse file) is refused on its size alone: reading up to
+    MAX_MODEL_BYTES first cost 512 MiB of memory at every start."""
+    sparse = tmp_path / contract.MODEL_FILE
+    with sparse.open("wb") as f:
+        f.truncate(600 * 1024 * 1024)
+    reader = registry_module.BoundedReader(Settings.model_fields["max_model_bytes"].default, 30)
+    tracemalloc.start()
+    try:
+        with pytest.raises(registry_module.ModelRefused) as refused:
+            reader.read(sparse)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert refused.value.reason == "too_large"
+    assert peak < 1024 * 1024, f"refusing read {peak / 2**20:.0f} MiB first"
 
 
 def test_readyz_tells_no_paths_or_loader_messages(
