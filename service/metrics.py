@@ -101,6 +101,14 @@ class Metrics:
             ["model", "reason"],
             registry=r,
         )
+        self.scan_skips = Counter(
+            "cgan_model_scan_skips_total",
+            "Entries of the model roots a scan skipped: a lookup that did not answer within "
+            "MODEL_READ_TIMEOUT_SECONDS (timeout: once per stall), or a name beside the version "
+            "directories that is not ASCII digits (version_name: once per entry).",
+            ["reason"],
+            registry=r,
+        )
         self.model_info = Gauge(
             "cgan_model_info",
             "A model version loaded, pinnable by requests (value 1); the newest per model serves by default.",

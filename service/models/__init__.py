@@ -1,5 +1,6 @@
 """The models the service serves: one loaded version (:mod:`.loaded`), reading, verifying and warming one
-version (:mod:`.loader`, what ``cgan-bulk`` uses too), and the registry that keeps the served set in line with
+version (:mod:`.loader`, what ``cgan-bulk`` uses too), listing the model roots (:mod:`.listing`), filesystem
+calls with a time limit (:mod:`.bounded`), and the registry that keeps the served set in line with
 MODELS_DIR and the bundle (:mod:`.registry`: scan, swap, default)."""
 
 from service.models.loaded import LoadedModel

@@ -3,19 +3,18 @@ and warm its sessions. The registry loads every version it serves through a :cla
 loads the one version a job names through one too, with no registry around it.
 
 Files are read by :class:`BoundedReader`: regular files only (a FIFO would block the reader forever), at
-most MAX_MODEL_BYTES, on a daemon thread the caller waits for at most MODEL_READ_TIMEOUT_SECONDS. A read that
-hangs (a stalled network filesystem) refuses that version as ``timeout``, is never started twice, and holds
-up neither the other models nor shutdown.
+most MAX_MODEL_BYTES (a larger file is refused on its size, unread), on a daemon thread the caller waits for
+at most MODEL_READ_TIMEOUT_SECONDS (:mod:`service.models.bounded`). A read that hangs (a stalled network
+filesystem) refuses that version as ``timeout``, is never started twice, and holds up neither the other
+models nor shutdown.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import hashlib
 import os
 import stat
-import threading
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import cgan_contract as contract
 from cgan_contract import ModelCard, runner
 from service.config import Settings
 from service.metrics import Metrics
+from service.models.bounded import BoundedCalls, Stalled
 from service.models.loaded import LoadedModel
 
 
@@ -60,39 +60,24 @@ def _too_large(path: Path, limit: int) -> ModelRefused:
 
 
 class BoundedReader:
-    """Reads files on daemon threads and waits for each at most ``timeout`` seconds.
-
-    A read still running from an earlier scan is not started again (refused at once), so a hung
-    filesystem costs one thread per file, not one per scan; daemon threads never hold up process exit.
-    """
+    """Reads files through :class:`~service.models.bounded.BoundedCalls`, waiting for each at most
+    ``timeout`` seconds; a read still running from an earlier scan is refused at once, not started again."""
 
     def __init__(self, limit: int, timeout: float) -> None:
         self.limit = limit
         self.timeout = timeout
-        self._pending: dict[Path, concurrent.futures.Future[bytes]] = {}
+        self._calls = BoundedCalls(timeout, "model-read")
 
     def read(self, path: Path) -> bytes:
-        future = self._pending.get(path)
-        if future is not None and not future.done():
-            raise ModelRefused("timeout", f"an earlier read of {path.name} still has not returned")
-        future = concurrent.futures.Future()
-        self._pending[path] = future
-        thread = threading.Thread(target=self._run, args=(path, future), name="model-read", daemon=True)
-        thread.start()
         try:
-            return future.result(self.timeout)
-        except concurrent.futures.TimeoutError:
-            detail = f"reading {path.name} took longer than MODEL_READ_TIMEOUT_SECONDS ({self.timeout}s)"
+            # Looked up when called, so a test can stand a hanging read in for it.
+            return self._calls.call(path, lambda: _read_bounded(path, self.limit))
+        except Stalled as e:
+            if e.again:
+                detail = f"an earlier read of {path.name} still has not returned"
+            else:
+                detail = f"reading {path.name} took longer than MODEL_READ_TIMEOUT_SECONDS ({self.timeout}s)"
             raise ModelRefused("timeout", detail) from None
-        finally:
-            if future.done():
-                self._pending.pop(path, None)
-
-    def _run(self, path: Path, future: concurrent.futures.Future[bytes]) -> None:
-        try:
-            future.set_result(_read_bounded(path, self.limit))
-        except BaseException as e:
-            future.set_exception(e)
 
 
 def _validation_summary(error: ValidationError) -> str:

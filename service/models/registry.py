@@ -21,8 +21,10 @@ The one exception to immutability is the card, which ``cgan-train evaluate`` rew
 quality section: a changed card of a loaded version is re-read, validated and swapped in if it still
 describes the same bytes (sha256).
 
-Each version is read, verified and warmed by a :class:`~service.models.loader.Loader` (bounded reads, the
-card, the hash, the signature, a real run); the registry decides which versions to load and swaps them in.
+The roots are listed by a :class:`~service.models.listing.Lister` (every lookup time-limited, so a stalled
+entry holds up nothing else; only ASCII-digit version names), and each version is read, verified and warmed
+by a :class:`~service.models.loader.Loader` (bounded reads, the card, the hash, the signature, a real run);
+the registry decides which versions to load and swaps them in.
 
 The default model (what serves a request that names none) is a function of the served set alone, never
 of what a process served before, so every worker, and one started to replace a killed one, picks the same
@@ -41,20 +43,12 @@ from pathlib import Path
 import cgan_contract as contract
 from service.config import BUNDLED_DEFAULT_MODEL, Settings
 from service.metrics import Metrics
+from service.models.listing import ROOT_NAMES, Lister, Listing, VersionDir
 from service.models.loaded import LoadedModel
 from service.models.loader import Loader, ModelRefused
 from service.models.precision import serving_version
 
 log = logging.getLogger(__name__)
-
-
-def _fingerprint(version_dir: Path) -> tuple:
-    """What changes while a version directory is still being written."""
-    try:
-        entries = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in version_dir.iterdir())
-        return (version_dir.stat().st_mtime_ns, tuple(entries))
-    except OSError:
-        return ()
 
 
 def _stamp(path: Path) -> tuple:
@@ -66,7 +60,6 @@ def _stamp(path: Path) -> tuple:
     return (st.st_ino, st.st_size, st.st_mtime_ns)
 
 
-_ROOT_NAMES = {"models_dir": "MODELS_DIR", "bundled": "the bundled models"}
 _FROM = {"models_dir": "", "bundled": " (bundled)"}
 
 
@@ -78,16 +71,16 @@ class ModelRegistry:
         self.metrics = metrics
         self._models: dict[str, LoadedModel] = {}
         self._versions: dict[str, dict[int, LoadedModel]] = {}
-        #: version dir -> (fingerprint, reason code, message) of a refused version
-        self._refused: dict[Path, tuple[tuple, str, str]] = {}
+        #: version dir -> (fingerprint, reason code, message) of a refused version; fingerprint None: its
+        #: lookup did not answer (retried each scan)
+        self._refused: dict[Path, tuple[tuple | None, str, str]] = {}
         #: version dir -> stamp of the card file it was served with (a rewrite changes it)
         self._card_stamps: dict[Path, tuple] = {}
         self._scan_lock = threading.Lock()
         self.loader = Loader.from_settings(settings, metrics)
+        self.lister = Lister(settings.model_read_timeout_seconds, metrics)
         # Public (/readyz, 503 details): never a path or a loader message; those go to the log.
         self._problem = "no scan of MODELS_DIR has run yet"
-        #: Model roots found absent, logged once (see scan).
-        self._absent_roots: set[Path] = set()
 
     @property
     def models(self) -> Mapping[str, LoadedModel]:
@@ -147,20 +140,30 @@ class ModelRegistry:
             return False, f"DEFAULT_MODEL {default!r} is not loaded; loaded: {sorted(models)}"
         return True, None
 
-    def load(self, name: str, version: int, version_dir: Path, source: str = "models_dir") -> LoadedModel:
-        """Load, verify and warm one version directory (:meth:`Loader.load`), remembering its card's stamp so
-        a later rewrite of the card is noticed; :class:`ModelRefused` says why it cannot be served."""
-        card_stamp = _stamp(version_dir / contract.CARD_FILE)  # before reading: a later rewrite is seen
+    def load(
+        self,
+        name: str,
+        version: int,
+        version_dir: Path,
+        source: str = "models_dir",
+        card_stamp: tuple | None = None,
+    ) -> LoadedModel:
+        """Load, verify and warm one version directory (:meth:`Loader.load`), remembering its card's stamp
+        (``card_stamp``, as a scan saw it, or taken now) so a later rewrite of the card is noticed;
+        :class:`ModelRefused` says why it cannot be served."""
+        if card_stamp is None:
+            card_stamp = _stamp(version_dir / contract.CARD_FILE)  # before reading: a later rewrite is seen
         model = self.loader.load(name, version, version_dir, source)
         self._card_stamps[version_dir] = card_stamp
         return model
 
-    def refresh_card(self, model: LoadedModel) -> LoadedModel:
+    def refresh_card(self, model: LoadedModel, stamp: tuple | None = None) -> LoadedModel:
         """``model`` with its card re-read if the file changed since it was loaded (``cgan-train evaluate``
         adds the quality section in place); a new card that no longer describes the served bytes (sha256,
-        tensors, classes) is refused with a log line and the old card stays."""
-        card_file = model.path / contract.CARD_FILE
-        stamp = _stamp(card_file)
+        tensors, classes) is refused with a log line and the old card stays. ``stamp``: the card file's,
+        as a scan saw it (taken now when not given)."""
+        if stamp is None:
+            stamp = _stamp(model.path / contract.CARD_FILE)
         if not stamp or stamp == self._card_stamps.get(model.path):
             return model
         self._card_stamps[model.path] = stamp  # judged once per rewrite, not once per scan
@@ -199,64 +202,48 @@ class ModelRegistry:
         """
         with self._scan_lock:
             roots = self.settings.model_roots
-            found: set[str] = set()
-            unreadable = []
-            for root, source in roots:
-                try:
-                    found.update(
-                        p.name for p in root.iterdir() if p.is_dir() and contract.valid_model_name(p.name)
-                    )
-                except FileNotFoundError:
-                    # Not an error: the documented start without a model directory (the bundle serves),
-                    # or one a trainer has yet to create. Said once, at info; the reason when nothing serves.
-                    unreadable.append(
-                        f"{_ROOT_NAMES[source]} {'do' if source == 'bundled' else 'does'} not exist"
-                    )
-                    if root not in self._absent_roots:
-                        self._absent_roots.add(root)
-                        log.info(
-                            "%s %s does not exist (yet): nothing is served from it", _ROOT_NAMES[source], root
-                        )
-                    continue
-                except OSError as e:
-                    unreadable.append(f"{_ROOT_NAMES[source]} cannot be read")
-                    if f"{_ROOT_NAMES[source]} cannot be read" not in self._problem:
-                        log.warning("%s %s cannot be read: %s", _ROOT_NAMES[source], root, e.strerror or e)
-            where = " or ".join(_ROOT_NAMES[source] for _, source in roots)
-            # Public (/readyz): no paths; the log line above has them.
-            self._problem = "; ".join(unreadable) or f"no valid model version under {where}"
+            listing = self.lister.list(roots)
+            where = " or ".join(ROOT_NAMES[source] for _, source in roots)
+            # Public (/readyz): no paths; the lister's log lines have them.
+            self._problem = "; ".join(listing.problems) or f"no valid model version under {where}"
             served: dict[str, dict[int, LoadedModel]] = {}
-            for name in sorted(found):
-                versions = self._scan_model(name, self._versions.get(name, {}))
+            for name in sorted(listing.versions.keys() | self._versions.keys()):
+                versions = self._scan_model(name, self._versions.get(name, {}), listing)
                 if versions:
                     served[name] = versions
             for name in sorted(self._models.keys() - served.keys()):
                 log.warning("no longer serving model %s: no loadable version left under %s", name, where)
             if self._models and not served:
                 log.warning("not ready any more: %s", self._problem)
-            self._refused = {p: r for p, r in self._refused.items() if p.exists()}
+            self._refused = {p: r for p, r in self._refused.items() if listing.holds(p)}
             self._publish(served)
             return {name: next(iter(versions)) for name, versions in served.items()}
 
-    def _scan_model(self, name: str, current: Mapping[int, LoadedModel]) -> dict[int, LoadedModel]:
+    def _scan_model(
+        self, name: str, current: Mapping[int, LoadedModel], listing: Listing
+    ) -> dict[int, LoadedModel]:
         """The newest K loadable FP32 versions of ``name`` across the roots and the INT8 twins newer than the
         oldest of them, newest first.
 
         Loaded ones are kept, others loaded. At equal version numbers the earlier root wins (MODELS_DIR
         before the bundled models), so a trained v1 replaces a bundled v1, and a refused MODELS_DIR v1
-        leaves the bundled v1 serving.
+        leaves the bundled v1 serving. A loaded version whose directory did not answer the lookup stays as
+        it is; one not loaded is refused as ``timeout`` until it answers.
         """
         keep = self.settings.model_versions
         newest = next(iter(current.values()), None)
         roots = self.settings.model_roots
         rank = {source: -i for i, (_, source) in enumerate(roots)}
-        candidates = sorted(
-            (version, rank[source], path, source)
-            for root, source in roots
-            for version, path in contract.version_dirs(root / name)
-        )
+        found = listing.versions.get(name, [])
+        unseen = [
+            VersionDir(name, m.version, m.path, m.source, None)
+            for m in current.values()
+            if listing.unknown_under(m.path)
+        ]
+        candidates = sorted(found + unseen, key=lambda d: (d.version, rank[d.source]))
         kept: dict[int, LoadedModel] = {}
-        for version, precedence, path, source in reversed(candidates):
+        for entry in reversed(candidates):
+            version, path, source = entry.version, entry.path, entry.source
             # K counts FP32 versions: an INT8 twin (newer than its source) comes on top, so PRECISION=fp32
             # keeps K of them; 2K bounds a name holding only INT8 versions.
             if sum(m.card.precision == "fp32" for m in kept.values()) == keep or len(kept) == 2 * keep:
@@ -265,17 +252,21 @@ class ModelRegistry:
                 continue  # an earlier root already serves this version number
             loaded = current.get(version)
             if loaded is not None and loaded.path == path:
-                kept[version] = self.refresh_card(loaded)
+                stalled = entry.fingerprint is None
+                kept[version] = loaded if stalled else self.refresh_card(loaded, entry.card_stamp)
                 continue
-            fingerprint = _fingerprint(path)
+            if entry.fingerprint is None:
+                detail = "its lookup did not answer within MODEL_READ_TIMEOUT_SECONDS"
+                self._refused[path] = (None, "timeout", detail)
+                continue
             refused = self._refused.get(path)
-            if refused and refused[0] == fingerprint:
+            if refused and refused[0] == entry.fingerprint:
                 continue
             start = time.perf_counter()
             try:
-                model = self.load(name, version, path, source)
+                model = self.load(name, version, path, source, entry.card_stamp)
             except ModelRefused as e:
-                self._refused[path] = (fingerprint, e.reason, str(e))
+                self._refused[path] = (entry.fingerprint, e.reason, str(e))
                 self.metrics.load_refusals.labels(name, e.reason).inc()
                 serving = f"still serving v{newest.version}" if newest else "not serving this name"
                 log.warning(
@@ -293,13 +284,14 @@ class ModelRegistry:
                 model.card.latent_dim,
                 time.perf_counter() - start,
                 f", replacing v{newest.version}{_FROM[newest.source]}"
-                if newest and (version, precedence) > (newest.version, rank.get(newest.source, 0))
+                if newest and (version, rank[source]) > (newest.version, rank.get(newest.source, 0))
                 else "",
             )
             kept[version] = model
+        listed = {entry.path for entry in candidates}
         for version, model in current.items():
             if getattr(kept.get(version), "path", None) != model.path:
-                if not model.path.is_dir():
+                if model.path not in listed:
                     why = "its directory was removed"
                 elif version in kept:
                     why = "superseded by the same version in MODELS_DIR"

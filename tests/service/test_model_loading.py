@@ -5,6 +5,7 @@ up other models; /readyz tells no paths; a card rewritten in place (``cgan-train
 from __future__ import annotations
 
 import json
+import logging
 import os
 import threading
 import time
@@ -20,6 +21,15 @@ from service.models import loader as registry_module
 
 def _served(client) -> dict[str, int]:
     return client.get("/readyz").json()["models"]
+
+
+def _scan_within(seconds: float, client, runtime) -> list[dict[str, int]]:
+    """``[what the scan served]``, or ``[]`` when it had not returned within ``seconds``."""
+    result: list = []
+    scan = threading.Thread(target=lambda: result.append(runtime(client).registry.scan()), daemon=True)
+    scan.start()
+    scan.join(seconds)
+    return result
 
 
 def test_fifo_model_file_is_refused_without_blocking_other_models(
@@ -70,6 +80,73 @@ def test_hung_read_times_out_and_other_models_still_load(
             while "hung" not in runtime(client).registry.scan():
                 assert time.monotonic() < deadline
                 time.sleep(0.05)
+    finally:
+        release.set()
+
+
+def test_a_stalled_version_lookup_blocks_nothing_else(
+    models_dir: Path, publish, open_client, runtime, metric, monkeypatch: pytest.MonkeyPatch, caplog
+) -> None:
+    """A version directory whose stat() never answers (a stalled network filesystem) is skipped after
+    MODEL_READ_TIMEOUT_SECONDS, logged and counted once; versions published later still load."""
+    release = threading.Event()
+    stat = os.stat
+    stuck = models_dir / "stuck" / "1"
+
+    def stalling(path, *args, **kwargs):
+        if isinstance(path, str | os.PathLike) and Path(path).is_relative_to(stuck):
+            release.wait(30)  # a lookup that never returns on its own
+        return stat(path, *args, **kwargs)
+
+    try:
+        with open_client(models_dir, model_read_timeout_seconds=0.3) as client:
+            publish(models_dir, "stuck", 1)
+            monkeypatch.setattr(os, "stat", stalling)
+            publish(models_dir, "digits", 2)  # published after the stall began
+            with caplog.at_level(logging.WARNING, logger="service"):
+                result = _scan_within(5, client, runtime)
+                assert result == [{"digits": 2}], "the scan hung on a stalled stat()"
+                response = client.post("/generate", json={"label": 1, "model": "digits", "version": 2})
+                assert response.status_code == 200, response.text
+                assert client.get("/readyz").json()["refused"] == {"stuck/1": "timeout"}
+                # Later scans skip it at once: no thread, log line or count per scan while it hangs.
+                threads = threading.active_count()
+                started = time.monotonic()
+                for _ in range(3):
+                    assert runtime(client).registry.scan() == {"digits": 2}
+                assert time.monotonic() - started < 0.3 * 3
+                assert threading.active_count() <= threads
+            stalled = [r.getMessage() for r in caplog.records if "did not answer" in r.getMessage()]
+            assert len(stalled) == 1 and str(stuck) in stalled[0], stalled
+            assert metric(client, "cgan_model_scan_skips_total", {"reason": "timeout"}) == 1
+            # Once the filesystem answers, the version loads.
+            release.set()
+            deadline = time.monotonic() + 10
+            while "stuck" not in runtime(client).registry.scan():
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        release.set()
+
+
+def test_a_served_version_whose_lookup_stalls_keeps_serving(
+    models_dir: Path, open_client, runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    listdir = os.listdir
+    served = models_dir / "digits"
+
+    def stalling(path=".", *args, **kwargs):
+        if isinstance(path, str | os.PathLike) and Path(path) == served:
+            release.wait(30)  # the name's directory stops answering
+        return listdir(path, *args, **kwargs)
+
+    try:
+        with open_client(models_dir, model_read_timeout_seconds=0.3) as client:
+            monkeypatch.setattr(os, "listdir", stalling)
+            for _ in range(2):
+                assert _scan_within(5, client, runtime) == [{"digits": 1}], "the scan hung on a listing"
+            assert client.post("/generate", json={"label": 1}).status_code == 200
     finally:
         release.set()
 
