@@ -82,8 +82,9 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(10.0, gt=0)
     send_timeout_seconds: float = Field(30.0, gt=0)
 
-    #: model.onnx / model.json larger than this are refused; reads slower than the timeout are abandoned
-    #: (refused as "timeout"; one hung read never holds up other models, scans or shutdown).
+    #: model.onnx / model.json larger than this are refused (on their size, unread); reads, and the scan's
+    #: lookups of the model directories, slower than the timeout are abandoned (refused or skipped as
+    #: "timeout"; one hung read or stat never holds up other models, scans or shutdown).
     max_model_bytes: int = Field(512 * 1024 * 1024, ge=1024)
     model_read_timeout_seconds: float = Field(30.0, gt=0)
 
