@@ -19,6 +19,7 @@ import logging
 import os
 import stat
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ class Lister:
         self._stalled: set[Path] = set()
         #: Entries named like no version, reported while they are there.
         self._misnamed: set[Path] = set()
-        #: Roots found absent or unreadable, logged once.
+        #: Roots found absent, and roots or name directories found unreadable, logged once.
         self._absent: set[Path] = set()
         self._unreadable: set[Path] = set()
 
@@ -105,7 +106,7 @@ class Lister:
         """Every version directory of every valid model name under ``roots`` (in order of precedence)."""
         listing = Listing()
         names: dict[Path, tuple[str, str]] = {}  # name directory -> (name, source)
-        listed = self._gather({root: _lister(root) for root, _ in roots})
+        listed = self._gather({root: partial(os.listdir, root) for root, _ in roots})
         for root, source in roots:
             outcome = listed[root]
             if isinstance(outcome, BaseException):
@@ -117,16 +118,18 @@ class Lister:
                     names[root / name] = (name, source)
         found: dict[Path, tuple[str, int, str]] = {}  # version directory -> (name, version, source)
         misnamed: set[Path] = set()
-        for name_dir, outcome in self._gather({d: _lister(d) for d in names}).items():
+        for name_dir, outcome in self._gather({d: partial(os.listdir, d) for d in names}).items():
             name, source = names[name_dir]
             if isinstance(outcome, Stalled):
                 listing.unknown.add(name_dir)
-                listing.versions.setdefault(name, [])
                 continue
             if isinstance(outcome, OSError):
-                if not isinstance(outcome, FileNotFoundError | NotADirectoryError):
+                unlisted = not isinstance(outcome, FileNotFoundError | NotADirectoryError)
+                if unlisted and name_dir not in self._unreadable:
+                    self._unreadable.add(name_dir)
                     log.warning("cannot list %s: %s", name_dir, outcome.strerror or outcome)
                 continue
+            self._unreadable.discard(name_dir)
             for entry in sorted(outcome):
                 version = version_number(entry)
                 if version is not None:
@@ -134,7 +137,7 @@ class Lister:
                 elif not entry.startswith("."):
                     misnamed.add(name_dir / entry)
         self._report_misnamed(misnamed)
-        for path, outcome in self._gather({p: _looker(p) for p in found}).items():
+        for path, outcome in self._gather({p: partial(_look, p) for p in found}).items():
             name, version, source = found[path]
             if isinstance(outcome, OSError) or outcome is None:
                 continue  # gone since it was listed, or a file: not a version
@@ -194,11 +197,3 @@ class Lister:
                 path.name,
             )
         self._misnamed = misnamed
-
-
-def _lister(directory: Path) -> Callable[[], list[str]]:
-    return lambda: os.listdir(directory)
-
-
-def _looker(version_dir: Path) -> Callable[[], Any]:
-    return lambda: _look(version_dir)
