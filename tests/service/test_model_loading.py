@@ -129,16 +129,17 @@ def test_a_stalled_version_lookup_blocks_nothing_else(
         release.set()
 
 
+@pytest.mark.parametrize("level", ["name", "root"])
 def test_a_served_version_whose_lookup_stalls_keeps_serving(
-    models_dir: Path, open_client, runtime, monkeypatch: pytest.MonkeyPatch
+    models_dir: Path, open_client, runtime, monkeypatch: pytest.MonkeyPatch, level: str
 ) -> None:
     release = threading.Event()
     listdir = os.listdir
-    served = models_dir / "digits"
+    served = models_dir / "digits" if level == "name" else models_dir
 
     def stalling(path=".", *args, **kwargs):
         if isinstance(path, str | os.PathLike) and Path(path) == served:
-            release.wait(30)  # the name's directory stops answering
+            release.wait(30)  # the name's directory, or MODELS_DIR, stops answering
         return listdir(path, *args, **kwargs)
 
     try:
