@@ -2,11 +2,7 @@
 (shared by HTTP and gRPC), the batcher and the worker threads. Nothing here runs at import or construction;
 :meth:`Runtime.start` does, in the lifespan.
 
-Work on a worker thread outlives nobody: a request cancelled while its thread works (its client left, or
-the server's grace period ran out) tells the work to halt and waits for it, one batch at most, before the
-cancellation goes on up to the guard, which only then gives the admission slot back; and a stopping
-service (``Runtime.halting``) halts whatever still runs. So a slot held is work being done, and a stopped
-process has no loop left running.
+Work on its threads ends when nobody wants it any more (:mod:`service.halting`).
 """
 
 from __future__ import annotations
@@ -17,15 +13,14 @@ import functools
 import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Generator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
-
-import anyio
 
 from service.admission import ConcurrencyLimiter
 from service.batching import Batcher
 from service.config import Settings
 from service.dataplane.jobs import run_jobs
+from service.halting import Halt, settled
 from service.metrics import Metrics
 from service.models import ModelRegistry
 
@@ -146,7 +141,7 @@ class Runtime:
             return await asyncio.wrap_future(work)
         except asyncio.CancelledError:
             halt.set()
-            await _settled(work)
+            await settled(work)
             raise
 
     async def stream(self, chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
@@ -167,35 +162,5 @@ class Runtime:
                 yield chunk
         finally:
             if pending is not None and not pending.done():
-                await _settled(pending)
+                await settled(pending)
             chunks.close()
-
-
-class Halt:
-    """Asks blocking work to end early (it reads it between batches): true once :meth:`set` (its caller
-    was cancelled) or once the service's ``halting`` event is (the service is stopping)."""
-
-    def __init__(self, halting: threading.Event) -> None:
-        self._halting = halting
-        self._caller = threading.Event()
-
-    def set(self) -> None:
-        self._caller.set()
-
-    def __call__(self) -> bool:
-        return self._caller.is_set() or self._halting.is_set()
-
-
-async def _settled(work: Future) -> None:
-    """Wait until ``work`` (told to halt, or one batch) has ended, whatever it ended with, even while this
-    task is being cancelled: a cancelled request must not let go of its slot while its thread still works.
-    Shielded from Starlette's cancel scope (which cancels again at every await) and from a further
-    ``Task.cancel`` (the guard's, the server's), which the caller re-raises anyway."""
-    waiting = asyncio.wrap_future(work)
-    with anyio.CancelScope(shield=True):
-        while not waiting.done():
-            # The work's own outcome is no use to a cancelled caller; a further cancel means wait on.
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.shield(waiting)
-    if not waiting.cancelled():
-        waiting.exception()  # marked retrieved, so asyncio does not log it as never retrieved

@@ -14,6 +14,7 @@ import numpy as np
 import cgan_contract as contract
 from service import filtering, formats, style_codes
 from service.archives import DatasetPlan
+from service.dataplane.jobs import halted
 from service.dataplane.resolve import (
     cap,
     check_controls,
@@ -22,7 +23,7 @@ from service.dataplane.resolve import (
     resolve_model,
     resolve_seed,
 )
-from service.errors import NotReady, RequestError
+from service.errors import RequestError
 from service.requests import ArchiveRequest
 
 if TYPE_CHECKING:
@@ -130,7 +131,7 @@ def _filtered_plan(plan: DatasetPlan, min_confidence: float, halt: Callable[[], 
         except filtering.NotEnoughAccepted as e:
             raise not_enough(e, min_confidence) from None
         except filtering.Halted:
-            raise NotReady("not ready: shutting down", None, retry_after=1) from None
+            raise halted() from None
         seeds.append(selection.seeds)
         examined += selection.examined
     return dataclasses.replace(

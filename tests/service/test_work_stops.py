@@ -82,8 +82,10 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[Calls]:
     seen.release.set()
 
 
-def _leaving_client(client: TestClient, body: dict) -> tuple[asyncio.Event, object, list[dict]]:
-    """POST /dataset through the whole app (guard included) from a client that hangs up when the returned
+def _leaving_client(
+    client: TestClient, body: dict, path: str = "/dataset"
+) -> tuple[asyncio.Event, object, list[dict]]:
+    """POST ``path`` through the whole app (guard included) from a client that hangs up when the returned
     event is set; returns (that event, the portal's future of the call, the messages sent to it)."""
     left = asyncio.Event()
     sent: list[dict] = []
@@ -109,8 +111,8 @@ def _leaving_client(client: TestClient, body: dict) -> tuple[asyncio.Event, obje
             "http_version": "1.1",
             "method": "POST",
             "scheme": "http",
-            "path": "/dataset",
-            "raw_path": b"/dataset",
+            "path": path,
+            "raw_path": path.encode(),
             "root_path": "",
             "query_string": b"",
             "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(raw))],
@@ -184,6 +186,48 @@ def test_a_stream_whose_client_leaves_keeps_its_slot_until_the_batch_in_progress
         assert len(calls) == stopped == 3
         assert limiter.active == 0
         assert any(m["type"] == "http.response.start" and m["status"] == 200 for m in sent)
+
+
+def test_a_filtered_generate_halts_when_its_client_leaves_and_keeps_its_slot_until_then(
+    never_dir: Path, open_client, calls: Calls, runtime
+) -> None:
+    # n = 1024: up to 20 runs of 1024 candidates on a batcher lane.
+    body = {"label": 0, "n": 1024, "seed": 0, "min_confidence": 1.0, "format": "npy"}
+    with open_client(never_dir, max_concurrency=1, max_queue=1) as client:
+        limiter = calls.limiter = runtime(client).limiter
+        calls.hold_from = 2
+        left, done, sent = _leaving_client(client, body, "/generate")
+        assert calls.held.wait(10)
+        client.portal.call(left.set)  # type: ignore[union-attr]
+        time.sleep(0.3)
+        assert not done.done(), "the request ended while its candidates were still being made"
+        assert limiter.active == 1, "the slot was given back while its candidates were still being made"
+        calls.release.set()
+        done.result(10)
+        stopped = len(calls)
+        time.sleep(0.3)
+        assert len(calls) == stopped == 2, "no run after the one in progress"
+        assert limiter.active == 0
+        assert not any(m["type"] == "http.response.start" for m in sent)
+        assert client.post("/generate", json={"label": 1}).status_code == 200
+
+
+def test_a_filtered_generate_halts_when_the_service_stops(
+    never_dir: Path, open_client, calls: Calls, runtime
+) -> None:
+    body = {"label": 0, "n": 1024, "seed": 0, "min_confidence": 1.0}
+    with open_client(never_dir) as client:
+        calls.hold_from = 2
+        answers: list = []
+        asking = threading.Thread(target=lambda: answers.append(client.post("/generate", json=body)))
+        asking.start()
+        assert calls.held.wait(10)
+        runtime(client).halting.set()  # what the end of the grace period and the lifespan's end set
+        calls.release.set()
+        asking.join(10)
+        assert len(calls) == 2
+        (answer,) = answers
+        assert answer.status_code == 503 and "shutting down" in answer.json()["detail"], answer.text
 
 
 @pytest.mark.slow
