@@ -7,11 +7,13 @@ by service.workers. Either way SIGTERM drains, then stops (service.server says h
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 from pydantic import ValidationError
 
 from service.config import Settings
+from service.metrics import private_dir
 from service.server import build_server, configure_logging, run
 from service.workers import Supervisor, bind, probe
 
@@ -63,7 +65,14 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(f"cgan-serve: error: cannot listen on {where} (GRPC_PORT): {e.strerror or e}")
     if settings.worker_count == 1:
         configure_logging(settings)
-        sys.exit(run(build_server(settings, args.host, args.port), sock))
+        with contextlib.ExitStack() as stack:
+            try:  # given PROMETHEUS_MULTIPROC_DIR, one of its own inside it (service.metrics)
+                stack.enter_context(private_dir(always=False))
+            except OSError as e:
+                where = "PROMETHEUS_MULTIPROC_DIR"
+                sys.exit(f"cgan-serve: error: cannot make a metrics directory in {where}: {e.strerror or e}")
+            status = run(build_server(settings, args.host, args.port), sock)
+        sys.exit(status)
     else:
         sys.exit(Supervisor(settings, args.host, args.port, sock).run())
 

@@ -15,6 +15,10 @@ the contract requires a generator's rows to be independent of the batch around t
 
 The batcher only decides *when* work runs and who gets which result; *what* runs is the data plane's
 :func:`service.dataplane.jobs.run_jobs`, handed in, the same function an unbatched caller uses.
+
+A request cancelled while queued is dropped before any work is spent on it; one cancelled while its batch
+runs sets its job's halt (a filtered job ends within its run in progress) and waits for the batch to end, so
+its admission slot is held as long as work it asked for is being done (:mod:`service.halting`).
 """
 
 from __future__ import annotations
@@ -26,10 +30,15 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
+from service.halting import Halt, settled
+
 
 class Sized(Protocol):
     #: Images this job asks for; a batch holds at most ``max_images`` of them.
     n: int
+    #: Set when the request that asked for this job is cancelled while its batch runs (None: nothing reads
+    #: it, the job's one run is short).
+    halt: Halt | None
 
 
 #: Runs a batch of jobs; one outcome (response bytes, or the exception that job failed with) per job.
@@ -45,6 +54,8 @@ class Batcher:
         self.max_images = max_images
         self.lanes = lanes
         self._queue: list[tuple[Sized, asyncio.Future[bytes]]] = []
+        #: Each request's future whose batch is running -> that batch's run.
+        self._running: dict[asyncio.Future[bytes], Future] = {}
         self._idle = lanes
         self._thread = ThreadPoolExecutor(lanes, thread_name_prefix="generate-batch")
 
@@ -58,7 +69,15 @@ class Batcher:
         future: asyncio.Future[bytes] = loop.create_future()
         self._queue.append((job, future))
         self._start(loop)
-        return await future
+        try:
+            return await future
+        except asyncio.CancelledError:
+            running = self._running.get(future)
+            if running is not None:
+                if job.halt is not None:
+                    job.halt.set()
+                await settled(running)
+            raise
 
     def close(self) -> None:
         self._thread.shutdown(wait=False, cancel_futures=True)
@@ -77,6 +96,7 @@ class Batcher:
                 return
             self._idle -= 1
             done = self._thread.submit(self.run, [job for job, _ in batch])
+            self._running.update((future, done) for _, future in batch)
             done.add_done_callback(functools.partial(self._wake, loop, batch))
 
     def _wake(self, loop: asyncio.AbstractEventLoop, batch: list, done: Future) -> None:
@@ -91,6 +111,7 @@ class Batcher:
         except BaseException as e:  # the whole batch failed (or was cancelled at shutdown)
             outcomes = [e] * len(batch)
         for (_, future), outcome in zip(batch, outcomes, strict=True):
+            self._running.pop(future, None)
             if future.done():
                 continue  # the client left; nobody is waiting for this one
             if isinstance(outcome, BaseException):

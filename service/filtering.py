@@ -7,7 +7,9 @@ kept are the first ``count`` candidates the judge accepts, in candidate order. S
 the same images, however the candidates are batched, and each kept image is the unfiltered image of its
 seed.
 At most :data:`MAX_DRAWS_PER_IMAGE` candidates per requested image are judged; a request that needs
-more is refused (:class:`NotEnoughAccepted`), never answered short.
+more is refused (:class:`NotEnoughAccepted`), never answered short. A caller's ``halt`` (its client
+left, the service is stopping) is read before each batch of candidates: :class:`Halted` ends the pick
+within the batch in progress, so abandoned work does not run on for up to 20 n candidates.
 
 Images come from :meth:`service.models.LoadedModel.generate`, like every image the service makes; the
 data plane (:mod:`service.dataplane`) decides when this runs.
@@ -16,6 +18,7 @@ data plane (:mod:`service.dataplane`) decides when this runs.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -39,6 +42,14 @@ class NotEnoughAccepted(Exception):
         self.label = label
         self.accepted = accepted
         self.count = count
+        self.examined = examined
+
+
+class Halted(Exception):
+    """The pick was told to stop (``halt()`` turned true) after judging ``examined`` candidates."""
+
+    def __init__(self, examined: int) -> None:
+        super().__init__(f"stopped after {examined} candidates")
         self.examined = examined
 
 
@@ -75,18 +86,22 @@ def select(
     truncation: float | None = None,
     codes: np.ndarray | None = None,
     batch: int = 1024,
+    halt: Callable[[], bool] | None = None,
 ) -> Selection:
     """The first ``count`` of ``candidates`` (uint64 seeds) whose image of ``label`` the judge gives at
     least ``min_confidence`` (compared in float32); :class:`NotEnoughAccepted` when they run out. Blocking.
 
     Candidates are generated ``batch`` at most at a time: the first run takes ``count`` of them, later
     ones what the acceptance so far says is still needed, so a rate near 1 costs one extra small run.
-    ``codes`` (float32 ``[k]``) are every candidate's style codes; else each follows its seed.
+    ``codes`` (float32 ``[k]``) are every candidate's style codes; else each follows its seed. ``halt``
+    is asked before each run: true ends the pick with :class:`Halted`.
     """
     images: list[np.ndarray] = []
     seeds: list[np.ndarray] = []
     kept = start = examined = 0
     while kept < count and start < len(candidates):
+        if halt is not None and halt():
+            raise Halted(start)
         need = count - kept
         rate = kept / start if start else 1.0
         size = need if not start else math.ceil(need / max(rate, 0.05) * 1.25) + 4

@@ -3,12 +3,18 @@
 Under ``python -m service`` with several workers (``service.workers``) every process writes its samples to
 PROMETHEUS_MULTIPROC_DIR and a scrape, answered by whichever worker takes it, sums them all: counters and
 histograms add up, and each gauge says how its workers' values combine (``multiprocess_mode``).
+
+That directory is the service's own (:func:`private_dir`): made fresh inside the one the operator gave, so
+services sharing one never count, nor delete, each other's samples, nor anything else kept there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 from prometheus_client import (
     CollectorRegistry,
@@ -148,4 +154,38 @@ class Metrics:
 
 def shared_dir() -> str | None:
     """The directory workers share their samples through; None for a lone process."""
-    return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return os.environ.get(_ENV)
+
+
+_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+@contextlib.contextmanager
+def private_dir(always: bool) -> Iterator[str | None]:
+    """PROMETHEUS_MULTIPROC_DIR, while the service runs, as a directory of its own: made inside the one
+    given (other services may be given it too), or in the temp dir when none was and ``always`` (a
+    supervisor's workers need one; a lone process needs none). Set in the environment (the workers inherit
+    it, and each process's metrics find it when they are built), then removed with the samples its processes
+    wrote there, and the variable put back. Only ``*.db`` files are deleted, and only there: a file someone
+    else put in it keeps the directory. :class:`OSError` when it cannot be made.
+
+    Fresh each run, so no earlier run's samples are summed into this one's (prometheus_client's rule: an
+    empty directory before the processes start) without wiping a directory that is not ours.
+    """
+    given = os.environ.get(_ENV)
+    if given is None and not always:
+        yield None
+        return
+    made = Path(tempfile.mkdtemp(prefix="cgan-metrics-", dir=given))
+    os.environ[_ENV] = str(made)
+    try:
+        yield str(made)
+    finally:
+        if given is None:
+            del os.environ[_ENV]
+        else:
+            os.environ[_ENV] = given
+        for samples in made.glob("*.db"):
+            samples.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            made.rmdir()

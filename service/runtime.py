@@ -1,6 +1,9 @@
 """What the lifespan builds and the data plane uses: settings, metrics, the registry, the admission limiter
 (shared by HTTP and gRPC), the batcher and the worker threads. Nothing here runs at import or construction;
-:meth:`Runtime.start` does, in the lifespan."""
+:meth:`Runtime.start` does, in the lifespan.
+
+Work on its threads ends when nobody wants it any more (:mod:`service.halting`).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ from service.admission import ConcurrencyLimiter
 from service.batching import Batcher
 from service.config import Settings
 from service.dataplane.jobs import run_jobs
+from service.halting import Halt, settled
 from service.metrics import Metrics
 from service.models import ModelRegistry
 
@@ -32,6 +36,9 @@ class Runtime:
         #: MAX_CONCURRENCY running, MAX_QUEUE waiting: one limiter for every protocol this process serves.
         self.limiter = ConcurrencyLimiter(settings.max_concurrency, settings.max_queue)
         self.shutting_down = False
+        #: Set when the service stops (:meth:`stop`; service.server sets it just before the end of the grace
+        #: period): every :class:`Halt` reads true, so blocking work still running ends.
+        self.halting = threading.Event()
         self._streams: ThreadPoolExecutor | None = None
         self._watcher: asyncio.Task[None] | None = None
         self.batcher: Batcher | None = None
@@ -56,6 +63,7 @@ class Runtime:
     async def start(self) -> None:
         """Load every model before the first request; then watch MODELS_DIR for new versions."""
         self.shutting_down = False
+        self.halting.clear()
         # Archive streams: one thread per admitted request, so the admission limit, not this pool, queues.
         self._streams = ThreadPoolExecutor(self.settings.max_concurrency, thread_name_prefix="stream")
         self.batcher = Batcher(
@@ -73,6 +81,7 @@ class Runtime:
 
     async def stop(self) -> None:
         self.begin_shutdown()
+        self.halting.set()
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -121,15 +130,26 @@ class Runtime:
                 log.exception("scanning MODELS_DIR failed; retrying in %ss", self.settings.reload_interval)
 
     async def blocking(self, function: Callable[..., T], *args: object) -> T:
-        """``function(*args)`` on an archive-stream thread (one per admitted request), off the event loop."""
+        """``function(*args, halt=halt)`` on an archive-stream thread (one per admitted request), off the
+        event loop. ``halt`` (a :class:`Halt`) turns true when this call is cancelled or the service stops;
+        the function reads it between batches and ends. A cancelled call returns only once the function
+        has, so the request keeps its admission slot while its work runs."""
         assert self._streams is not None
-        return await asyncio.wrap_future(self._streams.submit(function, *args))
+        halt = Halt(self.halting)
+        work = self._streams.submit(function, *args, halt=halt)
+        try:
+            return await asyncio.wrap_future(work)
+        except asyncio.CancelledError:
+            halt.set()
+            await settled(work)
+            raise
 
     async def stream(self, chunks: Generator[bytes, None, None]) -> AsyncIterator[bytes]:
         """Drive a blocking chunk generator on a worker thread, one chunk at a time.
 
         When the client goes away the response task is cancelled here, and no further chunk is
-        computed; the generator is closed once the chunk in progress (if any) finishes.
+        computed: the chunk in progress (one batch) is waited for, then the generator is closed, and only
+        then does the cancellation go on (and the request give its admission slot back).
         """
         assert self._streams is not None
         pending = None
@@ -142,10 +162,5 @@ class Runtime:
                 yield chunk
         finally:
             if pending is not None and not pending.done():
-                pending.add_done_callback(functools.partial(_close, chunks))
-            else:
-                chunks.close()
-
-
-def _close(chunks: Generator[bytes, None, None], _future: object) -> None:
-    chunks.close()
+                await settled(pending)
+            chunks.close()

@@ -5,9 +5,11 @@ one per worker: service.workers), and the Open Inference Protocol over gRPC besi
 On SIGTERM or SIGINT the service first answers /readyz 503 (and gRPC ServerReady false) for
 SHUTDOWN_DRAIN_SECONDS while still serving, so load balancers stop sending traffic; then uvicorn stops
 accepting connections and gRPC stops accepting RPCs, in-flight requests of both get up to
-SHUTDOWN_GRACE_SECONDS, the lifespan shutdown runs once both are done, and the process exits 0. A second
-signal skips the drain; a second SIGINT also skips the grace period. A worker whose supervisor is gone
-(killed) drains and stops as on SIGTERM, so it never keeps the port alone.
+SHUTDOWN_GRACE_SECONDS, the lifespan shutdown runs once both are done, and the process exits 0. Blocking
+work still running near the end of the grace period (a filtered /dataset's pick) is halted just before
+uvicorn cancels its request, so it answers 503 instead of being cut off. A second signal skips the drain; a
+second SIGINT also skips the grace period. A worker whose supervisor is gone (killed) drains and stops as on
+SIGTERM, so it never keeps the port alone.
 """
 
 from __future__ import annotations
@@ -31,6 +33,10 @@ if TYPE_CHECKING:
     from service.runtime import Runtime
 
 log = logging.getLogger("service")
+
+#: Seconds before the end of the grace period that blocking work is halted (``Runtime.halting``): time for
+#: it to end its batch and answer 503 before uvicorn cancels whatever request is left.
+HALT_BEFORE_CANCEL = 0.5
 
 
 class DrainingServer(uvicorn.Server):
@@ -87,6 +93,10 @@ class DrainingServer(uvicorn.Server):
     async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
         """uvicorn's shutdown, with gRPC drained beside HTTP (the same grace) and the lifespan shutdown
         (which stops the batcher) only once both are done."""
+        grace = self.config.timeout_graceful_shutdown
+        if self.force_exit or grace is not None:
+            delay = 0.0 if self.force_exit else max(0.0, grace - HALT_BEFORE_CANCEL)  # type: ignore[operator]
+            asyncio.get_running_loop().call_later(delay, self.runtime.halting.set)
         server, self.grpc = self.grpc, None
         if server is None:
             await super().shutdown(sockets)

@@ -15,8 +15,9 @@ accepts on.
   when one of them failed.
 * A worker that dies while the service is not stopping is replaced, RESTART_DELAY later, so one that
   cannot start does not spin.
-* Metrics: the workers share PROMETHEUS_MULTIPROC_DIR (a fresh temporary directory unless the operator
-  set one) so that a scrape sees them all (service.metrics); a dead worker's live gauges are dropped.
+* Metrics: the workers share a directory of this service's own (service.metrics.private_dir: made inside
+  PROMETHEUS_MULTIPROC_DIR when the operator set one, else a temporary one; removed at exit) so that a
+  scrape sees them all, and only them; a dead worker's live gauges are dropped.
 
 Workers run in their own process group, so a terminal's Ctrl-C reaches them once (through here), and each
 stops by itself when the supervisor is gone (service.server).
@@ -28,21 +29,18 @@ import contextlib
 import logging
 import multiprocessing
 import os
-import shutil
 import signal
 import socket
 import sys
-import tempfile
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
-from pathlib import Path
 from types import FrameType
 
 from prometheus_client.multiprocess import mark_process_dead
 
 from service.config import Settings
-from service.metrics import shared_dir
+from service.metrics import private_dir
 from service.server import build_server, configure_logging, run
 
 log = logging.getLogger("service")
@@ -116,17 +114,16 @@ class Supervisor:
         except OSError as e:
             log.error("cannot listen on %s:%d: %s", self.host, self.port, e.strerror or e)
             return 1
-        made_dir = None
-        if given := shared_dir():
-            # Samples of an earlier run's processes would be summed into this one's (prometheus_client's
-            # rule: wipe the directory before the processes start).
-            for stale in Path(given).glob("*.db"):
-                stale.unlink()
-        else:
-            made_dir = tempfile.mkdtemp(prefix="cgan-metrics-")
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = made_dir  # inherited by the workers
-        previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-        try:
+        with contextlib.ExitStack() as stack:
+            stack.callback(sock.close)
+            try:
+                stack.enter_context(private_dir(always=True))  # removed at exit, after the workers
+            except OSError as e:
+                log.error("cannot make a metrics directory in PROMETHEUS_MULTIPROC_DIR: %s", e)
+                return 1
+            previous = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+            for sig, handler in previous.items():
+                stack.callback(signal.signal, sig, handler)
             for index in range(self.count):
                 self._start(index, sock)
             log.info("serving on %s:%d with %d workers", self.host, self.port, self.count)
@@ -140,13 +137,6 @@ class Supervisor:
                     share * self.count,
                 )
             self._supervise(sock)
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            sock.close()
-            if made_dir is not None:
-                shutil.rmtree(made_dir, ignore_errors=True)
-                del os.environ["PROMETHEUS_MULTIPROC_DIR"]
         return 1 if self.failed else 0
 
     @staticmethod

@@ -424,6 +424,42 @@ def test_compose_settings_come_from_the_environment():
     assert (trainer["image"], service["image"]) == ("reg.example/t:1", "reg.example/s:1")
 
 
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1 << 10,
+    "m": 1 << 20,
+    "g": 1 << 30,
+    "ki": 1 << 10,
+    "mi": 1 << 20,
+    "gi": 1 << 30,
+}
+
+
+def _bytes(size: str | int) -> int:
+    """A memory size as compose (``1g``, ``1024m``, bytes) or Kubernetes (``1Gi``) writes it, in bytes."""
+    number, unit = re.fullmatch(r"(\d+)\s*([kmg]i?|b)?b?", str(size).strip().lower()).groups()  # type: ignore[union-attr]
+    return int(number) * _UNITS[unit or ""]
+
+
+def test_compose_service_has_the_k8s_pods_limits_and_a_worker_per_core():
+    # Without limits the service sizes itself by the host (a worker per host core, each loading every model,
+    # MAX_CONCURRENCY 8 a core): what the k8s pod is given (2 cores, 1Gi) is what compose gives it too.
+    import yaml
+
+    service = yaml.safe_load(COMPOSE_FILE.read_text())["services"]["service"]
+    pod = yaml.safe_load((ROOT / "deploy" / "k8s" / "base" / "serve-deployment.yaml").read_text())
+    (serve,) = [c for c in pod["spec"]["template"]["spec"]["containers"] if c["name"] == "serve"]
+    k8s = serve["resources"]["limits"]
+    limits = service.get("deploy", {}).get("resources", {}).get("limits", {})
+    assert limits, "docker-compose.yml: the service needs deploy.resources.limits"
+    assert float(limits["cpus"]) == float(k8s["cpu"]) == 2
+    assert _bytes(limits["memory"]) == _bytes(k8s["memory"]) == 1 << 30
+    assert "mem_limit" not in service and "cpus" not in service, "one place for the limits"
+    # One worker per core the limit allows (the service would read the cgroup quota too; said outright).
+    assert int(service["environment"]["WORKERS"]) == int(float(limits["cpus"]))
+
+
 # --- smoke script -----------------------------------------------------------------------------------------
 
 

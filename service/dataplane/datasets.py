@@ -5,7 +5,7 @@ batch by its format's writer as the archive streams."""
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,6 +14,7 @@ import numpy as np
 import cgan_contract as contract
 from service import filtering, formats, style_codes
 from service.archives import DatasetPlan
+from service.dataplane.jobs import halted
 from service.dataplane.resolve import (
     cap,
     check_controls,
@@ -43,10 +44,12 @@ class Archive:
         return self.plan.filename(self.format)
 
 
-def archive(runtime: Runtime, request: ArchiveRequest) -> Archive:
+def archive(runtime: Runtime, request: ArchiveRequest, halt: Callable[[], bool] | None = None) -> Archive:
     """Check and plan an archive; nothing is generated until its chunks are drawn, except with
     ``min_confidence``: then the plan picks every image's seed first (blocking: call it off the loop), so
-    a request the judge cannot satisfy is refused before any byte is sent."""
+    a request the judge cannot satisfy is refused before any byte is sent. That pick reads ``halt``
+    (``Runtime.blocking`` hands one in) before each batch of candidates and ends when it turns true: a
+    503 when the service is stopping (a caller that left hears nothing)."""
     settings = runtime.settings
     cap(runtime, "per_label", request.per_label)
     model = resolve_model(runtime, request.model, request.version)
@@ -78,7 +81,7 @@ def archive(runtime: Runtime, request: ArchiveRequest) -> Archive:
         stop=stop,
     )
     if request.min_confidence is not None:
-        plan = _filtered_plan(plan, request.min_confidence)
+        plan = _filtered_plan(plan, request.min_confidence, halt)
     chosen = formats.ARCHIVE_FORMATS[request.format]
     chunks = chosen.write(plan, settings.png_compress_level)
     return Archive(plan, request.format, chosen.media_type, chunks)
@@ -107,7 +110,7 @@ def _slice(request: ArchiveRequest, total: int) -> tuple[int, int]:
     return start, stop
 
 
-def _filtered_plan(plan: DatasetPlan, min_confidence: float) -> DatasetPlan:
+def _filtered_plan(plan: DatasetPlan, min_confidence: float, halt: Callable[[], bool] | None) -> DatasetPlan:
     """``plan`` with each label block's seeds picked by the judge; the images are made again when the
     archive streams (memory stays one batch), so a filtered archive costs about twice the generator runs."""
     seeds, examined = [], 0
@@ -123,9 +126,12 @@ def _filtered_plan(plan: DatasetPlan, min_confidence: float) -> DatasetPlan:
                 truncation=plan.truncation,
                 codes=plan.codes,
                 batch=plan.batch,
+                halt=halt,
             )
         except filtering.NotEnoughAccepted as e:
             raise not_enough(e, min_confidence) from None
+        except filtering.Halted:
+            raise halted() from None
         seeds.append(selection.seeds)
         examined += selection.examined
     return dataclasses.replace(

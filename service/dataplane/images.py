@@ -14,6 +14,7 @@ from service import formats, style_codes
 from service.dataplane.jobs import Job, run_jobs, submit
 from service.dataplane.resolve import cap, check_controls, resolve_label, resolve_model, resolve_seed
 from service.errors import RequestError
+from service.halting import Halt
 from service.models import LoadedModel
 from service.requests import ImageRequest
 
@@ -66,6 +67,7 @@ def prepare(runtime: Runtime, request: ImageRequest) -> Job:
         codes=codes,
         truncation=request.truncation,
         min_confidence=request.min_confidence,
+        halt=None if request.min_confidence is None else Halt(runtime.halting),
     )
 
 

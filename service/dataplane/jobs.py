@@ -18,6 +18,8 @@ import cgan_contract as contract
 from service import filtering
 from service.batching import Batcher
 from service.dataplane.resolve import not_enough
+from service.errors import NotReady
+from service.halting import Halt
 from service.models import LoadedModel
 
 #: A job's encoder: its ``[n, H, W, C]`` images and the uint64 seeds ``[n]`` they were made from (None for
@@ -46,6 +48,9 @@ class Job:
     min_confidence: float | None = None
     #: A filtered job's outcome once run: its images' seeds and the acceptance rate.
     selection: filtering.Selection | None = None
+    #: A filtered job's pick reads it before each run of candidates: set when its request is cancelled
+    #: (the batcher does) or when the service stops.
+    halt: Halt | None = None
 
     @property
     def n(self) -> int:
@@ -135,9 +140,17 @@ def _run_filtered(job: Job, lane: bool) -> bytes | BaseException:
             job.min_confidence,
             truncation=job.truncation,
             codes=None if job.codes is None else job.codes[0],
+            halt=job.halt,
         )
         return job.encode(job.selection.images, job.selection.seeds)
     except filtering.NotEnoughAccepted as e:
         return not_enough(e, job.min_confidence)
+    except filtering.Halted:
+        return halted()
     except Exception as e:
         return e
+
+
+def halted() -> NotReady:
+    """The 503 for work halted because the service is stopping (a caller that left hears nothing)."""
+    return NotReady("not ready: shutting down", None, retry_after=1)

@@ -47,6 +47,15 @@ def wait_until(condition, seconds: float = 15, what: str = "") -> None:
         time.sleep(0.1)
 
 
+def metrics_dir_of(server: LiveServer) -> Path:
+    """The directory the workers write their samples to, as their environment says (the service's own)."""
+    environ = Path(f"/proc/{workers_of(server)[0]}/environ").read_bytes().split(b"\0")
+    (shared,) = [
+        Path(v.split(b"=", 1)[1].decode()) for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")
+    ]
+    return shared
+
+
 def family(url: str, name: str) -> list:
     families = text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=5).text)
     return next(f.samples for f in families if f.name == name)
@@ -55,7 +64,8 @@ def family(url: str, name: str) -> list:
 @pytest.fixture
 def server(tmp_path: Path, models_dir: Path):
     (tmp_path / "metrics").mkdir()
-    (tmp_path / "metrics" / "counter_1.db").write_bytes(b"an earlier run's samples")  # wiped at start
+    # An earlier run's (or another service's) samples: neither summed into this one's nor deleted.
+    (tmp_path / "metrics" / "counter_1.db").write_bytes(b"an earlier run's samples")
     running = LiveServer(
         models_dir,
         tmp_path / "server.log",
@@ -97,7 +107,9 @@ def test_two_workers_serve_one_port_and_every_scrape_counts_both(server: LiveSer
     # Each worker writes its samples to the shared directory (files named by pid), and each served some of
     # the requests: a file alone exists from a worker's start, before any traffic, and totals that one worker
     # made would show nothing of how scrapes add the workers up.
-    served = {pid: _images_made(tmp_path / "metrics" / f"counter_{pid}.db") for pid in workers_of(server)}
+    own = metrics_dir_of(server)
+    assert own.parent == tmp_path / "metrics"
+    served = {pid: _images_made(own / f"counter_{pid}.db") for pid in workers_of(server)}
     assert sum(served.values()) == 96 and all(served.values()), served
     # Whichever worker answers a scrape, it reports the service's totals, not its own.
     for _ in range(8):
@@ -125,7 +137,8 @@ def test_keep_alive_connections_opened_at_once_land_on_every_worker(
     finally:
         for client in clients:
             client.close()
-    served = {pid: _images_made(tmp_path / "metrics" / f"counter_{pid}.db") for pid in workers_of(server)}
+    own = metrics_dir_of(server)
+    served = {pid: _images_made(own / f"counter_{pid}.db") for pid in workers_of(server)}
     assert sum(served.values()) == 128, served
     assert min(served.values()) >= 16, f"a worker served at most 2 of 16 connections: {served}"
 
@@ -178,10 +191,7 @@ def test_the_supervisor_makes_and_removes_the_metrics_directory(tmp_path: Path, 
     server = LiveServer(models_dir, tmp_path / "server.log", WORKERS="2")
     try:
         wait_until(lambda: len(workers_of(server)) == 2, what="two workers")
-        environ = Path(f"/proc/{workers_of(server)[0]}/environ").read_bytes().split(b"\0")
-        (shared,) = [
-            Path(v.split(b"=", 1)[1].decode()) for v in environ if v.startswith(b"PROMETHEUS_MULTIPROC_DIR=")
-        ]
+        shared = metrics_dir_of(server)
         assert shared.is_dir() and shared.name.startswith("cgan-metrics-")
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(20) == 0
@@ -214,3 +224,57 @@ def test_sigterm_while_the_workers_start_is_still_a_clean_stop(tmp_path: Path, m
     finally:
         process.kill()
     assert "stopped with status" not in log.read_text()
+
+
+def _generate_count(url: str) -> float:
+    """Successful POST /generate requests, as a scrape of ``url`` sums them."""
+    return sum(
+        s.value
+        for s in family(url, "cgan_http_requests")
+        if s.name == "cgan_http_requests_total"
+        and s.labels["route"] == "/generate"
+        and s.labels["status"] == "200"
+    )
+
+
+def test_services_sharing_a_metrics_directory_keep_to_their_own_files(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    # Two supervisors and a lone process given one PROMETHEUS_MULTIPROC_DIR (a shared /tmp, a copied
+    # manifest): none may delete, or count, another's samples, nor touch a file it did not write.
+    shared = tmp_path / "metrics"
+    shared.mkdir()
+    (shared / "notes.db").write_bytes(b"somebody else's")
+    env = {"PROMETHEUS_MULTIPROC_DIR": str(shared), "SHUTDOWN_DRAIN_SECONDS": "0"}
+    first = LiveServer(models_dir, tmp_path / "first.log", WORKERS="2", **env)
+    servers = [first]
+    try:
+        wait_until(lambda: first.log.read_text().count("Application startup complete") == 2, what="both up")
+
+        def post(_: int) -> int:
+            with httpx.Client(base_url=first.url, timeout=10) as one:  # a fresh connection: both workers
+                return one.post("/generate", json={"label": 1, "n": 1}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            assert set(pool.map(post, range(24))) == {200}
+        lone = LiveServer(models_dir, tmp_path / "lone.log", WORKERS="1", **env)
+        servers.append(lone)
+        assert httpx.post(f"{lone.url}/generate", json={"label": 2, "n": 1}, timeout=10).status_code == 200
+        second = LiveServer(models_dir, tmp_path / "second.log", WORKERS="2", **env)
+        servers.append(second)
+        wait_until(lambda: second.log.read_text().count("Application startup complete") == 2, what="both up")
+
+        assert (shared / "notes.db").read_bytes() == b"somebody else's"
+        for _ in range(6):  # whichever worker answers, the first service counts its own 24, over both workers
+            assert _generate_count(first.url) == 24
+            assert _generate_count(second.url) == 0
+        assert _generate_count(lone.url) == 1
+        for server in servers:
+            server.process.send_signal(signal.SIGTERM)
+        for server in servers:
+            assert server.process.wait(20) == 0, server.log.read_text()
+    finally:
+        for server in servers:
+            server.stop()
+    # Each removed the directory it made, and nothing else.
+    assert sorted(p.name for p in shared.iterdir()) == ["notes.db"]
