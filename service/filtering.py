@@ -88,8 +88,8 @@ def select(
     batch: int = 1024,
     halt: Callable[[], bool] | None = None,
 ) -> Selection:
-    """The first ``count`` of ``candidates`` (uint64 seeds) whose image of ``label`` the judge gives at
-    least ``min_confidence`` (compared in float32); :class:`NotEnoughAccepted` when they run out. Blocking.
+    """The first ``count`` of ``candidates`` (uint64 seeds) whose image the judge :func:`accepts` for
+    ``label`` at ``min_confidence``; :class:`NotEnoughAccepted` when they run out. Blocking.
 
     Candidates are generated ``batch`` at most at a time: the first run takes ``count`` of them, later
     ones what the acceptance so far says is still needed, so a rate near 1 costs one extra small run.
