@@ -591,9 +591,10 @@ def test_cgan_serve_without_models_dir_logs_no_warning(tmp_path):
     from service.models import ModelRegistry
 
     registry = ModelRegistry(Settings(models_dir=tmp_path / "models"), Metrics())
-    with _captured("service.models.registry") as records:
+    with _captured("service.models.registry") as records, _captured("service.models.listing") as listed:
         registry.scan()
         registry.scan()
+    records += listed
     assert "mnist-5k-cgan-conv" in registry.models
     assert [r.levelname for r in records if r.levelno >= logging.WARNING] == []
     absent = [r.getMessage() for r in records if "does not exist" in r.getMessage()]
