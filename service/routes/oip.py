@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from service import dataplane, oip
 from service.dataplane import describe, served_model
+from service.dataplane.resolve import resolve_model
 from service.errors import RequestError
 from service.http import oip_codec
 from service.http.errors import error_responses
@@ -363,12 +364,16 @@ _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def _infer(request: Request, name: str, version: int | None) -> Response:
+    runtime = request.app.state.runtime
+    # The model first: the body is checked against what it takes before its tensors' data is read.
+    model = resolve_model(runtime, name, version)
     decoded = oip_codec.decode(
         await request.body(),
         request.headers.get(oip_codec.HEADER_LENGTH),
         request.headers.get("content-encoding"),
+        oip_codec.Signature.of(model, runtime.settings.max_n),
     )
-    result = await dataplane.tensors(request.app.state.runtime, decoded.to_request(name, version))
+    result = await dataplane.tensors(runtime, decoded.to_request(name, version))
     return Response(
         result.body, media_type=result.media_type, headers=decoded.headers(result.model, result.body)
     )
