@@ -28,6 +28,7 @@ from service.http.middleware import (
     GuardedRoute,
     MetricsMiddleware,
     OverloadShedMiddleware,
+    PathOnlyRedirects,
     SecurityHeadersMiddleware,
     is_guarded,
 )
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(OverloadShedMiddleware, app.state.guard)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(PathOnlyRedirects)  # Starlette's trailing-slash redirects name the Host header's host
     app.add_middleware(GZipResponses)  # for clients that send Accept-Encoding: gzip (JSON answers)
     app.add_middleware(MetricsMiddleware, runtime.metrics)
     install_error_handlers(app)

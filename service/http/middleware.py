@@ -21,6 +21,7 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
@@ -406,6 +407,46 @@ class OverloadShedMiddleware:
                 await (guard.overloaded_oip if oip else guard.overloaded)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def path_only(location: str) -> str:
+    """``location`` without its scheme and host (``http://h/a?b`` -> ``/a?b``), its leading slashes and
+    backslashes one slash: a browser reads ``//h`` and ``/\\h`` as another host."""
+    parts = urlsplit(location)
+    path = "/" + parts.path.lstrip("/\\")
+    return (
+        path + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+    )
+
+
+class PathOnlyRedirects:
+    """Every redirect's ``Location`` made path-only (:func:`path_only`). Starlette builds the one of its
+    trailing-slash redirect (``/generate/`` -> 307 ``/generate``) as an absolute URL from the request's Host
+    header, which the client chooses (and a cache keyed without it would hand to others)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_path_only(message: Message) -> None:
+            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+                headers = [
+                    (
+                        name,
+                        path_only(value.decode("latin-1")).encode("latin-1")
+                        if name == b"location"
+                        else value,
+                    )
+                    for name, value in message.get("headers", ())
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_path_only)
 
 
 #: For API answers (JSON, images, archives): nothing may load, nothing may frame them.
