@@ -16,7 +16,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from service import dataplane, oip
 from service.dataplane import describe, served_model
@@ -26,13 +26,15 @@ from service.http import oip_codec
 from service.http.errors import error_responses
 from service.http.middleware import GuardedRoute
 from service.http.oip_codec import InferenceRequest, InferenceResponse
-from service.http.schemas import ModelName
+from service.http.schemas import ModelName, version_digits
 from service.routes.deps import RuntimeDep
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=GuardedRoute)
 
 NamePath = Annotated[ModelName, Path(description="Model name.")]
-VersionPath = Annotated[int, Path(ge=1, description="Model version (one of the loaded ones).")]
+VersionPath = Annotated[
+    int, BeforeValidator(version_digits), Path(ge=1, description="Model version (one of the loaded ones).")
+]
 
 
 class ServerMetadata(BaseModel):
