@@ -200,3 +200,50 @@ def test_the_budget_must_hold_the_largest_body(models_dir: Path) -> None:
     assert Settings(
         models_dir=models_dir, max_body_bytes=1024, max_infer_body_bytes=4096, body_budget_bytes=8192
     )
+
+
+@pytest.mark.slow
+def test_a_real_server_refuses_stalled_large_bodies_and_keeps_its_memory(
+    tmp_path: Path, models_dir: Path
+) -> None:
+    """The report, end to end at a smaller scale: 40 connections each declare a 4 MiB - 1 inference body,
+    send all but its last byte and stall. All but the four the 16 MiB budget holds are answered 429 at once,
+    and the server's memory grows by about the budget, not by what the clients sent (160 MiB)."""
+    from cgan_testing.live_server import LiveServer
+
+    server = LiveServer(models_dir, tmp_path / "server.log", WORKERS="1", GRPC_PORT="0")
+    sockets = []
+    try:
+
+        def rss_mb() -> float:
+            status = Path(f"/proc/{server.process.pid}/status").read_text()
+            return int(next(ln for ln in status.splitlines() if ln.startswith("VmRSS:")).split()[1]) / 1024
+
+        before = rss_mb()
+        head = (
+            f"POST {INFER} HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {4 * 1024 * 1024 - 1}\r\n\r\n"
+        ).encode()
+        for _ in range(40):
+            sock = server.connect()
+            sock.sendall(head)
+            sockets.append(sock)
+        answers = []
+        for sock in sockets:  # a refusal comes from the declared length alone, before any body byte
+            sock.settimeout(1)
+            try:
+                answers.append(sock.recv(64))
+            except TimeoutError:  # admitted to the budget: its body is being read
+                answers.append(b"")
+        refused = sum(a.startswith(b"HTTP/1.1 429") for a in answers)
+        for sock, answer in zip(sockets, answers, strict=True):
+            if not answer:
+                sock.settimeout(10)
+                sock.sendall(b" " * (4 * 1024 * 1024 - 2))  # all but the last byte, then stall
+        grown = rss_mb() - before
+    finally:
+        for sock in sockets:
+            sock.close()
+        server.stop()
+    assert refused >= 30, answers
+    assert grown < 48, f"RSS grew {grown:.0f} MB"  # 4 bodies held (16 MiB) and what refusing them costs
