@@ -127,8 +127,9 @@ class Settings(BaseSettings):
     shutdown_grace_seconds: float = Field(8.0, ge=0)
     #: Bytes of request bodies one process holds at once (each worker its own), reserved as a body is
     #: declared or arrives, before admission, and kept until its request ends; beyond it 429 with
-    #: Retry-After. 16 MiB a worker keeps the pod's worst case inside its 1 GiB limit (SECURITY.md,
-    #: "Memory model") and holds eight 2 MB JSON inference bodies (1024 images' noise) at once.
+    #: Retry-After. 16 MiB a worker keeps the pod's HTTP worst case ~400 MiB under its 1 GiB limit
+    #: (SECURITY.md, "Memory model", where the sum is) and holds eight 2 MB JSON inference bodies (1024
+    #: images' noise: MAX_CONCURRENCY's share of a 2-core pod) at once.
     body_budget_bytes: int = Field(16 * 1024 * 1024, ge=2048)
 
     @field_validator("log_level", mode="before")
