@@ -156,10 +156,10 @@ class Guard:
         retry_after: int,
         queue_timeout: float | None = None,
         body_limits: Mapping[str, tuple[int, str]] | None = None,
-        body_budget: int | None = None,
+        body_budget: int,
     ) -> None:
         self.limiter = limiter
-        self.budget = BodyBudget(body_budget if body_budget is not None else 2**62)
+        self.budget = BodyBudget(body_budget)
         self.body_limits = dict(body_limits or {})
         self.metrics = metrics
         self.token = token.encode() if token else None

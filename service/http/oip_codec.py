@@ -260,9 +260,9 @@ def decode(
             raise RequestError(f"{where}.name: input {tensor.name!r} is given twice", f"{where}.name")
         names.append(tensor.name)
     # The label first: its N is what the other inputs' first dimension must be.
-    labels = [t for t in request.inputs if t.name == contract.INPUT_LABEL]
+    label = next((t.shape for t in request.inputs if t.name == contract.INPUT_LABEL), None)
     for tensor in sorted(request.inputs, key=lambda t: t.name != contract.INPUT_LABEL):
-        _check_shape(tensor, signature, labels[0].shape[0] if labels else None)
+        _check_shape(tensor, signature, label[0] if label else None)
     # Every shape is the model's: the data, if any, is now read, holding at most what the model takes.
     # (A binary request, what tritonclient sends, has no "data" key: its header is parsed once.)
     data = _data(header, request) if b'"data"' in header else None

@@ -159,9 +159,21 @@ def _z(shape: list[int], data: list | None = None) -> dict[str, Any]:
         ([_label(), _z([1, -8])], "z"),
         ([{"name": "label", "shape": [2**62], "datatype": "INT64", "data": []}], "label"),
         ([{"name": "label", "shape": [1, 1], "datatype": "INT64", "data": [1]}], "label"),
+        ([{"name": "label", "shape": [], "datatype": "INT64", "data": [1]}, _z([1, 8])], "label"),
+        ([_z([], [0.0]), {"name": "label", "shape": [], "datatype": "INT64", "data": [1]}], "label"),
         ([_label(), {"name": "codes", "shape": [1, 2], "datatype": "FP32", "data": [0.0, 0.0]}], "codes"),
     ],
-    ids=["zero-by-2**62", "2**70", "65-dims", "negative", "label-2**62", "label-2d", "codes-no-codes"],
+    ids=[
+        "zero-by-2**62",
+        "2**70",
+        "65-dims",
+        "negative",
+        "label-2**62",
+        "label-2d",
+        "label-0d",
+        "label-0d-after-z",
+        "codes-no-codes",
+    ],
 )
 def test_a_shape_out_of_bounds_is_a_422_naming_the_input(
     client: TestClient, caplog: pytest.LogCaptureFixture, inputs: list, field: str
