@@ -138,7 +138,7 @@ def test_a_chunked_body_is_refused_once_it_outgrows_the_budget(models_dir: Path,
 
 def test_the_budget_is_back_to_zero_after_every_way_a_request_ends(models_dir: Path, open_client) -> None:
     """Served, refused by the budget, too large (413), not JSON (422), gzip that does not inflate (400),
-    left half-sent, and left while queued: after many of each, nothing is still reserved."""
+    and left half-sent: after many of each, nothing is still reserved (left while queued: below)."""
 
     async def scenario(app: Any) -> None:
         guard = _guard(client)
@@ -170,10 +170,12 @@ def test_the_budget_is_back_to_zero_after_every_way_a_request_ends(models_dir: P
 
 
 def test_a_request_holds_its_body_until_it_ends(models_dir: Path, open_client, gate) -> None:
-    """A queued or running request keeps its body in memory: its bytes stay reserved until it answers."""
+    """A running or queued request keeps its body in memory: its bytes stay reserved until it answers, or
+    until its client leaves the queue."""
     entered, release = gate
 
     async def scenario(app: Any) -> None:
+        budget = _guard(client).budget
         running = Call(app, INFER, {"content-length": str(len(SMALL))})
         running.feed(SMALL, more=False)
         for _ in range(200):
@@ -181,13 +183,20 @@ def test_a_request_holds_its_body_until_it_ends(models_dir: Path, open_client, g
                 break
             await asyncio.sleep(0.01)
         assert entered.is_set()
-        assert _guard(client).budget.in_use == len(SMALL)
+        assert budget.in_use == len(SMALL)
+        queued = Call(app, INFER, {"content-length": str(len(SMALL))})
+        queued.feed(SMALL, more=False)
+        await _settle()
+        assert queued.status is None and budget.in_use == 2 * len(SMALL)
+        queued.leave()
+        await queued.task
+        assert budget.in_use == len(SMALL)
         release.set()
         await running.task
         assert running.status == 200
-        assert _guard(client).budget.in_use == 0
+        assert budget.in_use == 0
 
-    with open_client(models_dir, **LIMITS) as client:
+    with open_client(models_dir, max_concurrency=1, **LIMITS) as client:
         _on_loop(client, scenario)
 
 
