@@ -1,5 +1,6 @@
 """Admission, whichever protocol carried the request: whether its bearer token is the one
-(:func:`bearer_matches`), and how many requests run at once and how many wait (:class:`ConcurrencyLimiter`).
+(:func:`bearer_matches`), how many requests run at once and how many wait (:class:`ConcurrencyLimiter`), and
+how many bytes of request bodies the process holds meanwhile (:class:`BodyBudget`).
 
 One limiter per process (``Runtime.limiter``): the HTTP guard (:class:`service.http.middleware.Guard`) and
 the gRPC servicer (:mod:`service.grpc`) take their slots from the same instance, so MAX_CONCURRENCY and
@@ -75,3 +76,49 @@ class ConcurrencyLimiter:
                 waiter.set_result(None)
                 return
         self.active -= 1
+
+
+class BodyBudget:
+    """At most ``limit`` bytes of request bodies held by this process at once (BODY_BUDGET_BYTES), whether
+    they are still arriving, queued or being served. The HTTP guard reserves a body's bytes as soon as they
+    are declared (``Content-Length``) or arrive (chunked), *before* the request is admitted: a body is held
+    in memory while it is read, so the concurrency limiter alone, which counts admitted requests, does not
+    bound what slow or stalled senders make the process hold. Bytes are given back when the request ends,
+    however it ends (:meth:`Reservation.release`).
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.in_use = 0
+
+    def reservation(self) -> Reservation:
+        return Reservation(self)
+
+    def _take(self, size: int) -> bool:
+        if self.in_use + size > self.limit:
+            return False
+        self.in_use += size
+        return True
+
+
+class Reservation:
+    """One request's share of a :class:`BodyBudget`: grown or shrunk to what its body needs now, released
+    once (and again harmlessly) when the request ends."""
+
+    def __init__(self, budget: BodyBudget) -> None:
+        self.budget = budget
+        self.held = 0
+
+    def resize(self, size: int) -> bool:
+        """Hold ``size`` bytes; False (holding what it held) when the budget cannot grow by the difference."""
+        if size > self.held:
+            if not self.budget._take(size - self.held):
+                return False
+        else:
+            self.budget.in_use -= self.held - size
+        self.held = size
+        return True
+
+    def release(self) -> None:
+        self.budget.in_use -= self.held
+        self.held = 0

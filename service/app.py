@@ -28,6 +28,7 @@ from service.http.middleware import (
     GuardedRoute,
     MetricsMiddleware,
     OverloadShedMiddleware,
+    PathOnlyRedirects,
     SecurityHeadersMiddleware,
     is_guarded,
 )
@@ -99,9 +100,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         queue_timeout=settings.queue_timeout_seconds,
         # An inference body carries the noise tensor too: MAX_N x latent_dim floats, far over MAX_BODY_BYTES.
         body_limits={path: (settings.max_infer_body_bytes, "MAX_INFER_BODY_BYTES") for path in INFER_PATHS},
+        body_budget=settings.body_budget_bytes,
     )
     app.add_middleware(OverloadShedMiddleware, app.state.guard)
     app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(PathOnlyRedirects)  # Starlette's trailing-slash redirects name the Host header's host
     app.add_middleware(GZipResponses)  # for clients that send Accept-Encoding: gzip (JSON answers)
     app.add_middleware(MetricsMiddleware, runtime.metrics)
     install_error_handlers(app)

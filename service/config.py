@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from cgan_contract import valid_model_name
@@ -132,6 +132,12 @@ class Settings(BaseSettings):
     shutdown_drain_seconds: float = Field(2.0, ge=0)
     #: Then, at most this many seconds for in-flight requests before they are cancelled.
     shutdown_grace_seconds: float = Field(8.0, ge=0)
+    #: Bytes of request bodies one process holds at once (each worker its own), reserved as a body is
+    #: declared or arrives, before admission, and kept until its request ends; beyond it 429 with
+    #: Retry-After. 16 MiB a worker keeps the pod's HTTP worst case ~400 MiB under its 1 GiB limit
+    #: (SECURITY.md, "Memory model", where the sum is) and holds eight 2 MB JSON inference bodies (1024
+    #: images' noise: MAX_CONCURRENCY's share of a 2-core pod) at once.
+    body_budget_bytes: int = Field(16 * 1024 * 1024, ge=2048)
 
     @field_validator("log_level", mode="before")
     @classmethod
@@ -160,6 +166,17 @@ class Settings(BaseSettings):
         if value is not None and not value.get_secret_value().strip():
             return None
         return value
+
+    @model_validator(mode="after")
+    def _budget_holds_a_body(self) -> Settings:
+        # A gzip body is held with its inflated copy (each up to the limit) while it is decompressed.
+        largest = 2 * max(self.max_body_bytes, self.max_infer_body_bytes)
+        if self.body_budget_bytes < largest:
+            raise ValueError(
+                f"BODY_BUDGET_BYTES ({self.body_budget_bytes}) must hold the largest body and its inflated "
+                f"copy: at least 2 x max(MAX_BODY_BYTES, MAX_INFER_BODY_BYTES) = {largest}"
+            )
+        return self
 
     @property
     def model_roots(self) -> list[tuple[Path, str]]:

@@ -130,7 +130,7 @@ def code_index(card: ModelCard, code: int | str, field: str = "traverse.code") -
     names = [c.name for c in card.codes]
     if isinstance(code, str) and code in names:
         return names.index(code)
-    if isinstance(code, str) and code.strip().isdigit():
+    if isinstance(code, str) and code.strip().isascii() and code.strip().isdigit():  # not "²"
         code = int(code)
     if isinstance(code, int) and not isinstance(code, bool) and 0 <= code < k:
         return code

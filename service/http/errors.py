@@ -60,7 +60,8 @@ _DESCRIPTIONS = {
     "decompressed.",
     415: "A Content-Encoding other than gzip, deflate or identity.",
     422: "Invalid field: wrong type, out of range, unknown label or format.",
-    429: "Overloaded: MAX_CONCURRENCY busy and MAX_QUEUE full; retry after Retry-After seconds.",
+    429: "Overloaded: MAX_CONCURRENCY busy and MAX_QUEUE full, or BODY_BUDGET_BYTES of request bodies held; "
+    "retry after Retry-After seconds.",
     503: "Not ready (no model loaded), or queued longer than QUEUE_TIMEOUT_SECONDS; see Retry-After.",
 }
 

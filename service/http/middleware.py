@@ -21,12 +21,13 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from fastapi.routing import APIRoute
 from starlette.routing import BaseRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from service.admission import ConcurrencyLimiter, bearer_matches
+from service.admission import BodyBudget, ConcurrencyLimiter, Reservation, bearer_matches
 from service.errors import RequestError
 from service.http.compression import inflate
 from service.http.errors import error_response, is_oip
@@ -42,6 +43,10 @@ _OUTCOME = "cgan.outcome"
 #: What GuardMiddleware._body answers instead of a body (compared by identity).
 _TOO_LARGE = b"<too large>"
 _LEFT = b"<client left>"
+_OVER_BUDGET = b"<over budget>"
+#: Digits of a Content-Length worth reading: more would be over any body limit (and int() of thousands
+#: of digits is slow, then refused).
+_LENGTH_DIGITS = 18
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -131,7 +136,9 @@ class GuardedRoute(APIRoute):
 class Guard:
     """What stands before the guarded routes (see the module docstring), cheapest refusal first: the bearer
     token (401), the body size (413, declared or chunked; a gzip or deflate body inflated within the same
-    limit: :mod:`service.http.compression`), then the concurrency limit (429 with Retry-After
+    limit: :mod:`service.http.compression`), the process's body budget (429 with Retry-After once
+    BODY_BUDGET_BYTES of bodies are held: :class:`service.admission.BodyBudget`; reserved before the body is
+    read, released when the request ends), then the concurrency limit (429 with Retry-After
     when the queue is full, 503 with Retry-After after QUEUE_TIMEOUT_SECONDS in it). From the end of the
     body on, a client that disconnects cancels its request (counted as 499): queued work it asked for is
     never computed. Other routes (health, metrics, models, docs) bypass all of it. ``body_limits`` gives a
@@ -149,8 +156,10 @@ class Guard:
         retry_after: int,
         queue_timeout: float | None = None,
         body_limits: Mapping[str, tuple[int, str]] | None = None,
+        body_budget: int,
     ) -> None:
         self.limiter = limiter
+        self.budget = BodyBudget(body_budget)
         self.body_limits = dict(body_limits or {})
         self.metrics = metrics
         self.token = token.encode() if token else None
@@ -169,6 +178,14 @@ class Guard:
         )
         self.queue_timed_out, self.queue_timed_out_oip = (
             error_response(503, queued, None, retry, oip=oip) for oip in (False, True)
+        )
+        held = (
+            f"body: BODY_BUDGET_BYTES ({self.budget.limit} bytes) of request bodies are being received or "
+            "served by this process; retry later"
+        )
+        close = {**retry, "Connection": "close"}  # the rest of the body is never read
+        self.over_budget, self.over_budget_oip = (
+            error_response(429, held, "body", close, oip=oip) for oip in (False, True)
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, app: ASGIApp) -> None:
@@ -195,27 +212,43 @@ class Guard:
                 scope, receive, send
             )
             return
-        if declared is not None and not declared.isdigit():
+        if declared is not None and not (declared.isascii() and declared.isdigit()):
             await error_response(400, "Content-Length: not a number", "Content-Length", oip=oip)(
                 scope, receive, send
             )
             return
-        if declared is not None and int(declared) > max_body:
+        if declared is not None and (len(declared) > _LENGTH_DIGITS or int(declared) > max_body):
             await self._too_large(scope, receive, send, max_body, setting, oip)
             return
-        body = await self._body(receive, max_body)
-        if body is _TOO_LARGE:
-            await self._too_large(scope, receive, send, max_body, setting, oip)
-            return
-        if body is _LEFT:
-            scope[_OUTCOME] = CLIENT_CLOSED  # a partial body, then gone (or timed out): nothing to run
-            self.metrics.rejected.labels("client_closed").inc()
-            return
-        if encoding is not None:  # gzip or deflate: inflated here, within the same limit
-            body = await self._inflated(scope, receive, send, body, encoding, max_body, setting, oip)
-            if body is None:
+        reservation = self.budget.reservation()
+        try:
+            if declared is not None and not reservation.resize(int(declared)):
+                await self._refuse_over_budget(scope, receive, send, oip)
                 return
-        await self._serve(scope, receive, send, body, app, oip)
+            body = await self._body(receive, max_body, reservation)
+            if body is _TOO_LARGE:
+                await self._too_large(scope, receive, send, max_body, setting, oip)
+                return
+            if body is _OVER_BUDGET:
+                await self._refuse_over_budget(scope, receive, send, oip)
+                return
+            if body is _LEFT:
+                scope[_OUTCOME] = CLIENT_CLOSED  # a partial body, then gone (or timed out): nothing to run
+                self.metrics.rejected.labels("client_closed").inc()
+                return
+            reservation.resize(len(body))  # a body shorter than declared gives the rest back
+            if encoding is not None:  # gzip or deflate: inflated here, within the same limit
+                # Both copies are held while it inflates: room for the largest inflated one first.
+                if not reservation.resize(len(body) + max_body):
+                    await self._refuse_over_budget(scope, receive, send, oip)
+                    return
+                body = await self._inflated(scope, receive, send, body, encoding, max_body, setting, oip)
+                if body is None:
+                    return
+                reservation.resize(len(body))
+            await self._serve(scope, receive, send, body, app, oip)
+        finally:
+            reservation.release()  # served, refused, failed, cancelled or gone: the bytes are free again
 
     async def _inflated(
         self,
@@ -310,8 +343,9 @@ class Guard:
     def _authorized(self, authorization: bytes) -> bool:
         return bearer_matches(authorization, self.token or b"")  # constant-time; gRPC's check too
 
-    async def _body(self, receive: Receive, max_body: int) -> bytes:
-        """Read the whole (small) body now, so the limit holds for chunked uploads too; or a sentinel."""
+    async def _body(self, receive: Receive, max_body: int, reservation: Reservation) -> bytes:
+        """Read the whole (small) body now, so the limit holds for chunked uploads too, its bytes reserved
+        as they arrive beyond what was declared; or a sentinel."""
         chunks = []
         size = 0
         more = True
@@ -323,9 +357,15 @@ class Guard:
             size += len(chunk)
             if size > max_body:
                 return _TOO_LARGE
+            if size > reservation.held and not reservation.resize(size):
+                return _OVER_BUDGET
             chunks.append(chunk)
             more = message.get("more_body", False)
         return b"".join(chunks)
+
+    async def _refuse_over_budget(self, scope: Scope, receive: Receive, send: Send, oip: bool) -> None:
+        self.metrics.rejected.labels("body_budget").inc()
+        await (self.over_budget_oip if oip else self.over_budget)(scope, receive, send)
 
     async def _too_large(
         self, scope: Scope, receive: Receive, send: Send, max_body: int, setting: str, oip: bool
@@ -367,6 +407,46 @@ class OverloadShedMiddleware:
                 await (guard.overloaded_oip if oip else guard.overloaded)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def path_only(location: str) -> str:
+    """``location`` without its scheme and host (``http://h/a?b`` -> ``/a?b``), its leading slashes and
+    backslashes one slash: a browser reads ``//h`` and ``/\\h`` as another host."""
+    parts = urlsplit(location)
+    path = "/" + parts.path.lstrip("/\\")
+    return (
+        path + (f"?{parts.query}" if parts.query else "") + (f"#{parts.fragment}" if parts.fragment else "")
+    )
+
+
+class PathOnlyRedirects:
+    """Every redirect's ``Location`` made path-only (:func:`path_only`). Starlette builds the one of its
+    trailing-slash redirect (``/generate/`` -> 307 ``/generate``) as an absolute URL from the request's Host
+    header, which the client chooses (and a cache keyed without it would hand to others)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_path_only(message: Message) -> None:
+            if message["type"] == "http.response.start" and 300 <= message["status"] < 400:
+                headers = [
+                    (
+                        name,
+                        path_only(value.decode("latin-1")).encode("latin-1")
+                        if name == b"location"
+                        else value,
+                    )
+                    for name, value in message.get("headers", ())
+                ]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_path_only)
 
 
 #: For API answers (JSON, images, archives): nothing may load, nothing may frame them.

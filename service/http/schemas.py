@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, PlainValidator, WithJsonSchema
 from pydantic_core import PydanticCustomError, core_schema
 
 import cgan_contract as contract
@@ -42,8 +42,19 @@ def _index_or_name(kind: str, description: str, examples: list[int | str]) -> An
 
 Label = _index_or_name("class", "Class index (0-based) or class name from the model card.", [9, "7"])
 ModelName = Annotated[str, Field(pattern=contract.MODEL_NAME_PATTERN, examples=["mnist-cgan"])]
+
+
+def version_digits(value: object) -> object:
+    """A version spelled in a path or query string: decimal ASCII digits only. pydantic's lax int would read
+    ``1.0``, ``+1``, ``1_0`` and `` 1`` as a version, and ``str.isdigit`` takes ``²``."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit() and len(value) <= 18):
+        raise ValueError(f"{value[:32]!r} is not a model version (a positive integer: decimal digits)")
+    return value
+
+
 Version = Annotated[
     int,
+    BeforeValidator(version_digits),
     Field(
         ge=1,
         description="Model version to use (one of the loaded ones, see /v1/models); the newest when absent.",

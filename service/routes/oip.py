@@ -16,22 +16,25 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from service import dataplane, oip
 from service.dataplane import describe, served_model
+from service.dataplane.resolve import resolve_model
 from service.errors import RequestError
 from service.http import oip_codec
 from service.http.errors import error_responses
 from service.http.middleware import GuardedRoute
 from service.http.oip_codec import InferenceRequest, InferenceResponse
-from service.http.schemas import ModelName
+from service.http.schemas import ModelName, version_digits
 from service.routes.deps import RuntimeDep
 
 router = APIRouter(prefix="/v2", tags=["open inference protocol"], route_class=GuardedRoute)
 
 NamePath = Annotated[ModelName, Path(description="Model name.")]
-VersionPath = Annotated[int, Path(ge=1, description="Model version (one of the loaded ones).")]
+VersionPath = Annotated[
+    int, BeforeValidator(version_digits), Path(ge=1, description="Model version (one of the loaded ones).")
+]
 
 
 class ServerMetadata(BaseModel):
@@ -363,12 +366,16 @@ _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 async def _infer(request: Request, name: str, version: int | None) -> Response:
+    runtime = request.app.state.runtime
+    # The model first: the body is checked against what it takes before its tensors' data is read.
+    model = resolve_model(runtime, name, version)
     decoded = oip_codec.decode(
         await request.body(),
         request.headers.get(oip_codec.HEADER_LENGTH),
         request.headers.get("content-encoding"),
+        oip_codec.Signature.of(model, runtime.settings.max_n),
     )
-    result = await dataplane.tensors(request.app.state.runtime, decoded.to_request(name, version))
+    result = await dataplane.tensors(runtime, decoded.to_request(name, version))
     return Response(
         result.body, media_type=result.media_type, headers=decoded.headers(result.model, result.body)
     )
