@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(16_384, ge=256)
     #: Open Inference Protocol inference bodies carry the noise tensor: 1024 x 100 floats is ~2 MB as JSON.
     max_infer_body_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    #: gRPC carries tensors as binary (raw or typed contents): MAX_N 1024 images' noise at latent 100 is
+    #: 0.4 MB. grpc holds every message it receives before the service can count it against
+    #: BODY_BUDGET_BYTES, so this times the RPCs a worker admits is the pod's gRPC memory term (SECURITY.md).
+    grpc_max_message_bytes: int = Field(1024 * 1024, ge=1024)
     #: Requests generating at once; more wait in a queue of MAX_QUEUE, beyond that 429. Admitted /generate
     #: requests are what one batch can hold: 8 a core lets the cheap dense model's batches amortise their
     #: fixed costs (0.66x -> ~1.0x the raw model at 32 connections) and changes nothing for the conv default

@@ -43,7 +43,7 @@ class GrpcServer:
     async def start(self, host: str, port: int) -> int:
         settings = self.runtime.settings
         options = [
-            ("grpc.max_receive_message_length", settings.max_infer_body_bytes),
+            ("grpc.max_receive_message_length", settings.grpc_max_message_bytes),
             ("grpc.max_send_message_length", -1),  # answers are bounded by MAX_N images
             ("grpc.max_metadata_size", settings.max_header_bytes),
             ("grpc.so_reuseport", 1),

@@ -279,6 +279,18 @@ def test_unknown_models_and_versions_are_not_found(client: triton.InferenceServe
     )
 
 
+def test_a_message_over_grpc_max_message_bytes_is_refused_by_grpc(
+    stub: pb_grpc.GRPCInferenceServiceStub,
+) -> None:
+    # GRPC_MAX_MESSAGE_BYTES (1 MiB) bounds what grpc holds per RPC before the service sees it.
+    request = pb.ModelInferRequest(model_name="digits")
+    request.inputs.add(name="label", datatype="INT64", shape=[1])
+    request.raw_input_contents.append(b"\0" * (1024 * 1024 + 1))
+    error = _rpc_error(lambda: stub.ModelInfer(request, metadata=[("authorization", f"Bearer {TOKEN}")]))
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, error.details()
+    assert "1048576" in error.details()
+
+
 def test_bad_fields_on_every_rpc_are_named(stub: pb_grpc.GRPCInferenceServiceStub) -> None:
     cases = [
         (
