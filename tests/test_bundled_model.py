@@ -27,10 +27,10 @@ VERSION_DIRS = sorted(p.parent for p in BUNDLED_DIR.glob(f"*/*/{contract.CARD_FI
 RECORDED = {"keras", "tf2onnx", "onnxruntime", "numpy"}
 
 
-def _script_command() -> str:
-    match = re.search(r'^TRAIN_COMMAND = "([^"]+)"$', SCRIPT.read_text(), re.M)
-    assert match, "scripts/bundle-default-model defines TRAIN_COMMAND"
-    return match[1]
+def _script_commands() -> dict[str, str]:
+    found = dict(re.findall(r'^    "([a-z0-9-]+)": "(cgan-train train [^"]+)",$', SCRIPT.read_text(), re.M))
+    assert found, "scripts/bundle-default-model defines TRAIN_COMMANDS"
+    return found
 
 
 def _locked_versions() -> dict[str, set[str]]:
@@ -70,7 +70,7 @@ def test_card_command_is_the_documented_one_and_made_this_model(version_dir: Pat
     card = contract.read_card(version_dir)
     assert card.provenance is not None
     command = card.provenance.command
-    assert command == _script_command()
+    assert command == _script_commands()[card.dataset]
     assert command in (ROOT / "README.md").read_text(), "the README documents the command"
     # The command, parsed by the trainer's own CLI (its variant's recipe), gives this card's training facts.
     config = make_config(build_parser().parse_args(shlex.split(command)[1:]))
