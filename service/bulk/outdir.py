@@ -69,7 +69,8 @@ def claim(job: BulkJob) -> None:
         _refuse_other_manifests(job)  # a directory from before run files: its manifests say whose it is
         _create(path, {"format": RUN_FORMAT, "run": job.run_identity()})
         recorded = _recorded_run(path)  # ours, or the one a process of another run created first
-        assert recorded is not None
+        if recorded is None:
+            raise BulkError(f"{path} was removed while this run was claiming {job.out}; run it again")
     _check_same(job, recorded, f"{job.out} holds a different run", f"see {RUN_FILE}")
 
 
