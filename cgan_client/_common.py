@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import time
 from dataclasses import dataclass
@@ -57,20 +58,32 @@ class Config:
 
 
 def retry_delay(response: httpx.Response, attempt: int, config: Config) -> float | None:
-    """Seconds to wait before trying again, or None when this response is final."""
+    """Seconds to wait before trying again, or None when this response is final.
+
+    Retry-After is read strictly (RFC 9110): ASCII digits (seconds) or an HTTP-date. Anything else
+    (``²`` and other Unicode digits, fractions, signs, impossible dates) is as if it were absent: the
+    back-off, 0.5 s doubling with each attempt."""
     if response.status_code not in RETRYABLE or attempt >= config.retries:
         return None
-    value = response.headers.get("retry-after", "").strip()
-    if value.isdigit():
-        delay = float(value)
-    elif value:
-        try:
-            delay = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
-        except (TypeError, ValueError):
-            delay = 0.5 * 2**attempt
-    else:
+    delay = _retry_after(response.headers.get("retry-after", ""))
+    if delay is None:
         delay = 0.5 * 2**attempt
     return min(max(delay, 0.0), config.max_retry_wait)
+
+
+def _retry_after(value: str) -> float | None:
+    value = value.strip(" \t")
+    if not value:
+        return None
+    if value.isascii() and value.isdigit():
+        return float(value)  # huge values are inf, capped by the caller
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, OverflowError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": a time in UTC, not local time
+        when = when.replace(tzinfo=datetime.UTC)
+    return when.timestamp() - time.time()
 
 
 def error_from(response: httpx.Response, body: bytes) -> ServiceError:

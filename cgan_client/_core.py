@@ -22,6 +22,7 @@ import numpy as np
 
 from cgan_client._common import Config, ServiceError
 from cgan_client.batches import Collector, RowBatches
+from cgan_client.npz_stream import ArchiveError, read_npy
 
 R = TypeVar("R")
 
@@ -154,7 +155,8 @@ class ArchiveFile(Sink):
 
 
 def load_npy(content: bytes) -> np.ndarray:
-    return np.load(io.BytesIO(content), allow_pickle=False)
+    """``/generate``'s body; :class:`~cgan_client.ArchiveError` when it is not a plain ``.npy``."""
+    return read_npy(content, "the /generate response")
 
 
 def download_bar(response: httpx.Response, path: str, show: bool) -> Any:
@@ -231,7 +233,12 @@ def generate(
 ) -> Call[np.ndarray]:
     fields = _given(seed=seed, codes=_floats(codes), traverse=traverse)
     body = {"label": label, "n": n, "format": "npy", **pick(config, model, version), **fields}
-    return (yield Exchange(Request("POST", "/generate", body), Body(load_npy)))
+    images = yield Exchange(Request("POST", "/generate", body), Body(load_npy))
+    expected = n * (traverse or {}).get("steps", 1)
+    if images.ndim < 3 or len(images) != expected:
+        got = f"{len(images)} images" if images.ndim else "no images"
+        raise ArchiveError(f"the /generate response holds {got} {list(images.shape)}; asked for {expected}")
+    return images
 
 
 def traverse(

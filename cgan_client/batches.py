@@ -6,6 +6,7 @@ soon as its rows are whole.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -99,7 +100,11 @@ class Collector(_Reader):
     def _apply(self, events: Iterable[Event]) -> None:
         for event in events:
             if isinstance(event, Header):
-                self.x = np.empty(event.shape, event.dtype)
+                try:
+                    self.x = np.empty(event.shape, event.dtype)
+                except MemoryError:
+                    size = math.prod(event.shape) * event.dtype.itemsize
+                    raise ArchiveError(f"x.npy claims {size} bytes, more than can be allocated") from None
             elif isinstance(event, Rows):
                 assert self.x is not None
                 self.x[event.start : event.start + len(event.rows)] = event.rows

@@ -24,7 +24,9 @@ class Client:
 
     ``model`` / ``version`` pin what every call uses unless the call names its own; without a version the
     service answers with its newest loaded one. 429 and 503 are retried after the Retry-After the service
-    sends, at most ``retries`` times; other refusals raise :class:`ServiceError` naming the field.
+    sends, at most ``retries`` times; other refusals raise :class:`ServiceError` naming the field. A body
+    that is not what the service sends (a damaged or crafted archive, x/y/seeds that disagree, a count of
+    images other than the one asked for) raises :class:`~cgan_client.ArchiveError`, whatever is wrong.
     """
 
     def __init__(

@@ -8,7 +8,10 @@ entry's CRC-32 and size are checked against its descriptor. The central director
 was already read and is skipped.
 
 The bytes come from a server, so nothing in them is trusted: shapes must be whole and non-negative, dtypes
-plain numbers or text, and a member other than ``x`` is at most :data:`MAX_MEMBER_BYTES`.
+plain numbers or text, sizes within what an array can hold, and a member other than ``x`` is at most
+:data:`MAX_MEMBER_BYTES`. Whatever is wrong with them is an :class:`ArchiveError`, never numpy's own
+ValueError, OverflowError or MemoryError. :func:`read_npy` holds ``/generate``'s single ``.npy`` to the
+same rules.
 """
 
 from __future__ import annotations
@@ -159,7 +162,7 @@ class NpzStream:
         if raw is None:
             return None
         self._count(raw)
-        dtype, shape = _header(self._name, raw[8 + length_size :])
+        dtype, shape = _header(f"{self._name}.npy", raw[8 + length_size :])
         self._dtype, self._shape = dtype, shape
         self._remaining = math.prod(shape) * dtype.itemsize
         if self._name != ROWS and self._remaining > MAX_MEMBER_BYTES:
@@ -226,20 +229,51 @@ class NpzStream:
         self._size += len(data)
 
 
-def _header(name: str, text: bytes) -> tuple[np.dtype, tuple[int, ...]]:
-    """A ``.npy`` header's dtype and shape, refused unless plain numbers or text in C order."""
+def read_npy(content: bytes, what: str = "the response") -> np.ndarray:
+    """A whole ``.npy`` (``/generate``'s body) as a writable array, or :class:`ArchiveError`: the header
+    held to the rules of the streamed npz, and the data exactly the size the header declares."""
+    if content[:6] != _NPY_MAGIC or len(content) < 10:
+        raise ArchiveError(f"{what} is not a .npy file")
+    major = content[6]
+    if major not in (1, 2, 3):
+        raise ArchiveError(f"{what} is a .npy of unknown format version {major}")
+    length_size = 2 if major == 1 else 4
+    start = 8 + length_size
+    (header_len,) = struct.unpack_from("<H" if length_size == 2 else "<I", content.ljust(start, b"\0"), 8)
+    dtype, shape = _header(what, content[start : start + header_len])
+    start += header_len
+    size = math.prod(shape) * dtype.itemsize
+    if len(content) - start != size:
+        raise ArchiveError(f"{what} holds {max(len(content) - start, 0)} bytes; its header says {size}")
+    if size == 0:
+        return np.zeros(shape, dtype)
+    return np.frombuffer(content, dtype, count=math.prod(shape), offset=start).reshape(shape).copy()
+
+
+#: The most bytes a numpy array can hold (its size is a signed pointer-sized integer).
+_MAX_ARRAY_BYTES = np.iinfo(np.intp).max
+
+
+def _header(what: str, text: bytes) -> tuple[np.dtype, tuple[int, ...]]:
+    """A ``.npy`` header's dtype and shape, refused unless plain numbers or text in C order, of a size an
+    array can have. ``what`` names the ``.npy`` in messages."""
     try:
         header = ast.literal_eval(text.decode("latin1"))
         dtype = np.dtype(header["descr"])
         shape = tuple(header["shape"])
-    except (ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError) as e:
-        raise ArchiveError(f"{name}.npy has an unreadable header: {e}") from None
+    except (
+        ValueError, SyntaxError, KeyError, TypeError, MemoryError, RecursionError, OverflowError
+    ) as e:  # fmt: skip
+        raise ArchiveError(f"{what} has an unreadable header: {' '.join(str(e).split())}") from None
     if header.get("fortran_order"):
-        raise ArchiveError(f"{name}.npy is in Fortran order")
+        raise ArchiveError(f"{what} is in Fortran order")
     if dtype.hasobject or dtype.kind not in "biufU" or dtype.itemsize == 0:
-        raise ArchiveError(f"{name}.npy holds {dtype}, not numbers or text")
+        raise ArchiveError(f"{what} holds {dtype}, not numbers or text")
     if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 1 << 40 for d in shape):
-        raise ArchiveError(f"{name}.npy has an impossible shape {shape!r}")
+        raise ArchiveError(f"{what} has an impossible shape {shape!r}")
+    size = math.prod(shape) * dtype.itemsize
+    if size > _MAX_ARRAY_BYTES:
+        raise ArchiveError(f"{what} claims {size} bytes, more than an array can hold")
     return dtype, shape
 
 

@@ -16,7 +16,6 @@ file, whatever the library underneath raises, is a :class:`DataError` with a one
 from __future__ import annotations
 
 import gzip
-import io
 import math
 import os
 import struct
@@ -238,25 +237,48 @@ def _open(path: Path):
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Read an MNIST-format IDX file (optionally gzipped) into an array."""
+    """Read an MNIST-format IDX file (optionally gzipped) into an array.
+
+    The data is read up to the size the header declares and one byte more, never to the end: a small
+    ``.gz`` can inflate to far more than it claims, and must be refused before it fills memory.
+    """
     try:
         with _open(path) as f:
-            raw = f.read()
+            magic = f.read(4)
+            if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] != 0x08:
+                raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
+            ndim = magic[3]
+            if ndim == 0:
+                raise DataError(f"{path}: the IDX header declares no dimensions")
+            head = f.read(4 * ndim)
+            if len(head) < 4 * ndim:
+                raise DataError(f"{path} is truncated (header)")
+            dims = struct.unpack(f">{ndim}I", head)
+            expected = math.prod(dims)  # Python ints: 2**32-sized dims must not wrap around as int64 would
+            raw = _read_at_most(f, expected + 1)
     except _READ_ERRORS as exc:
         raise DataError(f"cannot read IDX file {path}: {_reason(exc)}") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path} is not an unsigned-byte IDX file (bad magic number)")
-    ndim = raw[3]
-    if ndim == 0:
-        raise DataError(f"{path}: the IDX header declares no dimensions")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise DataError(f"{path} is truncated (header)")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = math.prod(dims)  # Python ints: 2**32-sized dims must not wrap around as int64 would
-    if len(raw) - header != expected:
-        raise DataError(f"{path}: header says {expected} bytes of data, file has {len(raw) - header}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    if len(raw) > expected:
+        raise DataError(f"{path}: holds more than the {expected} bytes of data its header declares")
+    if len(raw) != expected:
+        raise DataError(f"{path}: header says {expected} bytes of data, file has {len(raw)}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
+
+
+#: Bytes read at a time by :func:`_read_at_most`: what a reader holds beyond the data it keeps.
+_READ_BLOCK = 1 << 20
+
+
+def _read_at_most(f, limit: int) -> bytearray:
+    """Up to ``limit`` bytes of ``f``, read in blocks: memory follows what the file holds, never the
+    limit itself (a header may declare terabytes over a few bytes of data)."""
+    data = bytearray()
+    while len(data) < limit:
+        block = f.read(min(_READ_BLOCK, limit - len(data)))
+        if not block:
+            break
+        data += block
+    return data
 
 
 _IDX_NAMES = {
@@ -284,8 +306,9 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
     """The four keras-style arrays of an ``.npz``, each checked against its zip member before it is built.
 
     Read by hand rather than with ``np.load``: a member's .npy header is checked against the bytes the
-    member really holds (a damaged header must not make numpy allocate terabytes), the zip CRC is always
-    verified, and object (pickled) arrays are refused.
+    member really holds, read no further than the header declares (a damaged header must not make numpy
+    allocate terabytes, nor a member inflate past its claim into memory), the zip CRC is always verified,
+    and object (pickled) arrays are refused.
     """
     arrays = {}
     try:
@@ -297,30 +320,34 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
                     f"{path}: expected arrays {', '.join(_NPZ_KEYS)}; missing {', '.join(missing)}"
                 )
             for key in _NPZ_KEYS:
-                arrays[key] = _npy(archive.read(f"{key}.npy"), f"{path}: {key}")
+                with archive.open(f"{key}.npy") as member:
+                    arrays[key] = _npy(member, f"{path}: {key}")
     except _READ_ERRORS as exc:
         raise DataError(f"cannot read {path}: {_reason(exc)}") from None
     return arrays
 
 
-def _npy(raw: bytes, where: str) -> np.ndarray:
-    stream = io.BytesIO(raw)
-    version = np.lib.format.read_magic(stream)
+def _npy(member, where: str) -> np.ndarray:
+    """The array of one ``.npy`` member, read up to the size its header declares and one byte more (so
+    a member that holds more is refused before it is read whole; reading the last byte checks its CRC)."""
+    version = np.lib.format.read_magic(member)
     if version not in _NPY_HEADERS:
         raise DataError(f"{where}: unsupported .npy format version {version[0]}.{version[1]}")
-    shape, fortran_order, dtype = _NPY_HEADERS[version](stream)
+    shape, fortran_order, dtype = _NPY_HEADERS[version](member)
     if dtype.hasobject:
         raise DataError(f"{where}: holds Python objects (pickled data is never loaded)")
     count = math.prod(shape)
     size = count * dtype.itemsize
-    offset = stream.tell()
-    if count < 0 or size != len(raw) - offset:
-        raise DataError(
-            f"{where}: header says {size} bytes of {dtype} {list(shape)}, holds {len(raw) - offset}"
-        )
+    if count < 0:
+        raise DataError(f"{where}: header says {size} bytes of {dtype} {list(shape)}")
+    raw = _read_at_most(member, size + 1)
+    if len(raw) > size:
+        raise DataError(f"{where}: header says {size} bytes of {dtype} {list(shape)}, holds more")
+    if len(raw) != size:
+        raise DataError(f"{where}: header says {size} bytes of {dtype} {list(shape)}, holds {len(raw)}")
     if count == 0:
         return np.zeros(shape, dtype)
-    flat = np.frombuffer(raw, dtype=dtype, count=count, offset=offset)
+    flat = np.frombuffer(raw, dtype=dtype, count=count)
     return flat.reshape(shape[::-1]).T if fortran_order else flat.reshape(shape)
 
 

@@ -4,7 +4,8 @@ Each shard is one task asking for one CPU, running :func:`service.bulk.shards.ru
 whichever node Ray picks, so a shard's bytes do not depend on where or how it ran. ``OUT`` and
 ``MODELS_DIR`` must be the same paths on every node (a shared file system). A task that dies with its
 worker or node is retried by Ray; as with a retried pod, the resume rules of :mod:`service.bulk` make that
-safe, and a shard finished by an earlier attempt is skipped.
+safe: a shard finished by an earlier attempt is skipped, and one still being written by an attempt that
+lives on holds the shard's lock, so the retry waits for it rather than writing beside it.
 
 A worker process keeps the model it loaded for the tasks that follow on it, so K shards on W workers load
 the model W times, not K.

@@ -7,7 +7,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import cgan_contract as contract
 
@@ -44,9 +44,12 @@ class BulkJob:
     def stem(self, index: int) -> str:
         return f"part-{index:05d}-of-{self.shards:05d}"
 
-    def run_record(self, index: int) -> dict[str, Any]:
-        """What a finished shard must have been asked for to count as this run's shard ``index``."""
-        start, stop = self.span(index)
+    #: The fields of :meth:`run_record` that name the shard; the others are :meth:`run_identity`.
+    SHARD_FIELDS: ClassVar[frozenset[str]] = frozenset({"shard", "samples"})
+
+    def run_identity(self) -> dict[str, Any]:
+        """What decides the run's bytes, every shard alike: two jobs with another identity are two runs,
+        and may not share an output directory (``batch`` is not in it: it changes no byte)."""
         return {
             "model": self.model,
             "version": self.version,
@@ -56,10 +59,13 @@ class BulkJob:
             "seed": self.seed,
             "order": self.order,
             "shards": self.shards,
-            "shard": index,
-            "samples": [start, stop],
             "png_compress_level": self.png_compress_level,
         }
+
+    def run_record(self, index: int) -> dict[str, Any]:
+        """What a finished shard must have been asked for to count as this run's shard ``index``."""
+        start, stop = self.span(index)
+        return {**self.run_identity(), "shard": index, "samples": [start, stop]}
 
 
 def plan_job(

@@ -13,13 +13,14 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import numpy
 import onnxruntime
 from tqdm import tqdm
 
 from service.archives import DatasetPlan, tar_end, tar_samples
+from service.bulk.outdir import claim, fsync_dir, open_regular, read_json, shard_lock
 from service.bulk.planning import BulkError, BulkJob
 from service.config import Settings
 from service.models import LoadedModel, Loader, ModelRefused
@@ -49,24 +50,31 @@ def load_model(job: BulkJob, threads: int = 0) -> LoadedModel:
 
 
 def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a regular file (anything else, a FIFO say, is an OSError, never opened)."""
+    with open_regular(path) as f:
+        return _sha256(f)
+
+
+def _sha256(f: IO[bytes]) -> str:
     digest = hashlib.sha256()
-    with path.open("rb") as f:
-        while block := f.read(1 << 20):
-            digest.update(block)
+    while block := f.read(1 << 20):
+        digest.update(block)
     return digest.hexdigest()
 
 
 def verified_manifest(job: BulkJob, index: int) -> dict[str, Any] | None:
     """The manifest of a complete, intact shard ``index`` of this job, or ``None`` when it must be (re)done.
 
-    Raises :class:`BulkError` when the directory holds a complete shard of another run.
+    Only regular files count: a FIFO or device in place of the manifest or the tar is never opened (it
+    could block forever), and the shard is redone. Raises :class:`BulkError` when the directory holds a
+    complete shard of another run.
     """
     tar, manifest_path = job.out / f"{job.stem(index)}.tar", job.out / f"{job.stem(index)}.json"
     try:
-        manifest = json.loads(manifest_path.read_text())
+        manifest = read_json(manifest_path)
         recorded, size, sha256 = manifest["run"], manifest["tar_bytes"], manifest["tar_sha256"]
     except (OSError, ValueError, KeyError, TypeError):
-        return None  # absent or torn: the shard is not complete
+        return None  # absent, torn or not a regular file: the shard is not complete
     if not isinstance(recorded, dict):
         return None
     wanted = job.run_record(index)
@@ -77,8 +85,9 @@ def verified_manifest(job: BulkJob, index: int) -> dict[str, Any] | None:
             "write this run to another --out"
         )
     try:
-        if tar.stat().st_size != size or file_sha256(tar) != sha256:
-            return None
+        with open_regular(tar) as f:
+            if os.fstat(f.fileno()).st_size != size or _sha256(f) != sha256:
+                return None
     except OSError:
         return None
     return manifest
@@ -102,11 +111,7 @@ def _write_atomically(final: Path, chunks: Any) -> tuple[int, str]:
         with contextlib.suppress(OSError):
             temp.unlink()
         raise
-    directory = os.open(final.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
+    fsync_dir(final.parent)
     return size, digest.hexdigest()
 
 
@@ -127,8 +132,20 @@ def run_shard(
 ) -> dict[str, Any]:
     """Make shard ``index`` complete: skip it when verified, else (re)write it with ``get_model()``'s
     model (called only then, so a rerun of finished shards loads nothing). Returns a summary.
-    ``show_progress``: a bar on stderr while it writes, when stderr is a terminal."""
+    ``show_progress``: a bar on stderr while it writes, when stderr is a terminal.
+
+    Refuses (:class:`BulkError`) an output directory that belongs to another run; waits while another
+    process holds the shard (see :mod:`service.bulk.outdir`)."""
     job.out.mkdir(parents=True, exist_ok=True)
+    claim(job)
+    with shard_lock(job.out, job.stem(index)):
+        return _make_complete(job, index, get_model, show_progress)
+
+
+def _make_complete(
+    job: BulkJob, index: int, get_model: Callable[[], LoadedModel], show_progress: bool
+) -> dict[str, Any]:
+    """:func:`run_shard`'s work, with the shard's lock held."""
     stem = job.stem(index)
     start, stop = job.span(index)
     summary = {"shard": index, "tar": f"{stem}.tar", "images": stop - start}
@@ -143,7 +160,7 @@ def run_shard(
         }
     began, cpu_began = time.perf_counter(), time.process_time()
     # A stale manifest goes first, so no moment pairs it with the tar about to be written; then whatever
-    # a crashed attempt at this shard left behind.
+    # a crashed attempt at this shard left behind (a live writer of it would hold the lock).
     (job.out / f"{stem}.json").unlink(missing_ok=True)
     for leftover in job.out.glob(f".{stem}.*.tmp"):
         leftover.unlink(missing_ok=True)

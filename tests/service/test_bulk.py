@@ -50,7 +50,8 @@ def test_shards_hold_the_same_samples_as_dataset(models_dir: Path, open_client, 
                       "--per-label", "5", "--seed", "11", "--shards", "3", "--out", str(out), "--all",
                       "--batch", "4"]) == 0  # fmt: skip
     names = sorted(p.name for p in out.iterdir())
-    assert names == [f"part-0000{i}-of-00003.{ext}" for i in range(3) for ext in ("json", "tar")]
+    shard_files = [f"part-0000{i}-of-00003.{ext}" for i in range(3) for ext in ("json", "tar")]
+    assert names == [bulk.RUN_FILE, *shard_files]  # and the run the directory belongs to
     shard_members = [m for i in range(3) for m in _members(out / f"part-0000{i}-of-00003.tar")]
     with open_client(models_dir, dataset_batch=3) as client:
         body = {"per_label": 5, "labels": [7, 2], "seed": 11}
@@ -186,7 +187,7 @@ def test_a_failure_mid_shard_leaves_nothing_that_looks_complete(models_dir: Path
 
     with pytest.raises(RuntimeError, match="node lost"):
         bulk.run_shard(job, 0, Failing)  # type: ignore[arg-type]
-    assert list(job.out.iterdir()) == [] and bulk.verified_manifest(job, 0) is None
+    assert [p.name for p in job.out.iterdir()] == [bulk.RUN_FILE] and bulk.verified_manifest(job, 0) is None
     assert bulk.run_shard(job, 0, lambda: model)["status"] == "written"
     assert bulk.verified_manifest(job, 0) is not None
 
@@ -209,12 +210,13 @@ def test_killed_process_leaves_a_partial_shard_that_is_redone(models_dir: Path, 
     finally:
         proc.kill()
         proc.wait(10)
-    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == []
+    assert sorted(p.name for p in out.iterdir() if not p.name.startswith(".")) == [bulk.RUN_FILE]
     job = bulk.plan_job(models_dir, "digits", None, None, 2000, 0, 2, out, batch=8)
     assert bulk.verified_manifest(job, 1) is None
     result = bulk.run_all(job, [1], threads=1)[0]
     assert result["status"] == "written" and bulk.verified_manifest(job, 1) is not None
-    assert sorted(p.name for p in out.iterdir()) == ["part-00001-of-00002.json", "part-00001-of-00002.tar"]
+    assert sorted(p.name for p in out.iterdir()) == [bulk.RUN_FILE, "part-00001-of-00002.json",
+                                                     "part-00001-of-00002.tar"]  # fmt: skip
 
 
 def test_a_complete_shard_of_another_run_is_never_overwritten(models_dir: Path, tmp_path: Path) -> None:
@@ -271,7 +273,7 @@ def test_missing_models_dir_and_unloadable_model(models_dir: Path, tmp_path: Pat
 def test_job_completion_index_picks_the_shard(models_dir: Path, tmp_path: Path, monkeypatch, capsys) -> None:
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "2")
     assert bulk.main(_cli(models_dir, tmp_path / "out")) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["part-00002-of-00004.json",
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [bulk.RUN_FILE, "part-00002-of-00004.json",
                                                                     "part-00002-of-00004.tar"]  # fmt: skip
     summary = json.loads(capsys.readouterr().out)
     assert summary["shards"][0]["status"] == "written" and summary["images_written"] == 10
