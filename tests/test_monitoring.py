@@ -162,6 +162,7 @@ def exported(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, se
     models.mkdir()
     write_version(models, "digits", 1)
     write_version(models, "digits", 2, sha256="0" * 64)  # refused at load: cgan_model_load_refusals_total
+    (models / "digits" / "²").mkdir()  # not a version name: cgan_model_scan_skips_total
     settings = Settings(models_dir=models, bundled_models=False, api_token=None, reload_interval=0)
     with pytest.MonkeyPatch.context() as env:
         env.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)  # this process's registry, not workers' files
