@@ -22,7 +22,6 @@ import numpy as np
 
 from cgan_contract.card import Interval
 from trainer.evaluation.kid import kid_replicates
-from trainer.evaluation.scores import frechet_distance_from_stats
 
 LEVEL = 0.95
 #: Resamples of a bootstrap interval: percentile intervals at 95% settle to a few percent of their width.
@@ -67,15 +66,49 @@ def stratified_counts(labels: np.ndarray, resamples: int, rng: np.random.Generat
     return counts
 
 
-def _weighted_stats(x: np.ndarray, counts: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Mean and covariance of each resample (column of counts), as ``np.cov`` of the repeated rows."""
-    stats = []
-    for c in counts.T:
-        n = c.sum()
-        mu = c @ x / n
-        centred = x - mu
-        stats.append((mu, (centred * c[:, None]).T @ centred / (n - 1)))
-    return stats
+#: Second moments of all resamples are summed a band of rows at a time, each band's outer products at most
+#: this many bytes (float64).
+MOMENT_CHUNK_BYTES = 64 << 20
+
+
+def _moments(x: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean ``[R, D]`` and covariance ``[R, D, D]`` of each resample (column of counts), as ``np.cov`` of
+    its repeated rows. One matrix product over all resamples instead of one per resample."""
+    n, d = x.shape
+    sizes = counts.sum(axis=0)
+    means = counts.T @ x / sizes[:, None]
+    # Covariance is shift-invariant: centring on the whole set's mean keeps the subtraction below exact.
+    centre = x.mean(axis=0)
+    x = x - centre
+    second = np.zeros((counts.shape[1], d * d))
+    step = max(1, MOMENT_CHUNK_BYTES // (8 * d * d))
+    for start in range(0, n, step):
+        band = slice(start, start + step)
+        second += counts[band].T @ np.einsum("ni,nj->nij", x[band], x[band]).reshape(-1, d * d)
+    offsets = means - centre
+    second = second.reshape(-1, d, d) - sizes[:, None, None] * np.einsum("ri,rj->rij", offsets, offsets)
+    return means, second / (sizes - 1)[:, None, None]
+
+
+def _psd_sqrt(matrix: np.ndarray) -> np.ndarray:
+    values, vectors = np.linalg.eigh((matrix + matrix.T) / 2)
+    return (vectors * np.sqrt(np.clip(values, 0, None))) @ vectors.T
+
+
+def _frechet_replicates(
+    sides: list[tuple[np.ndarray, np.ndarray]], test: tuple[np.ndarray, np.ndarray]
+) -> list[np.ndarray]:
+    """Fréchet distance of each side's resamples to the test set's (``scores.frechet_distance_from_stats``
+    with the test covariance's root computed once per resample and shared by the sides)."""
+    out = [np.empty(len(test[0])) for _ in sides]
+    for r, (mu_t, cov_t) in enumerate(zip(*test, strict=True)):
+        root = _psd_sqrt(cov_t)
+        for k, (mu, cov) in enumerate(sides):
+            middle = root @ cov[r] @ root
+            tr_sqrt = np.sum(np.sqrt(np.clip(np.linalg.eigvalsh((middle + middle.T) / 2), 0, None)))
+            diff = mu[r] - mu_t
+            out[k][r] = max(0.0, diff @ diff + np.trace(cov[r]) + np.trace(cov_t) - 2.0 * tr_sqrt)
+    return out
 
 
 def _ratio(score: np.ndarray, floor: np.ndarray) -> np.ndarray | None:
@@ -109,12 +142,12 @@ def distance_figures(
         "real": np.asarray(real, np.float64),
         "test": np.asarray(test, np.float64),
     }
-    stats = {name: _weighted_stats(x[name], counts[name]) for name in x}
+    moments = {name: _moments(x[name], counts[name]) for name in x}
     values = {}
-    for side, name in (("gen", "fid"), ("real", "fid_floor")):
-        values[name] = np.array(
-            [frechet_distance_from_stats(*a, *b) for a, b in zip(stats[side], stats["test"], strict=True)]
-        )
+    values["fid"], values["fid_floor"] = _frechet_replicates(
+        [moments["gen"], moments["real"]], moments["test"]
+    )
+    for name in ("fid", "fid_floor"):
         # FID's finite-sample bias grows when a resample repeats rows (fewer distinct ones), so its
         # replicates run high, above the estimate itself at small sizes: shift them by that excess (the
         # bootstrap's bias estimate) before taking percentiles. KID has no such bias (repeated rows are
