@@ -131,7 +131,8 @@ def distance_figures(
     """FID of ``gen`` and of the floor ``real`` against ``test`` (judge features ``[N, D]``), their ratio,
     and with ``with_kid`` the same for KID: ``(figures, intervals)`` keyed ``fid``, ``fid_floor``,
     ``fid_ratio``, ``kid``, ``kid_floor``, ``kid_ratio``. A ratio is ``None`` when its floor is not above 0
-    (KID's can be: real vs real is 0 in expectation), its interval when that happens in any resample."""
+    (KID's can be: real vs real is 0 in expectation), its interval when that happens in any resample; with
+    ``resamples=0`` every interval is ``None``."""
     rng = np.random.default_rng(seed)
     counts = {
         name: stratified_counts(labels, resamples, rng)
@@ -164,7 +165,9 @@ def distance_figures(
             values["kid_ratio"] = point
     figures = {name: None if v is None else float(v[0]) for name, v in values.items()}
     intervals = {
-        name: None if v is None or np.isnan(v[1:]).any() else percentile_interval(v[1:], level)
+        name: None
+        if v is None or resamples == 0 or np.isnan(v[1:]).any()
+        else percentile_interval(v[1:], level)
         for name, v in values.items()
     }
     return figures, intervals
