@@ -3,8 +3,8 @@
 The steps, each its own function: open the version directory (card, digest, onnxruntime session), load the
 dataset the card names, get the judge, generate ``samples_per_class`` images per class through
 :func:`cgan_contract.runner.generate` (what the service serves), then measure (:mod:`.scores`), measure
-the augmentation value (:mod:`.augmentation`, skippable: it costs the most probe trainings) and write
-(:mod:`.report`).
+the augmentation value (:mod:`.augmentation`, skippable: it costs the most probe trainings), with
+``--worth`` the worth in real images (:mod:`.worth`), and write (:mod:`.report`).
 """
 
 from __future__ import annotations
