@@ -57,6 +57,72 @@ class AugmentationArm(BaseModel):
     steps: int
 
 
+class Interval(BaseModel):
+    """A two-sided interval of a figure (95% unless its owner says otherwise)."""
+
+    low: float
+    high: float
+
+
+class Intervals(BaseModel):
+    """Percentile bootstrap intervals of the distance figures (``trainer.evaluation.intervals``): the
+    judge-feature rows of each set resampled with replacement within each class, ``resamples`` times
+    (seeded), every figure recomputed on each resample; a ratio's interval comes from the same resamples
+    (paired). ``None`` where a figure was not measured, or for a ratio whose floor is not above 0 in every
+    resample."""
+
+    level: float
+    resamples: int
+    seed: int
+    fid: Interval | None = None
+    fid_floor: Interval | None = None
+    fid_ratio: Interval | None = None
+    fid_matched: Interval | None = None
+    fid_floor_matched: Interval | None = None
+    fid_ratio_matched: Interval | None = None
+    kid: Interval | None = None
+    kid_floor: Interval | None = None
+    kid_ratio: Interval | None = None
+
+
+class WorthPoint(BaseModel):
+    """One training set of the worth measurement: the probe's accuracy on the real test split, mean of
+    ``runs`` (one training per seed)."""
+
+    samples: int
+    accuracy: float
+    runs: list[float]
+    #: Optimizer steps of each probe training.
+    steps: int
+
+
+class RealCurvePoint(WorthPoint):
+    """A point of the real learning curve: ``fraction`` of each class of the real training split."""
+
+    fraction: float
+
+
+class SyntheticWorth(WorthPoint):
+    """A synthetic training set ``multiple`` times the real split's size (per class), and what it is worth:
+    the real images that reach its accuracy on the learning curve (monotone, piecewise linear). Outside the
+    curve ``outside`` says which side, and ``equivalent_real`` is the curve's end there: ``"above"`` means
+    more than all the real images, ``"below"`` fewer than the smallest fraction."""
+
+    multiple: float
+    equivalent_real: float
+    outside: Literal["above", "below"] | None = None
+
+
+class Worth(BaseModel):
+    """Worth in real images (``cgan-train evaluate --worth``): GAN-train at several synthetic sizes,
+    read off a learning curve of the same probe trained on fractions of the real training split."""
+
+    real_samples: int
+    curve: list[RealCurvePoint]
+    synthetic: list[SyntheticWorth]
+    seconds: float | None = None
+
+
 class Quality(BaseModel):
     """Filled in by ``cgan-train evaluate``; ``None`` on the card until then.
 
@@ -103,6 +169,21 @@ class Quality(BaseModel):
     #: Real training split alone, then with generated images added; ``None`` when skipped.
     augmentation: list[AugmentationArm] | None = None
     augmentation_seconds: float | None = None
+    #: KID and FID at matched sizes: ``kid_samples`` images on each side of every comparison (the same
+    #: per-class counts of generated, real training and real test images; the test images the same for
+    #: score and floor). ``fid``/``fid_floor`` above keep their first meaning (the matched generated set vs
+    #: the whole test split). ``kid_ratio`` is ``None`` when the KID floor is not above 0.
+    kid_samples: int | None = None
+    kid: float | None = None
+    kid_floor: float | None = None
+    kid_ratio: float | None = None
+    fid_matched: float | None = None
+    fid_floor_matched: float | None = None
+    fid_ratio_matched: float | None = None
+    #: Bootstrap intervals of the FID and KID figures; ``None`` when not measured.
+    intervals: Intervals | None = None
+    #: Worth in real images; ``None`` unless measured (``--worth``).
+    worth: Worth | None = None
 
 
 class Provenance(BaseModel):

@@ -52,6 +52,15 @@ def _non_negative(text: str) -> int:
     return value
 
 
+def _numbers(text: str) -> tuple[float, ...]:
+    """A comma-separated list of numbers (``1,2,5,10``)."""
+    try:
+        values = tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    return values
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cgan-train",
@@ -172,6 +181,40 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="the augmentation value's real arm: N real images per class instead of the whole training "
         "split (fashion-mnist's 60,000 make it about an hour on 2 cores; 1000 takes minutes)",
+    )
+    evaluate.add_argument(
+        "--bootstrap",
+        type=_non_negative,
+        default=defaults.bootstrap_resamples,
+        metavar="B",
+        help="resamples of the 95%% bootstrap intervals of FID and KID (0: none)",
+    )
+    evaluate.add_argument(
+        "--worth",
+        action="store_true",
+        help="also measure the generated images' worth in real images: GAN-train at --worth-multiples of "
+        "the real training split against a real learning curve at --worth-fractions of it, --probe-runs "
+        "seeds each (42 probe trainings at the defaults)",
+    )
+    evaluate.add_argument(
+        "--worth-multiples",
+        type=_numbers,
+        default=defaults.worth_multiples,
+        metavar="M,M,...",
+        help="generated set sizes as multiples of the real training split (default 1,2,5,10)",
+    )
+    evaluate.add_argument(
+        "--worth-fractions",
+        type=_numbers,
+        default=defaults.worth_fractions,
+        metavar="F,F,...",
+        help="points of the real learning curve, fractions of the real training split (default 0.1,...,1)",
+    )
+    evaluate.add_argument(
+        "--worth-real-per-class",
+        type=_positive,
+        metavar="N",
+        help="the worth measurement's real split: N real images per class instead of the whole split",
     )
     evaluate.add_argument(
         "--no-write", action="store_true", help="print the report without updating the card"
@@ -301,6 +344,11 @@ def cmd_evaluate(args) -> int:
         code_steps=args.code_steps,
         augmentation=not args.no_augmentation,
         augmentation_real_per_class=args.augmentation_real_per_class,
+        bootstrap_resamples=args.bootstrap,
+        worth=args.worth,
+        worth_multiples=args.worth_multiples,
+        worth_fractions=args.worth_fractions,
+        worth_real_per_class=args.worth_real_per_class,
         progress=not args.quiet,
     )
     print(report)

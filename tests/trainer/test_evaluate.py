@@ -25,6 +25,7 @@ from cgan_contract import (
 from trainer.data import DIGITS, Dataset, Split, load_dataset
 from trainer.evaluation import (
     QUALITY_REPORT,
+    EvalOptions,
     EvaluateError,
     diversity,
     evaluate,
@@ -42,6 +43,7 @@ from trainer.evaluation import (
     take_per_class,
 )
 from trainer.evaluation.augmentation import augmentation_value, probe_steps, synthetic_counts
+from trainer.evaluation.intervals import clears, spread
 from trainer.evaluation.judge import (
     PROBE_CONFIG,
     CNNConfig,
@@ -516,6 +518,22 @@ def test_evaluate_writes_quality_and_flags_a_collapsed_generator(models):
     assert quality.gan_train_accuracy == pytest.approx(np.mean(quality.gan_train_runs))
     assert quality.real_train_accuracy == pytest.approx(np.mean(quality.real_train_runs))
     assert "mean of 3 probe seeds" in report
+    # Each probe figure's spread over its seeds: std and min-max.
+    s = spread(quality.gan_train_runs)
+    assert f"± {100 * s.std:.1f} ({100 * s.low:.1f}-{100 * s.high:.1f})" in report
+    # KID and FID at matched sizes: 12 of each class on every side (the test split has 50 per class).
+    assert quality.kid_samples == 120
+    assert quality.fid_ratio_matched == pytest.approx(quality.fid_matched / quality.fid_floor_matched)
+    # Ten repeated images are far from real digits, the real training digits are not: the score clears the
+    # floor on both distances, by whole intervals.
+    iv = quality.intervals
+    assert iv.resamples == 200 and iv.level == 0.95
+    for name in ("fid", "fid_floor", "fid_ratio", "fid_matched", "fid_floor_matched", "kid", "kid_floor"):
+        interval, value = getattr(iv, name), getattr(quality, name)
+        assert interval.low <= value <= interval.high, name
+    assert clears(iv.kid, iv.kid_floor) and clears(iv.fid_matched, iv.fid_floor_matched)
+    assert quality.kid > 0 and "| KID (judge features) |" in report and "| FID at matched sizes |" in report
+    assert f"[{iv.fid.low:.3g}, {iv.fid.high:.3g}]" in report
     assert "mode collapse | **YES**" in report and "| 7 |" in report
     # Ten distinct images, each repeated: every generated ball has radius 0, so no real image is inside one.
     assert quality.prdc_k == 5 and quality.prdc.recall == 0.0
@@ -559,7 +577,7 @@ def test_evaluate_without_write_leaves_the_directory_alone(models):
 
     quality, _ = evaluate(
         version_dir, samples_per_class=12, cache_dir=models["cache"], judge_config=TINY, probe_config=TINY,
-        write=False, augmentation=False,
+        write=False, augmentation=False, bootstrap_resamples=0,
     )  # fmt: skip
 
     assert (version_dir / CARD_FILE).read_bytes() == card_before
@@ -567,6 +585,7 @@ def test_evaluate_without_write_leaves_the_directory_alone(models):
     assert quality.diversity_ratio > 0.1 > collapsed.diversity_ratio
     assert quality.pixel_diversity_ratio > 0.1
     assert quality.augmentation is None and quality.augmentation_seconds is None  # skipped
+    assert quality.intervals is None and quality.kid is not None  # bootstrap_resamples=0: no intervals
 
 
 def test_progress_counts_every_step_it_announced(models, monkeypatch):
@@ -654,3 +673,60 @@ def test_export_judge_command_errors_are_one_line(tmp_path, capsys):
     assert main(["export-judge", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("cgan-train export-judge: error:") and "no model.json" in err and "\n" not in err
+
+
+def test_worth_is_measured_recorded_and_drawn(models, tmp_path, monkeypatch):
+    import shutil
+
+    from trainer.evaluation import pipeline
+
+    version_dir = tmp_path / "worth" / "1"
+    shutil.copytree(models["diverse"], version_dir)
+    finished = []
+    monkeypatch.setattr(
+        pipeline._Steps, "__exit__", lambda self, *exc: finished.append((self.done, self.total))
+    )
+    quality, report = evaluate(
+        version_dir, samples_per_class=12, cache_dir=models["cache"], judge_config=TINY, probe_config=TINY,
+        augmentation=False, probe_runs=1, progress=True, bootstrap_resamples=20,
+        worth=True, worth_real_per_class=10, worth_multiples=(1.0, 3.0), worth_fractions=(0.5, 1.0),
+    )  # fmt: skip
+    worth = quality.worth
+    assert worth.real_samples == 100 and worth.seconds > 0
+    assert [(p.fraction, p.samples) for p in worth.curve] == [(0.5, 50), (1.0, 100)]
+    # 3x needs 30 generated digits per class, 18 more than the 12 evaluated: drawn with further seeds.
+    assert [(s.multiple, s.samples) for s in worth.synthetic] == [(1.0, 100), (3.0, 300)]
+    assert all(len(p.runs) == 1 for p in (*worth.curve, *worth.synthetic))
+    assert "## Worth in real images" in report and "| 3x | 300 |" in report
+    # On the card, in quality.md, and as a figure; two probes per point, each a step of the bar.
+    card = ModelCard.model_validate_json((version_dir / CARD_FILE).read_text())
+    assert card.quality.worth == worth
+    assert (version_dir / QUALITY_REPORT).read_text() == report
+    assert (version_dir / "worth.png").read_bytes()[:4] == b"\x89PNG"
+    assert finished == [(2 + 2 + 4 + 1, 9)]
+
+
+def test_evaluate_worth_and_bootstrap_flags(monkeypatch, tmp_path, capsys):
+    from trainer.cli import main
+
+    seen = {}
+    monkeypatch.setattr("trainer.cli.evaluate", lambda model_dir, **options: (seen.update(options), "r"))
+    argv = ["evaluate", str(tmp_path), "--worth", "--worth-multiples", "1,4", "--worth-fractions", "0.25,1"]
+    assert main([*argv, "--worth-real-per-class", "30", "--bootstrap", "50"]) == 0
+    assert seen["worth"] is True and seen["worth_multiples"] == (1.0, 4.0)
+    assert seen["worth_fractions"] == (0.25, 1.0) and seen["worth_real_per_class"] == 30
+    assert seen["bootstrap_resamples"] == 50
+    assert main(["evaluate", str(tmp_path)]) == 0
+    assert seen["worth"] is False and seen["bootstrap_resamples"] == 200
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        main(["evaluate", str(tmp_path), "--worth-multiples", "1,two"])
+    assert exit_.value.code == 2 and "comma-separated numbers" in capsys.readouterr().err
+    for bad, message in (
+        ({"worth_fractions": (0.5, 1.5)}, "--worth-fractions"),
+        ({"worth_multiples": (0.0,)}, "--worth-multiples"),
+        ({"worth_real_per_class": 0}, "--worth-real-per-class"),
+        ({"bootstrap_resamples": -1}, "--bootstrap"),
+    ):
+        with pytest.raises(EvaluateError, match=message):
+            EvalOptions(**bad)

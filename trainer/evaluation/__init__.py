@@ -12,6 +12,15 @@ contract's rule) and a judge CNN trained on the dataset's real training split (:
   ``m_c = min(n, real training images of class c)`` images of each class c (generated and real alike), so
   both distances have the same sample sizes and class mix and the same finite-sample bias.
   ``fid_ratio = fid / fid_floor``: 1 is as good as the training data itself.
+* **KID** (:mod:`.kid`, Binkowski et al. 2018: unbiased MMD^2 with the cubic polynomial kernel) in the same
+  features, and **FID at matched sizes**: score (generated vs real test) and floor (real train vs real
+  test) on sets cut to the same count of each class on every side, the smallest of the three (a seeded
+  choice; the same test images for both). FID's bias depends on the sample sizes, so ``fid_ratio`` of
+  models evaluated at different sizes does not compare; KID has no such bias. ``fid``/``fid_floor`` keep
+  their first meaning above; the matched figures are ``fid_matched``, ``kid`` and the like.
+* **intervals** (:mod:`.intervals`): 95% percentile bootstrap intervals of every FID and KID figure and
+  their ratios (rows resampled within each class, ``bootstrap_resamples`` times, seeded; the features are
+  computed once, so it costs seconds), and the rule :func:`.intervals.clears` for "one figure beats another".
 * **GAN-train vs real-train**: a fresh small CNN (:data:`.judge.PROBE_CONFIG`, fixed epochs and seed) trained
   only on the matched generated set, accuracy on the real test split; next to the same CNN trained
   the same way on the matched real training set (same size, same per-class counts). For mnist-5k at
@@ -30,6 +39,9 @@ contract's rule) and a judge CNN trained on the dataset's real training split (:
   and on it plus 1x and 2x as many generated images (per class), tested on the real test split, mean of
   ``probe_runs`` seeds each. It costs 3 x ``probe_runs`` probe trainings on up to 3x the real data, so
   ``augmentation=False`` (``--no-augmentation``) skips it; its seconds are recorded apart.
+* **worth in real images** (:mod:`.worth`, ``worth=True`` / ``--worth``, off by default): GAN-train for
+  generated sets 1x, 2x, 5x and 10x the real training split against a real learning curve (the probe on
+  10%, 20%, ... of the split), and the real images each generated set is worth, read off that curve.
 
 * **style codes** (a generator with a ``codes`` input, InfoGAN): each code swept over its range with all else
   fixed, the Spearman correlation with shape properties measured on the pixels (:mod:`.properties`:
@@ -39,12 +51,15 @@ contract's rule) and a judge CNN trained on the dataset's real training split (:
 
 Modules: :mod:`.pipeline` runs the steps, :mod:`.scores` holds the quality scores as pure functions,
 :mod:`.judge` the classifiers, :mod:`.augmentation` the augmentation-value bookkeeping, :mod:`.code_sweeps`
-the style codes' sweeps, :mod:`.report` writes the card's ``quality`` section and ``quality.md``,
+the style codes' sweeps, :mod:`.kid`, :mod:`.intervals` and :mod:`.worth` the figures above,
+:mod:`.report` writes the card's ``quality`` section and ``quality.md``,
 :mod:`.judge_export` puts the judge beside the generator (``judge.onnx``) for the service's
 ``min_confidence``.
 """
 
 from trainer.evaluation.augmentation import AUGMENTATION_MULTIPLES, augmentation_value, synthetic_counts
+from trainer.evaluation.intervals import BOOTSTRAP_RESAMPLES, bootstrap, clears, distance_figures, spread
+from trainer.evaluation.kid import kid
 from trainer.evaluation.pipeline import EvalOptions, EvaluateError, evaluate, export_judge_only, sample
 from trainer.evaluation.report import QUALITY_REPORT, render_report, write_quality
 from trainer.evaluation.scores import (
@@ -65,23 +80,32 @@ from trainer.evaluation.scores import (
     prdc_per_class,
     take_per_class,
 )
+from trainer.evaluation.worth import WORTH_FRACTIONS, WORTH_MULTIPLES, equivalent_real, worth_in_real_images
 
 __all__ = [
     "AUGMENTATION_MULTIPLES",
+    "BOOTSTRAP_RESAMPLES",
     "COLLAPSE_THRESHOLD",
     "DIVERSITY_MAX_PER_CLASS",
     "PRDC_K",
     "QUALITY_REPORT",
+    "WORTH_FRACTIONS",
+    "WORTH_MULTIPLES",
     "EvalOptions",
     "EvaluateError",
     "PRDCScore",
     "augmentation_value",
+    "bootstrap",
+    "clears",
+    "distance_figures",
     "diversity",
+    "equivalent_real",
     "evaluate",
     "export_judge_only",
     "frechet_distance",
     "frechet_distance_from_stats",
     "gaussian_stats",
+    "kid",
     "label_accuracy",
     "matched_counts",
     "mean_pairwise_distance",
@@ -91,7 +115,9 @@ __all__ = [
     "prdc_per_class",
     "render_report",
     "sample",
+    "spread",
     "synthetic_counts",
     "take_per_class",
+    "worth_in_real_images",
     "write_quality",
 ]

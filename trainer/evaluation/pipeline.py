@@ -3,8 +3,8 @@
 The steps, each its own function: open the version directory (card, digest, onnxruntime session), load the
 dataset the card names, get the judge, generate ``samples_per_class`` images per class through
 :func:`cgan_contract.runner.generate` (what the service serves), then measure (:mod:`.scores`), measure
-the augmentation value (:mod:`.augmentation`, skippable: it costs the most probe trainings) and write
-(:mod:`.report`).
+the augmentation value (:mod:`.augmentation`, skippable: it costs the most probe trainings), with
+``--worth`` the worth in real images (:mod:`.worth`), and write (:mod:`.report`).
 """
 
 from __future__ import annotations
@@ -34,10 +34,12 @@ from cgan_contract import (
     runner,
     version_dirs,
 )
+from cgan_contract.card import Intervals, Worth
 from trainer.artifacts import write_png
-from trainer.data import LOADERS, DataError, Dataset, load_dataset
+from trainer.data import LOADERS, DataError, Dataset, Split, load_dataset
 from trainer.evaluation.augmentation import AUGMENTATION_MULTIPLES, augmentation_value, synthetic_counts
 from trainer.evaluation.code_sweeps import NAME_MIN_LABEL_ACCURACY, evaluated_codes, traversal_grid
+from trainer.evaluation.intervals import BOOTSTRAP_RESAMPLES, LEVEL, distance_figures
 from trainer.evaluation.judge import (
     JUDGE_CONFIG,
     PROBE_CONFIG,
@@ -67,6 +69,13 @@ from trainer.evaluation.scores import (
     prdc,
     prdc_per_class,
     take_per_class,
+)
+from trainer.evaluation.worth import (
+    WORTH_FIGURE,
+    WORTH_FRACTIONS,
+    WORTH_MULTIPLES,
+    worth_in_real_images,
+    write_worth_figure,
 )
 from trainer.files import sha256_file
 
@@ -102,6 +111,17 @@ class EvalOptions:
     #: real-train set's when equal to ``samples_per_class``), or None for the whole split. On a 60k split
     #: the whole-split arms train on up to 180k images, about an hour of probe training on 2 cores.
     augmentation_real_per_class: int | None = None
+    #: Worth in real images (:mod:`.worth`, ``--worth``): GAN-train at these multiples of the real
+    #: training split against a real learning curve at these fractions of it, ``probe_runs`` seeds each.
+    #: Off by default: it trains (multiples + fractions) x probe_runs probes, 42 at the defaults.
+    worth: bool = False
+    worth_multiples: tuple[float, ...] = WORTH_MULTIPLES
+    worth_fractions: tuple[float, ...] = WORTH_FRACTIONS
+    #: The worth measurement's real split: this many real training images per class (a seeded choice, as
+    #: for the augmentation value), or None for the whole split.
+    worth_real_per_class: int | None = None
+    #: Resamples of the bootstrap intervals of FID and KID (:mod:`.intervals`); 0 leaves them out.
+    bootstrap_resamples: int = BOOTSTRAP_RESAMPLES
     #: A progress bar on stderr (shown only when it is a terminal): ``cgan-train evaluate`` without --quiet.
     progress: bool = False
 
@@ -118,6 +138,14 @@ class EvalOptions:
             raise EvaluateError("prdc_k must be at least 1")
         if any(not m > 0 for m in self.augmentation_multiples):
             raise EvaluateError("augmentation multiples must be positive")
+        if not self.worth_multiples or any(not m > 0 for m in self.worth_multiples):
+            raise EvaluateError("--worth-multiples must be positive numbers")
+        if not self.worth_fractions or any(not 0 < f <= 1 for f in self.worth_fractions):
+            raise EvaluateError("--worth-fractions must be numbers in (0, 1]")
+        if self.worth_real_per_class is not None and self.worth_real_per_class < 1:
+            raise EvaluateError("--worth-real-per-class must be at least 1")
+        if self.bootstrap_resamples < 0:
+            raise EvaluateError("--bootstrap must be at least 0")
         if self.augmentation_real_per_class is not None and self.augmentation_real_per_class < 1:
             raise EvaluateError("--augmentation-real-per-class must be at least 1")
 
@@ -229,7 +257,8 @@ class _Steps:
         from tqdm import tqdm
 
         arms = 1 + len(opts.augmentation_multiples) if opts.augmentation else 0
-        total = 2 + opts.probe_runs * (2 + arms) + bool(card.codes) + 1
+        worth = len(opts.worth_multiples) + len(opts.worth_fractions) if opts.worth else 0
+        total = 2 + opts.probe_runs * (2 + arms + worth) + bool(card.codes) + 1
         self.total = total
         self.done = 0
         self.bar = tqdm(total=total, desc="evaluate", unit="step", disable=None if opts.progress else True)
@@ -290,6 +319,10 @@ def _evaluate(
         )
         seconds = round(time.perf_counter() - aug_started, 1)
         quality = quality.model_copy(update={"augmentation": arms, "augmentation_seconds": seconds})
+    if opts.worth:
+        quality = quality.model_copy(
+            update={"worth": measure_worth(model_path, card, dataset, images, labels, opts, step)}
+        )
     codes, figures = None, []
     if card.codes:
         named = quality.label_accuracy >= NAME_MIN_LABEL_ACCURACY
@@ -305,6 +338,8 @@ def _evaluate(
         # The judge these figures come from goes beside the generator, for the service's min_confidence.
         export_judge(judge, version_dir, card, images[:: max(1, len(images) // 256)])
         write_quality(version_dir, quality, codes)
+        if quality.worth is not None:
+            write_worth_figure(quality.worth, version_dir / WORTH_FIGURE)
         write_report(version_dir, report)
         for j in range(len(card.codes)):
             grid = traversal_grid(session, card, j, opts.code_steps, opts.seed)
@@ -333,11 +368,47 @@ def export_judge_only(model_dir: Path, options: EvalOptions | None = None, **ove
 def augmentation_real(dataset: Dataset, opts: EvalOptions) -> tuple[np.ndarray, np.ndarray]:
     """The augmentation value's real arm: the whole training split, or ``augmentation_real_per_class``
     images of each class chosen like the real-train set (same seed, so the same images at equal sizes)."""
+    return real_split(dataset, opts.augmentation_real_per_class, opts.seed)
+
+
+def real_split(dataset: Dataset, per_class: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The whole training split, or ``per_class`` images of each class (fewer where a class has fewer)."""
     train = dataset.train
-    if opts.augmentation_real_per_class is None:
+    if per_class is None:
         return train.images, train.labels
-    counts = matched_counts(train.labels, opts.augmentation_real_per_class, dataset.num_classes)
-    return real_subset(dataset, counts, opts.seed)
+    return real_subset(dataset, matched_counts(train.labels, per_class, dataset.num_classes), seed)
+
+
+def measure_worth(
+    model_path: Path,
+    card: ModelCard,
+    dataset: Dataset,
+    images: np.ndarray,
+    labels: np.ndarray,
+    opts: EvalOptions,
+    step: Callable[[str], None],
+) -> Worth:
+    """Worth in real images (:mod:`.worth`) of the generator, with the seconds it took."""
+    started = time.perf_counter()
+    real_images, real_labels = real_split(dataset, opts.worth_real_per_class, opts.seed)
+    largest = max(opts.worth_multiples)
+    pool_images, pool_labels = synthetic_pool(model_path, card, real_labels, images, labels, opts, largest)
+    worth = worth_in_real_images(
+        real_images,
+        real_labels,
+        pool_images,
+        pool_labels,
+        dataset.num_classes,
+        lambda x, y, config, run: _ticked(
+            probe_accuracy(dataset, x, y, config, opts.seed + run), step, "worth probe"
+        ),
+        opts.probe_config,
+        opts.worth_multiples,
+        opts.worth_fractions,
+        opts.probe_runs,
+        opts.seed,
+    )
+    return worth.model_copy(update={"seconds": round(time.perf_counter() - started, 1)})
 
 
 def real_subset(dataset: Dataset, counts: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -354,10 +425,13 @@ def synthetic_pool(
     images: np.ndarray,
     labels: np.ndarray,
     opts: EvalOptions,
+    multiple: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The generated images the augmentation arms draw from: the evaluated set, plus more of each class
-    where the largest multiple of the real arm needs more (their seeds continue after it)."""
-    need = synthetic_counts(real_labels, max(opts.augmentation_multiples), card.num_classes)
+    """The generated images the augmentation arms (or the worth measurement) draw from: the evaluated set,
+    plus more of each class where ``multiple`` (default: the largest augmentation multiple) of the real set
+    needs more (their seeds continue after it)."""
+    multiple = max(opts.augmentation_multiples) if multiple is None else multiple
+    need = synthetic_counts(real_labels, multiple, card.num_classes)
     extra = np.maximum(need - opts.samples_per_class, 0)
     if not extra.any():
         return images, labels
@@ -405,6 +479,10 @@ def measure(
         real_feat, real_labels, gen_matched_feat, gen_matched_labels, num_classes, opts.prdc_k
     )
 
+    distances = matched_distances(
+        gen_matched_feat, gen_matched_labels, real_feat, real_labels, test_feat, test, num_classes, opts
+    )
+
     runs = range(opts.probe_runs)
     probe, seed = opts.probe_config, opts.seed
     gan_runs = [
@@ -450,4 +528,68 @@ def measure(
         prdc=PRDC(**overall._asdict()),
         per_class_prdc=[None if score is None else PRDC(**score._asdict()) for score in per_class],
         prdc_k=opts.prdc_k,
+        **distances,
     )
+
+
+def matched_distances(
+    gen_feat: np.ndarray,
+    gen_labels: np.ndarray,
+    real_feat: np.ndarray,
+    real_labels: np.ndarray,
+    test_feat: np.ndarray,
+    test: Split,
+    num_classes: int,
+    opts: EvalOptions,
+) -> dict[str, Any]:
+    """KID and FID at matched sizes, and the bootstrap intervals of every distance figure: the
+    :class:`~cgan_contract.Quality` fields they fill.
+
+    ``gen_*`` and ``real_*`` are the matched generated and real training sets (equal per-class counts). For
+    the matched figures every side is cut to the same count per class, the smallest of the three (a seeded
+    choice, the same test images for score and floor): mnist-5k's 50 test digits per class make it 500
+    images a side. FID's bias depends on those sizes, so only figures at equal sizes compare; KID has none.
+    """
+    counts = np.minimum.reduce(
+        [
+            np.bincount(labels, minlength=num_classes)[:num_classes]
+            for labels in (gen_labels, real_labels, test.labels)
+        ]
+    )
+    rng = np.random.default_rng(opts.seed)
+    g, r, t = (take_per_class(labels, counts, rng) for labels in (gen_labels, real_labels, test.labels))
+    resamples, seed = opts.bootstrap_resamples, opts.seed
+    matched, matched_iv = distance_figures(
+        gen_feat[g],
+        gen_labels[g],
+        real_feat[r],
+        real_labels[r],
+        test_feat[t],
+        test.labels[t],
+        resamples,
+        seed,
+    )
+    intervals = None
+    if resamples:
+        # The first-meaning figures' intervals: the matched generated set against the whole test split.
+        _, whole_iv = distance_figures(
+            gen_feat, gen_labels, real_feat, real_labels, test_feat, test.labels, resamples, seed, False
+        )
+        intervals = Intervals(
+            level=LEVEL,
+            resamples=resamples,
+            seed=seed,
+            **whole_iv,
+            **{f"{name}_matched": iv for name, iv in matched_iv.items() if name.startswith("fid")},
+            **{name: iv for name, iv in matched_iv.items() if name.startswith("kid")},
+        )
+    return {
+        "kid_samples": int(counts.sum()),
+        "kid": matched["kid"],
+        "kid_floor": matched["kid_floor"],
+        "kid_ratio": matched["kid_ratio"],
+        "fid_matched": matched["fid"],
+        "fid_floor_matched": matched["fid_floor"],
+        "fid_ratio_matched": matched["fid_ratio"],
+        "intervals": intervals,
+    }

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from cgan_contract import CARD_FILE, MODEL_FILE, ModelCard, Quality, StyleCode
+from trainer.evaluation.intervals import spread
 from trainer.evaluation.scores import COLLAPSE_THRESHOLD
+from trainer.evaluation.worth import render_worth
 from trainer.files import atomic_write
 
 QUALITY_REPORT = "quality.md"
@@ -50,7 +52,44 @@ def _num(x: float) -> str:
 
 
 def _spread(runs) -> str:
-    return f" ± {100 * float(np.std(runs)):.1f}" if runs and len(runs) > 1 else ""
+    """`` ± std (min-max)`` of a probe figure's seeds, in points."""
+    if not runs or len(runs) < 2:
+        return ""
+    s = spread(runs)
+    return f" ± {100 * s.std:.1f} ({100 * s.low:.1f}-{100 * s.high:.1f})"
+
+
+def _iv(q: Quality, name: str) -> str:
+    """`` [low, high]``: the figure's bootstrap interval, when measured."""
+    interval = getattr(q.intervals, name, None) if q.intervals is not None else None
+    return "" if interval is None else f" [{interval.low:.3g}, {interval.high:.3g}]"
+
+
+def _kid_rows(q: Quality) -> list[str]:
+    if q.kid is None:
+        return []
+    k = _known(q.kid_samples)
+    ratio = "n/a (floor not above 0)" if q.kid_ratio is None else f"{_num(q.kid_ratio)}{_iv(q, 'kid_ratio')}"
+    return [
+        f"| KID (judge features) | {q.kid:.3g}{_iv(q, 'kid')} | {k} generated vs {k} real test, the same "
+        "count of each class on both sides; unbiased, so 0 = the same distribution and sizes compare |",
+        f"| KID floor | {_num(q.kid_floor)}{_iv(q, 'kid_floor')} | {k} real train vs the same {k} real "
+        "test |",
+        f"| KID ratio | {ratio} | KID / floor |",
+        f"| FID at matched sizes | {_num(q.fid_matched)}{_iv(q, 'fid_matched')} / "
+        f"{_num(q.fid_floor_matched)}{_iv(q, 'fid_floor_matched')} (ratio {_num(q.fid_ratio_matched)}"
+        f"{_iv(q, 'fid_ratio_matched')}) | score / floor on those {k}-a-side sets |",
+    ]
+
+
+def _intervals_note(q: Quality) -> str:
+    if q.intervals is None:
+        return ""
+    iv = q.intervals
+    return (
+        f" Brackets: {100 * iv.level:.0f}% bootstrap intervals ({iv.resamples} resamples within each class, "
+        f"seed {iv.seed})."
+    )
 
 
 def _runs(runs) -> str:
@@ -112,15 +151,17 @@ def render_report(card: ModelCard, q: Quality) -> str:
         f"# Quality: {card.name} v{card.version} ({card.dataset})",
         "",
         f"{q.samples_per_class} generated images per class from `{MODEL_FILE}` (onnxruntime, noise seed "
-        f"{_known(q.seed)}); evaluated {q.evaluated_at:%Y-%m-%d %H:%M} UTC.{_seconds(q)}",
+        f"{_known(q.seed)}); evaluated {q.evaluated_at:%Y-%m-%d %H:%M} UTC.{_seconds(q)}{_intervals_note(q)}",
         "",
         "| metric | value | what is compared |",
         "|---|---|---|",
         f"| label accuracy | {_pct(q.label_accuracy)} | judge's prediction vs requested label "
         f"(judge: {_pct(q.judge_test_accuracy)} on the real test split) |",
-        f"| FID (judge features) | {_num(q.fid)} | {m} generated vs {t} real test |",
-        f"| FID floor | {_num(q.fid_floor)} | {m} real train vs {t} real test |",
-        f"| FID ratio | {_num(q.fid_ratio)} | FID / floor; 1 = as close as the training data |",
+        f"| FID (judge features) | {_num(q.fid)}{_iv(q, 'fid')} | {m} generated vs {t} real test |",
+        f"| FID floor | {_num(q.fid_floor)}{_iv(q, 'fid_floor')} | {m} real train vs {t} real test |",
+        f"| FID ratio | {_num(q.fid_ratio)}{_iv(q, 'fid_ratio')} | FID / floor; 1 = as close as the training "
+        "data |",
+        *_kid_rows(q),
         f"| GAN-train accuracy | {_pct(q.gan_train_accuracy)}{_spread(q.gan_train_runs)} | "
         f"CNN trained on {m} generated, tested on real test{_runs(q.gan_train_runs)} |",
         f"| real-train accuracy | {_pct(q.real_train_accuracy)}{_spread(q.real_train_runs)} | "
@@ -143,7 +184,8 @@ def render_report(card: ModelCard, q: Quality) -> str:
     ]
     for name, acc, div, score in zip(card.class_names, q.per_class_accuracy, per_div, per_prdc, strict=False):
         lines.append(f"| {name} | {_pct(acc)} | {_num(div)} |" + f" {_prdc_cells(score)} |" * with_prdc)
-    return "\n".join(lines) + "\n"
+    text = "\n".join(lines) + "\n"
+    return text + render_worth(q.worth) if q.worth is not None else text
 
 
 def render_codes(codes: list[StyleCode], figures, sweeps: int, steps: int, named: bool = True) -> str:
