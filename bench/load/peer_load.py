@@ -6,7 +6,8 @@
     python -m bench.load.peer_load --layouts --only '*/n16/raw*' --only '*/n16/ours*/png'   # our layouts
 
 The work, for every target: ``n`` images of label 9 from seed 1 (image i from seed 1 + i, the contract's
-rule), answered as image bytes. Models: the bundled default (conv, ``service/bundled/mnist-5k-cgan-conv/1``)
+rule), answered as image bytes. Models: the bundled default (conv, ``service/bundled/mnist-5k-cgan-conv``:
+ours and raw serve its default version, the INT8 twin under PRECISION=auto; the peers its FP32 v1)
 and the article's dense generator (``bench/load/service_load.py``'s cached model). One server at a time on
 127.0.0.1, each loaded with ``wrk -t1 -c32`` (``bench/wrk_report.lua``):
 
@@ -729,7 +730,11 @@ def models(args: argparse.Namespace) -> list[Model]:
     from service.config import BUNDLED_DIR
 
     def newest(root: Path, name: str) -> Path:
-        return contract.version_dirs(root / name)[-1][1] / contract.MODEL_FILE
+        """The newest FP32 version's graph: what the trainer exports and a peer's user would deploy (ours
+        serves the model's default, its gated INT8 twin under PRECISION=auto, as deployed)."""
+        versions = [d for _, d in contract.version_dirs(root / name)]
+        fp32 = [d for d in versions if contract.read_card(d).precision == "fp32"]
+        return (fp32 or versions)[-1] / contract.MODEL_FILE
 
     if args.fake:
         root, name = fake_models_dir()
