@@ -1,7 +1,8 @@
 """The memory drill (bench/drills/memory_drill.py) in its CI form: the deployed settings (two workers,
 default limits) under 50 stalled 4 MiB infer bodies, 3 clients of nested-list JSON and two filtered
 /dataset picks whose clients leave, while a good client asks for n=16 every 0.2 s. One run of the drill
-serves every test here. Load goes to 127.0.0.1 only."""
+serves every test here; the drill itself prints FAILED while its two findings stand (the xfails below).
+Load goes to 127.0.0.1 only."""
 
 from __future__ import annotations
 
@@ -39,10 +40,23 @@ def drill(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     return {"rows": rows, "summary": summary.groups(), "output": output, "status": proc.returncode}
 
 
-def test_peak_rss_stays_under_the_pods_limit(drill: dict) -> None:
-    peak, limit, _ = drill["summary"]
-    assert int(limit) == 1024, drill["output"]  # read from deploy/k8s/base/serve-deployment.yaml
-    assert int(peak) < int(limit), drill["output"]
+def test_hostile_bodies_keep_the_pod_under_its_limit(drill: dict) -> None:
+    """Before BODY_BUDGET_BYTES, 250 stalled 4 MiB bodies took two workers to 1,355 MB (SECURITY.md)."""
+    limit = int(drill["summary"][1])
+    assert limit == 1024, drill["output"]  # read from deploy/k8s/base/serve-deployment.yaml
+    for name in ("idle", "stall", "nested"):
+        assert drill["rows"][name]["peak"] < limit, (name, drill["output"])
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="finding of issue #32's drill: a worker's first filtered /dataset pick (min_confidence) grows it "
+    "by ~350 MiB (159 -> 514 MiB), kept after the pick stops; with both workers so grown the pod is at "
+    "~1,100 MiB, past its 1 GiB limit",
+)
+def test_a_filtered_pick_grows_the_pod_by_less_than_100_mib(drill: dict) -> None:
+    rows = drill["rows"]
+    assert rows["pick"]["peak"] - rows["nested"]["peak"] < 100, drill["output"]
 
 
 def test_stalled_bodies_are_bounded_by_the_body_budget(drill: dict) -> None:
