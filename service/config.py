@@ -174,11 +174,14 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _budget_holds_a_body(self) -> Settings:
         # A gzip body is held with its inflated copy (each up to the limit) while it is decompressed.
+        # Large bodies may use seven eighths of it (the rest stays for small ones: admission.BodyBudget).
         largest = 2 * max(self.max_body_bytes, self.max_infer_body_bytes)
-        if self.body_budget_bytes < largest:
+        usable = self.body_budget_bytes - self.body_budget_bytes // 8
+        if usable < largest:
             raise ValueError(
                 f"BODY_BUDGET_BYTES ({self.body_budget_bytes}) must hold the largest body and its inflated "
-                f"copy: at least 2 x max(MAX_BODY_BYTES, MAX_INFER_BODY_BYTES) = {largest}"
+                f"copy in the seven eighths large bodies may use ({usable} bytes): "
+                f"2 x max(MAX_BODY_BYTES, MAX_INFER_BODY_BYTES) = {largest}"
             )
         return self
 

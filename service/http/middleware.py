@@ -159,7 +159,7 @@ class Guard:
         body_budget: int,
     ) -> None:
         self.limiter = limiter
-        self.budget = BodyBudget(body_budget)
+        self.budget = BodyBudget(body_budget, small=max_body_bytes)
         self.body_limits = dict(body_limits or {})
         self.metrics = metrics
         self.token = token.encode() if token else None

@@ -95,7 +95,7 @@ class LoadedModel:
         """The judge's probabilities float32 ``[n, classes]`` for ``[n, H, W, C]`` uint8 images; blocking."""
         if self.judge is None:
             raise ValueError(f"model {self.name} v{self.version} has no judge")
-        return runner.classify(self.judge, images)
+        return runner.classify(self.judge, images, self.run_images)
 
     @property
     def on_lanes(self) -> LoadedModel:

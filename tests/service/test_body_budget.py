@@ -89,7 +89,9 @@ def test_stalled_bodies_beyond_the_budget_are_refused_before_they_are_read(
     models_dir: Path, open_client, metric
 ) -> None:
     """The report: many clients declare a large body, send a little and stall; the bodies were buffered
-    before admission, outside MAX_QUEUE. Now the fifth 4096-byte body over a 16384-byte budget is a 429."""
+    before admission, outside MAX_QUEUE. Now the fourth 4096-byte body is a 429: large bodies may use seven
+    eighths of the 16384-byte budget (14336 bytes), and the rest stays for small ones, so a small body still
+    gets in while the large ones stall."""
 
     async def scenario(app: Any) -> None:
         stalled = [Call(app, INFER, {"content-length": "4096"}) for _ in range(6)]
@@ -97,33 +99,39 @@ def test_stalled_bodies_beyond_the_budget_are_refused_before_they_are_read(
             call.feed(b"{" + b" " * 99)
         await _settle()
         statuses = [call.status for call in stalled]
-        assert statuses == [None] * 4 + [429, 429], statuses
-        refused = stalled[4]
+        assert statuses == [None] * 3 + [429] * 3, statuses
+        refused = stalled[3]
         assert refused.header("retry-after") == "2"
         assert refused.header("connection") == "close"
         assert refused.json()["error"].startswith("body: BODY_BUDGET_BYTES (16384 bytes)")
-        assert _guard(client).budget.in_use == 16384
-        for call in stalled[:4]:
+        assert _guard(client).budget.in_use == 12288
+        large = Call(app, INFER, {"content-length": "2000"})  # 14288 of the large bodies' 14336
+        small = Call(app, INFER, {"content-length": "1000"})  # past 14336: only the reserve holds it
+        for call in (large, small):
+            call.feed(b" " * 10)
+        await _settle()
+        assert (large.status, small.status, _guard(client).budget.in_use) == (None, None, 15288)
+        for call in (large, small, *stalled[:3]):
             call.leave()
-        await asyncio.gather(*(call.task for call in stalled))
+        await asyncio.gather(large.task, small.task, *(call.task for call in stalled))
         assert _guard(client).budget.in_use == 0
 
     with open_client(models_dir, retry_after_seconds=2, **LIMITS) as client:
         _on_loop(client, scenario)
-        assert metric(client, "cgan_http_requests_rejected_total", {"reason": "body_budget"}) == 2
+        assert metric(client, "cgan_http_requests_rejected_total", {"reason": "body_budget"}) == 3
 
 
 def test_a_chunked_body_is_refused_once_it_outgrows_the_budget(models_dir: Path, open_client) -> None:
     """Without Content-Length the bytes are reserved as they arrive."""
 
     async def scenario(app: Any) -> None:
-        holders = [Call(app, INFER, {"content-length": str(size)}) for size in (4096, 4096, 4096, 2000)]
+        holders = [Call(app, INFER, {"content-length": str(size)}) for size in (4096, 4096, 4096)]
         for call in holders:
             call.feed(b" " * 10)
         chunked = Call(app, INFER, {})
         chunked.feed(b" " * 1500)
         await _settle()
-        assert chunked.status is None  # 14288 + 1500 fit; 1000 more do not
+        assert chunked.status is None  # 12288 + 1500 fit the large bodies' 14336; 1000 more do not
         chunked.feed(b" " * 1000)
         await _settle()
         assert chunked.status == 429, chunked.sent
@@ -204,10 +212,11 @@ def test_the_budget_must_hold_the_largest_body(models_dir: Path) -> None:
     """A budget smaller than one largest body (and its inflated copy) would refuse it for ever."""
     with pytest.raises(ValidationError, match="BODY_BUDGET_BYTES"):
         Settings(
-            models_dir=models_dir, max_body_bytes=1024, max_infer_body_bytes=4096, body_budget_bytes=8191
+            models_dir=models_dir, max_body_bytes=1024, max_infer_body_bytes=4096, body_budget_bytes=9361
         )
+    # 9362 - 9362 // 8 = 8192: the largest body and its inflated copy fit what large bodies may use.
     assert Settings(
-        models_dir=models_dir, max_body_bytes=1024, max_infer_body_bytes=4096, body_budget_bytes=8192
+        models_dir=models_dir, max_body_bytes=1024, max_infer_body_bytes=4096, body_budget_bytes=9362
     )
 
 

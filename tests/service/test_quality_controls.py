@@ -352,3 +352,21 @@ def test_a_rewritten_card_with_a_broken_judge_keeps_the_old_card(
         response = client.post("/generate", json={"label": 1, "min_confidence": 0.5})
         assert response.status_code == 422 and "has no judge" in response.json()["detail"]
         assert client.post("/generate", json={"label": 1}).status_code == 200
+
+
+def test_the_judge_runs_in_pieces_of_run_max_images() -> None:
+    # onnxruntime keeps the arena its largest run needed: a filtered pick's 1,024 candidates judged at
+    # once held ~355 MiB a worker for good (bench/drills/memory_drill.py).
+    class Counting:
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def run(self, outputs, feed):
+            (images,) = feed.values()
+            self.sizes.append(len(images))
+            return [np.full((len(images), 10), len(self.sizes), np.float32)]
+
+    session = Counting()
+    probabilities = runner.classify(session, np.zeros((200, 28, 28, 1), np.uint8), 64)
+    assert session.sizes == [64, 64, 64, 8] and probabilities.shape == (200, 10)
+    assert probabilities[:, 0].tolist() == [1] * 64 + [2] * 64 + [3] * 64 + [4] * 8  # in order
