@@ -132,11 +132,14 @@ def test_a_clean_checkout_serves_the_bundled_model(tmp_path: Path) -> None:
             png = client.post("/generate", json={"label": 9, "n": 16})
             assert png.status_code == 200 and png.headers["content-type"] == "image/png"
             assert Image.open(io.BytesIO(png.content)).size == (122, 122)
-            (model,) = client.get("/v1/models").json()["models"]
-            assert (model["name"], model["source"], model["default"]) == (
+            listed = client.get("/v1/models").json()
+            # Both bundled models serve; the digits one is the default.
+            assert {m["name"] for m in listed["models"]} == {"mnist-5k-cgan-conv", "fashion-mnist-cgan-conv"}
+            (model,) = [m for m in listed["models"] if m["default"]]
+            assert (model["name"], model["source"], listed["default"]) == (
                 png.headers["x-model"],
                 "bundled",
-                True,
+                "mnist-5k-cgan-conv",
             )
             assert model["card"]["quality"] is not None and model["card"]["provenance"]["command"]
     finally:

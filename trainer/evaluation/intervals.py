@@ -152,7 +152,8 @@ def distance_figures(
         # FID's finite-sample bias grows when a resample repeats rows (fewer distinct ones), so its
         # replicates run high, above the estimate itself at small sizes: shift them by that excess (the
         # bootstrap's bias estimate) before taking percentiles.
-        values[name][1:] -= values[name][1:].mean() - values[name][0]
+        if resamples:
+            values[name][1:] -= values[name][1:].mean() - values[name][0]
     values["fid_ratio"] = values["fid"] / np.maximum(values["fid_floor"], 1e-12)
     if with_kid:
         for side, name in (("gen", "kid"), ("real", "kid_floor")):
@@ -161,6 +162,8 @@ def distance_figures(
             # drops a row's twin pairs loses its closest within-set pairs. On the bundled model's judge
             # features the uncorrected interval missed its own estimate ([-0.72, -0.29] around -0.24), so
             # they get the same bias shift as FID's.
+            if resamples:
+                if resamples:
             values[name][1:] -= values[name][1:].mean() - values[name][0]
         values["kid_ratio"] = _ratio(values["kid"], values["kid_floor"])
         if values["kid_ratio"] is None and values["kid_floor"][0] > 0:
