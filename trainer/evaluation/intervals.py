@@ -163,8 +163,7 @@ def distance_figures(
             # features the uncorrected interval missed its own estimate ([-0.72, -0.29] around -0.24), so
             # they get the same bias shift as FID's.
             if resamples:
-                if resamples:
-            values[name][1:] -= values[name][1:].mean() - values[name][0]
+                values[name][1:] -= values[name][1:].mean() - values[name][0]
         values["kid_ratio"] = _ratio(values["kid"], values["kid_floor"])
         if values["kid_ratio"] is None and values["kid_floor"][0] > 0:
             point = np.full(1 + resamples, np.nan)
