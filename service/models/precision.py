@@ -22,8 +22,8 @@ from typing import Literal
 
 from service.models.loaded import LoadedModel
 
+#: The PRECISION setting's values (Settings.precision spells them too: config imports no model code).
 Precision = Literal["auto", "fp32", "int8"]
-PRECISIONS: tuple[Precision, ...] = ("auto", "fp32", "int8")
 
 
 def gated(model: LoadedModel) -> bool:
