@@ -46,7 +46,9 @@ class LoadedModel:
             for ok in (True, False)
         }
         object.__setattr__(self, "_requests", outcomes)
-        twin = self
+        # Never ``self``: a model referring to itself is freed only by the cyclic GC, so every replaced
+        # version (its onnxruntime sessions, megabytes) outlived its last request until a collection.
+        twin = None
         if self.lane_session is not None:
             twin = dataclasses.replace(self, session=self.lane_session, lane_session=None)
         object.__setattr__(self, "_on_lanes", twin)
@@ -100,4 +102,4 @@ class LoadedModel:
     @property
     def on_lanes(self) -> LoadedModel:
         """This model on the session the /generate lanes share (itself when it has no lane session)."""
-        return self._on_lanes  # type: ignore[attr-defined]
+        return self._on_lanes or self  # type: ignore[attr-defined]

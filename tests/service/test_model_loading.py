@@ -222,3 +222,36 @@ def test_card_rewritten_in_place_is_reloaded(models_dir: Path, open_client, runt
         runtime(client).registry.scan()
         assert client.get("/v1/models/digits").json()["card"]["sha256"] != "0" * 64
         assert client.post("/generate", json={"label": 1}).status_code == 200
+
+
+@pytest.mark.parametrize("lanes", [False, True])
+def test_a_replaced_model_is_freed_when_its_last_reference_goes(lanes: bool) -> None:
+    # Without the cyclic GC: a model that referred to itself (its lane view) kept its sessions alive
+    # until a collection, and the soak drill's RSS crept up with every replaced version.
+    import gc
+    import weakref
+    from datetime import UTC, datetime
+
+    from cgan_testing.fakes import make_card
+    from service.models import LoadedModel
+
+    card = make_card("digits", 1, "0" * 64)
+    session = type("Session", (), {})()
+    model = LoadedModel(
+        "digits",
+        1,
+        Path("."),
+        card,
+        session,
+        datetime.now(UTC),
+        None,
+        lane_session=session if lanes else None,
+    )
+    assert model.on_lanes.session is session and (model.on_lanes is model) is not lanes
+    ref = weakref.ref(model)
+    gc.disable()
+    try:
+        del model
+        assert ref() is None, "kept alive by a reference cycle"
+    finally:
+        gc.enable()
