@@ -14,6 +14,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
+from cgan_testing.asgi import post_scope
 from service.config import Settings
 from service.http.middleware import Guard
 
@@ -31,20 +32,9 @@ class Call:
     def __init__(self, app: Any, path: str, headers: dict[str, str]) -> None:
         self.incoming: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.sent: list[dict[str, Any]] = []
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(k.lower().encode(), v.encode()) for k, v in {"host": "t", **headers}.items()],
-            "client": ("127.0.0.1", 1),
-            "server": ("t", 80),
-        }
+        scope = post_scope(
+            path, [(k.lower().encode(), v.encode()) for k, v in {"host": "t", **headers}.items()], ("t", 80)
+        )
         self.task = asyncio.ensure_future(app(scope, self.incoming.get, self._send))
 
     async def _send(self, message: dict[str, Any]) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from cgan_testing.asgi import post_scope
 from service.admission import ConcurrencyLimiter
 
 TOKEN = "s3cret-token"
@@ -137,21 +138,11 @@ def test_client_that_left_while_queued_is_not_computed(models_dir: Path, open_cl
             async def send(message: dict) -> None:
                 sent.append(message)
 
-            scope = {
-                "type": "http",
-                "asgi": {"version": "3.0"},
-                "http_version": "1.1",
-                "method": "POST",
-                "scheme": "http",
-                "path": "/generate",
-                "raw_path": b"/generate",
-                "root_path": "",
-                "query_string": b"",
-                "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
-                "client": ("127.0.0.1", 1),
-                "server": ("127.0.0.1", 80),
-                "state": {},
-            }
+            scope = post_scope(
+                "/generate",
+                [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(body))],
+                state={},
+            )
             await client.app(scope, receive, send)  # type: ignore[arg-type]
 
         gone = client.portal.start_task_soon(leaving_client)  # type: ignore[union-attr]

@@ -20,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
 
+from cgan_testing.asgi import post_scope
 from cgan_testing.fakes import LATENT_DIM
 
 INFER = "/v2/models/digits/infer"
@@ -195,20 +196,7 @@ def _raw_post(client: TestClient, body: bytes, headers: list[tuple[bytes, bytes]
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": INFER,
-        "raw_path": INFER.encode(),
-        "root_path": "",
-        "query_string": b"",
-        "headers": [(b"host", b"t"), *headers],
-        "client": ("127.0.0.1", 1),
-        "server": ("t", 80),
-    }
+    scope = post_scope(INFER, [(b"host", b"t"), *headers], ("t", 80))
     client.portal.call(client.app, scope, receive, send)  # type: ignore[union-attr]
     status = next(m["status"] for m in sent if m["type"] == "http.response.start")
     return status, json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))

@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
+from cgan_testing.asgi import post_scope
 from cgan_testing.fakes import build_judge
 from cgan_testing.live_server import LiveServer
 from service.models import LoadedModel
@@ -105,21 +106,9 @@ def _leaving_client(
         async def send(message: dict) -> None:
             sent.append(message)
 
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "POST",
-            "scheme": "http",
-            "path": path,
-            "raw_path": path.encode(),
-            "root_path": "",
-            "query_string": b"",
-            "headers": [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(raw))],
-            "client": ("127.0.0.1", 1),
-            "server": ("127.0.0.1", 80),
-            "state": {},
-        }
+        scope = post_scope(
+            path, [(b"content-type", b"application/json"), (b"content-length", b"%d" % len(raw))], state={}
+        )
         await client.app(scope, receive, send)  # type: ignore[arg-type]
 
     done = client.portal.start_task_soon(leaving)  # type: ignore[union-attr]
