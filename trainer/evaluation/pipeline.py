@@ -310,9 +310,7 @@ def _evaluate(
             pool_images,
             pool_labels,
             dataset.num_classes,
-            lambda x, y, config, run: _ticked(
-                probe_accuracy(dataset, x, y, config, opts.seed + run), step, "augmentation probe"
-            ),
+            _ticking_probe(dataset, opts, step, "augmentation probe"),
             opts.probe_config,
             opts.augmentation_multiples,
             opts.probe_runs,
@@ -399,9 +397,7 @@ def measure_worth(
         pool_images,
         pool_labels,
         dataset.num_classes,
-        lambda x, y, config, run: _ticked(
-            probe_accuracy(dataset, x, y, config, opts.seed + run), step, "worth probe"
-        ),
+        _ticking_probe(dataset, opts, step, "worth probe"),
         opts.probe_config,
         opts.worth_multiples,
         opts.worth_fractions,
@@ -440,6 +436,14 @@ def synthetic_pool(
     more = sample(model_path, extra_labels, first, latent_dim=card.latent_dim, code_ranges=card.code_ranges)
     more = more[..., 0]
     return np.concatenate([images, more]), np.concatenate([labels, extra_labels])
+
+
+def _ticking_probe(dataset: Dataset, opts: EvalOptions, step: Callable[[str], None], what: str):
+    """The probe the augmentation and worth measurements train: run ``run`` seeded ``opts.seed + run``,
+    each training one tick of the progress."""
+    return lambda x, y, config, run: _ticked(
+        probe_accuracy(dataset, x, y, config, opts.seed + run), step, what
+    )
 
 
 def probe_accuracy(
