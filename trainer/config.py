@@ -83,6 +83,9 @@ class Objective:
         0.0, NON_NEGATIVE
     )  # LeCam regulariser on D's logits (Tseng et al. 2021); 0 = off
     lecam_decay: float = knob(0.99, FRACTION)  # LeCam: EMA decay of the real and fake logit anchors
+    # MSGAN's mode-seeking term in G's objective (Mao et al. 2019): G's step draws its batch as pairs of one
+    # label and two noises and pays weight / (image distance / noise distance); 0 = off
+    mode_seeking: float = knob(0.0, NON_NEGATIVE)
 
 
 @dataclass(frozen=True)

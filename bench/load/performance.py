@@ -1,14 +1,16 @@
-"""Issue #19's figures in one run: the GEMM limit and each model's GFLOP/s (FP32 and INT8), the service
-against the raw model and the peers, training before and after; then one table of every goal.
+"""Issues #19 and #30's figures in one run: the GEMM limit and each model's GFLOP/s (FP32 and INT8), the
+service in every form against the raw model and the peers, bulk throughput, training before and after; then
+one table of every goal.
 
-    python -m bench.load.performance                  # kernels, peers, training: ~25 min on 2 idle cores
+    python -m bench.load.performance                  # kernels, peers, bulk, training: ~30 min, 2 idle cores
     python -m bench.load.performance --quick          # the short forms of each (~8 min)
     python -m bench.load.performance --int8 models/mnist-5k-cgan-conv/2   # + that INT8 version's quality gate
 
-Runs ``bench.load.kernels``, ``bench.load.peer_load`` and ``bench.load.train_throughput --conv-only`` one
-after the other, each in its own process (their own tables print as they go), then reads what they wrote under
-``bench/results/`` for the summary. ``--int8 DIR`` adds the gate figures of an INT8 version published by
-``cgan-train export --int8`` (its card and its FP32 source's, both filled by ``evaluate``).
+Runs ``bench.load.kernels``, ``bench.load.peer_load``, ``bench.load.bulk_throughput`` and
+``bench.load.train_throughput --conv-only`` one after the other, each in its own process (their own tables
+print as they go), then reads what they wrote under ``bench/results/`` for the summary. ``--int8 DIR`` adds
+the gate figures of an INT8 version published by ``cgan-train export --int8`` (its card and its FP32
+source's, both filled by ``evaluate``).
 """
 
 from __future__ import annotations
@@ -95,10 +97,12 @@ def main(argv: list[str] | None = None) -> int:
     if not args.report:
         run("bench.load.kernels", *quick)
         run("bench.load.peer_load", *quick)
+        run("bench.load.bulk_throughput", *quick)
         run("bench.load.train_throughput", "--conv-only", *(["--rounds", "1"] if args.quick else []))
 
     goals = kernel_goals(json.loads((RESULTS / "kernels.json").read_text()))
     goals += json.loads((RESULTS / "peer_load.json").read_text())["goals"]
+    goals += json.loads((RESULTS / "bulk_throughput.json").read_text())["goals"]
     goals += training_goals(json.loads((RESULTS / "train_throughput.json").read_text()))
     if args.int8 is not None:
         goals += gate_goals(args.int8)

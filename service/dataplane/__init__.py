@@ -3,12 +3,14 @@
 Every protocol's schema builds a domain request with its ``to_request()`` (:mod:`service.requests`: an
 :class:`ImageRequest`, a :class:`TensorRequest` from the Open Inference Protocol, an :class:`ArchiveRequest`)
 and the route calls :func:`images`, :func:`tensors` or :func:`archive`; the benchmarks and the tests call
-the same functions (:func:`images_now` is :func:`images` without the batcher). There is one way from a
+the same functions (:func:`images_now` and :func:`tensors_now` are :func:`images` and :func:`tensors`
+without the batcher). There is one way from a
 request to bytes::
 
     ImageRequest  -> images.prepare()          (limits, model, version, label, seeds, codes)  -> Job
     TensorRequest -> tensors.prepare_tensors() (limits, model, version, labels, z | seeds)    -> Job
-    Job -> jobs.run_jobs() (batched by the Batcher, or alone in images_now) -> the format's encoder -> bytes
+    Job -> jobs.run_jobs() (batched by the Batcher, or alone: images_now, tensors_now)
+        -> the format's encoder -> bytes
 
     ArchiveRequest -> datasets.archive() (limits, model, labels, seed, codes, order, part) -> DatasetPlan
                    -> the format's writer, batch by batch as the archive streams
@@ -29,7 +31,7 @@ from service.dataplane.datasets import Archive, archive
 from service.dataplane.images import Images, images, images_now, prepare
 from service.dataplane.jobs import Job, run_jobs
 from service.dataplane.resolve import loaded_versions, served_model
-from service.dataplane.tensors import Tensors, prepare_tensors, tensors
+from service.dataplane.tensors import Tensors, prepare_tensors, tensors, tensors_now
 from service.errors import RequestError
 from service.requests import ArchiveRequest, ImageRequest, TensorRequest
 
@@ -51,4 +53,5 @@ __all__ = [
     "run_jobs",
     "served_model",
     "tensors",
+    "tensors_now",
 ]

@@ -12,7 +12,7 @@ import numpy as np
 
 import cgan_contract as contract
 from service import style_codes
-from service.dataplane.jobs import Job, submit
+from service.dataplane.jobs import Job, run_jobs, submit
 from service.dataplane.resolve import cap, resolve_model, resolve_seed
 from service.errors import RequestError
 from service.models import LoadedModel
@@ -86,3 +86,12 @@ async def tensors(runtime: Runtime, request: TensorRequest) -> Tensors:
     assert runtime.batcher is not None, "the runtime has not started"
     body = await submit(runtime.batcher, job, since)
     return Tensors(job.model, job.seed, request.media_type, body)
+
+
+def tensors_now(runtime: Runtime, request: TensorRequest) -> Tensors:
+    """:func:`tensors` on the calling thread, without the batcher: the same bytes, for one caller."""
+    job = prepare_tensors(runtime, request)
+    (outcome,) = run_jobs([job])
+    if isinstance(outcome, BaseException):
+        raise outcome
+    return Tensors(job.model, job.seed, request.media_type, outcome)

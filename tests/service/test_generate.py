@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import orjson
@@ -152,3 +153,20 @@ def test_unbatched_render_gives_the_served_bytes(shared_client: TestClient, runt
         )
         request = ImageRequest(label=6, n=5, seed=77, model="digits", format=fmt, nrow=2, pad=2)
         assert images_now(runtime(shared_client), request).body == served.content, fmt
+
+
+def test_unbatched_tensors_give_the_served_bytes(shared_client: TestClient, runtime) -> None:
+    """tensors_now (the benchmarks' in-process reference for the protocol) answers what /v2 infer serves."""
+    from service.dataplane import tensors_now
+    from service.http import oip_codec
+
+    for binary in (False, True):
+        body = {
+            "inputs": [{"name": "label", "datatype": "INT64", "shape": [3], "data": [1, 2, 3]}],
+            "parameters": {"seed": 5, "binary_data_output": binary},
+        }
+        served = shared_client.post("/v2/models/digits/infer", json=body)
+        assert served.status_code == 200, served.text
+        decoded = oip_codec.decode(json.dumps(body).encode(), None)
+        alone = tensors_now(runtime(shared_client), decoded.to_request("digits", None))
+        assert alone.body == served.content, binary

@@ -50,6 +50,18 @@ def lecam_regulariser(real_logits, fake_logits, real_anchor, fake_anchor):
     )
 
 
+def mode_seeking_term(images_a, images_b, z_a, z_b, eps: float = 1e-5):
+    """MSGAN's mode-seeking regulariser (Mao et al. 2019), to minimise: ``1 / (d_I / d_z + eps)`` with
+    ``d_I`` the mean absolute difference of two images of the same label and ``d_z`` that of their noises,
+    averaged over the pairs. It is large when different noises give near-identical images (a collapsed
+    mode) and small when the generator spreads them apart; ``eps`` bounds it for identical pairs."""
+    n = ops.shape(images_a)[0]
+    images_a, images_b = ops.cast(images_a, "float32"), ops.cast(images_b, "float32")  # bf16 compute
+    d_image = ops.mean(ops.abs(ops.reshape(images_a - images_b, (n, -1))), axis=-1)
+    d_z = ops.mean(ops.abs(ops.reshape(z_a - z_b, (n, -1))), axis=-1)
+    return ops.mean(1.0 / (d_image / d_z + eps))
+
+
 def ebgan_energy(images, reconstructions):
     """Per-image mean squared reconstruction error ``[N]``; images in [-1, 1], so each energy is in [0, 4]."""
     return ops.mean(ops.reshape(ops.square(images - reconstructions), (ops.shape(images)[0], -1)), axis=-1)

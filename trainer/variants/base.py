@@ -90,7 +90,8 @@ class ConditionalGAN(keras.Model):
         self.lecam_anchors = None
         if recipe.lecam_weight > 0:
             self.lecam_anchors = keras.Variable([0.0, 0.0], trainable=False, name="lecam_anchors")
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in self.metric_names()}
+        names = (*self.metric_names(), *(("mode_seeking",) if recipe.mode_seeking > 0 else ()))
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
 
     # --- its rules: the recipe --------------------------------------------------------------------------
 
@@ -137,11 +138,12 @@ class ConditionalGAN(keras.Model):
         self.apply(self.d_optimizer, tape, d_loss, self.discriminator.trainable_variables)
 
         # Train the generator to make D call its images real (and whatever its terms ask).
-        fakes = self.sample_fakes(size)
+        fakes = self.sample_fakes(size) if self.recipe.mode_seeking == 0 else self.paired_fakes(size)
         with tf.GradientTape() as tape:
-            generated = self.augment(self.generator(fakes.inputs, training=True))
-            seen = self.discriminate(generated, fakes.labels)
+            made = self.generator(fakes.inputs, training=True)
+            seen = self.discriminate(self.augment(made), fakes.labels)
             g_loss, g_logs = _add(self.g_adversarial(seen), {}, *self.generator_terms(seen, fakes))
+            g_loss, g_logs = _add(g_loss, g_logs, *self.mode_seeking_terms(made, fakes))
         self.apply(self.g_optimizer, tape, g_loss, self.generator.trainable_variables)
 
         self.update_ema()
@@ -252,6 +254,27 @@ class ConditionalGAN(keras.Model):
     def sample_fakes(self, batch) -> Fakes:
         z, labels = self.sample_inputs(batch)
         return Fakes(z, labels, self.generator_extras(batch))
+
+    def paired_fakes(self, batch) -> Fakes:
+        """A draw whose second half repeats the first half's labels and extras with fresh noise: row ``i``
+        and row ``half + i`` are one label's two samples, what the mode-seeking term compares."""
+        fakes = self.sample_fakes(batch)
+        half = batch // 2
+
+        def paired(x):
+            return ops.concatenate([x[:half], x[: batch - half]], axis=0)
+
+        return Fakes(fakes.z, paired(fakes.labels), tuple(paired(e) for e in fakes.extras))
+
+    def mode_seeking_terms(self, made, fakes: Fakes) -> tuple[list, dict]:
+        """MSGAN's term on :meth:`paired_fakes`' pairs, weighted (none when the recipe's weight is 0)."""
+        weight = self.recipe.mode_seeking
+        if weight == 0:
+            return [], {}
+        half = ops.shape(made)[0] // 2
+        pair = slice(half, 2 * half)
+        term = losses.mode_seeking_term(made[:half], made[pair], fakes.z[:half], fakes.z[pair])
+        return [weight * term], {"mode_seeking": term}
 
     def augment(self, images):
         r = self.recipe
