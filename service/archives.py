@@ -266,12 +266,47 @@ def zip_chunks(plan: DatasetPlan, compress_level: int = 1) -> Generator[bytes, N
     yield sink.drain()
 
 
-def _tar_member(name: str, data: bytes) -> bytes:
+def _tarfile_header(name: str, size: int) -> bytes:
     info = tarfile.TarInfo(name)
-    info.size = len(data)
+    info.size = size
     info.mode = 0o644
     info.mtime = 0  # fixed, like the zip entries: the same samples give the same bytes
-    header = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+    return info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "strict")
+
+
+# The header tarfile writes for a member, as a template: only the name, the size and the checksum vary.
+# tarfile builds it in ~23 us, three members per sample; filled in here it takes ~1 (a tar /dataset spent
+# about half its encoding time in tobuf). The checksum is the sum of the header's bytes with its own field
+# read as spaces, so it is the template's sum plus what the name and size add.
+_TAR_EMPTY = _tarfile_header("", 0)
+_TAR_MIDDLE = _TAR_EMPTY[100:124]  # mode, uid, gid
+_TAR_TAIL = _TAR_EMPTY[136:148]  # mtime
+_TAR_REST = _TAR_EMPTY[156:]  # type, link name, magic, version, owner names, devices, prefix
+_TAR_SUM = sum(_TAR_EMPTY) - sum(_TAR_EMPTY[148:156]) + sum(b" " * 8) - sum(_TAR_EMPTY[124:136])
+_TAR_NAME_MAX, _TAR_SIZE_MAX = 100, 8**11 - 1
+
+
+def _tar_header(name: str, size: int) -> bytes:
+    """tarfile's USTAR header for a regular file of ``size`` bytes, mode 644, mtime 0 (byte for byte)."""
+    raw = name.encode()
+    if len(raw) > _TAR_NAME_MAX or not raw.isascii() or not 0 <= size <= _TAR_SIZE_MAX:
+        return _tarfile_header(name, size)  # a prefix split, another encoding, or a base-256 size
+    size_field = b"%011o\x00" % size
+    checksum = _TAR_SUM + sum(raw) + sum(size_field)
+    return b"".join(
+        (
+            raw.ljust(_TAR_NAME_MAX, tarfile.NUL),
+            _TAR_MIDDLE,
+            size_field,
+            _TAR_TAIL,
+            b"%06o\x00 " % checksum,
+            _TAR_REST,
+        )
+    )
+
+
+def _tar_member(name: str, data: bytes) -> bytes:
+    header = _tar_header(name, len(data))
     return header + data + tarfile.NUL * (-len(data) % tarfile.BLOCKSIZE)
 
 

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from cgan_testing.fakes import FASHION, write_version
@@ -167,3 +169,20 @@ def test_the_zip_holds_pngs_per_class_and_its_manifests(model: LoadedModel) -> N
 def test_archives_are_the_same_bytes_every_time(model: LoadedModel, tmp_path: Path) -> None:
     for chunks in (npz_chunks, zip_chunks, tar_chunks):
         assert b"".join(chunks(plan(model))) == b"".join(chunks(plan(model))), chunks.__name__
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    name=st.text(st.characters(min_codepoint=32, max_codepoint=0x24F), max_size=120),
+    size=st.one_of(st.integers(0, 10**6), st.integers(8**11 - 2, 8**11 + 2)),
+)
+def test_the_filled_in_tar_header_is_tarfiles_byte_for_byte(name: str, size: int) -> None:
+    """archives._tar_header (a template, ~1 us) against tarfile's own (~23 us): the same bytes, or the same
+    refusal (a name tarfile cannot split into USTAR's prefix and name)."""
+    try:
+        want = archives._tarfile_header(name, size)
+    except ValueError:
+        with pytest.raises(ValueError):
+            archives._tar_header(name, size)
+        return
+    assert archives._tar_header(name, size) == want
