@@ -338,9 +338,11 @@ class ModelCard(BaseModel):
             raise ValueError(f"label {label} is outside 0..{self.num_classes - 1}")
         if label in self.class_names:
             return self.class_names.index(label)
-        # Digits are class names too; accept "7" as 7 even where names differ from indices.
-        if label.strip().lstrip("-").isdigit():
-            return self.label_index(int(label))
+        # Digits are class names too; accept "7" as 7 even where names differ from indices. ASCII digits
+        # only: str.isdigit() also says yes to "١" (int() reads it as 1) and "²" (int() refuses it).
+        text = label.strip()
+        if text.isascii() and text.lstrip("-").isdigit():
+            return self.label_index(int(text))
         raise ValueError(f"unknown label {label!r}; classes are {self.class_names}")
 
 

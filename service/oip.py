@@ -23,5 +23,14 @@ DATATYPES = {"float32": "FP32", "int64": "INT64", "uint8": "UINT8"}
 INPUTS = {contract.INPUT_LABEL: "INT64", contract.INPUT_NOISE: "FP32"}
 #: Inputs only some models take (those with style codes); the data plane refuses them for the others.
 OPTIONAL_INPUTS = {contract.INPUT_CODES: "FP32"}
+#: The largest dimension and element count an input may declare where no model bounds it yet (an HTTP body
+#: decoded alone, a gRPC message before the data plane): past it no array can be built, so it is refused.
+MAX_DIM = 2**31 - 1
 #: The request parameter that picks the images' seeds (image i from seed + i), echoed in the response.
 SEED_PARAMETER = "seed"
+
+
+def shown_shape(shape: list[int]) -> str:
+    """A shape for a message, its dimensions cut short: ``[1, 1, ... (65 dimensions)]``."""
+    parts = [str(d) if d < 10**12 else f"{str(d)[:6]}...({len(str(d))} digits)" for d in shape[:4]]
+    return "[" + ", ".join(parts) + (f", ... ({len(shape)} dimensions)]" if len(shape) > 4 else "]")

@@ -118,6 +118,9 @@ def parse_text(text: str, field: str = "codes") -> list[float]:
     values = []
     for j, part in enumerate(text.split(",")):
         try:
+            # A number as JSON writes it: float() alone also reads other scripts' digits and "1_0".
+            if not part.isascii() or "_" in part:
+                raise ValueError(part)
             values.append(float(part))
         except ValueError:
             raise CodesError(f"{field}[{j}]: {part.strip()!r} is not a number", f"{field}[{j}]") from None

@@ -239,6 +239,9 @@ def test_label_index_errors_name_what_is_valid() -> None:
         ("-1", "label -1 is outside 0..2"),
         ("d", "unknown label 'd'; classes are ['a', 'b', 'c']"),
         ("1-", "unknown label '1-'; classes are ['a', 'b', 'c']"),
+        # Digits of other scripts are not indices ("١" is Arabic-Indic 1; "²" made int() itself fail).
+        ("١", "unknown label '١'; classes are ['a', 'b', 'c']"),
+        ("²", "unknown label '²'; classes are ['a', 'b', 'c']"),
     ):
         with pytest.raises(ValueError) as raised:
             c.label_index(bad)

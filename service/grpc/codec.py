@@ -18,7 +18,7 @@ from service.errors import RequestError
 from service.grpc.proto import grpc_service_pb2 as pb
 from service.grpc.proto import model_config_pb2 as config_pb
 from service.models import LoadedModel
-from service.oip import DATATYPES, INPUTS, OPTIONAL_INPUTS, SEED_PARAMETER
+from service.oip import DATATYPES, INPUTS, MAX_DIM, OPTIONAL_INPUTS, SEED_PARAMETER, shown_shape
 from service.requests import TensorRequest
 
 _ALL_INPUTS = {**INPUTS, **OPTIONAL_INPUTS}
@@ -91,8 +91,10 @@ def _tensor(tensor: pb.ModelInferRequest.InferInputTensor, raw: bytes | None, in
     shape = list(tensor.shape)
     if any(d < 0 for d in shape):
         raise RequestError(f"{name}: shape {shape[:8]} has a negative dimension", name)
-    dtype = _NUMPY[want]
     count = math.prod(shape)
+    if any(d > MAX_DIM for d in shape) or count > MAX_DIM:  # 0 elements yet no array has that shape
+        raise RequestError(f"{name}: shape {shown_shape(shape)} is too large", name)
+    dtype = _NUMPY[want]
     contents = getattr(tensor.contents, _CONTENTS[want])
     if raw is not None:
         if tensor.HasField("contents"):

@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 import cgan_contract as contract
 from service.errors import RequestError
 from service.models import LoadedModel
-from service.oip import DATATYPES, INPUTS, OPTIONAL_INPUTS, SEED_PARAMETER
+from service.oip import DATATYPES, INPUTS, MAX_DIM, OPTIONAL_INPUTS, SEED_PARAMETER, shown_shape
 from service.requests import TensorRequest
 
 HEADER_LENGTH = "Inference-Header-Content-Length"
@@ -42,8 +42,6 @@ _NUMPY = {"FP32": np.dtype("<f4"), "INT64": np.dtype("<i8"), "UINT8": np.dtype("
 _ALL_INPUTS = {**INPUTS, **OPTIONAL_INPUTS}
 #: Dimensions a shape may have (the model's inputs have one or two).
 MAX_RANK = 8
-#: Without a model to check against (:func:`decode` called alone): the largest dimension and element count.
-_MAX_DIM = 2**31 - 1
 #: ASCII digits only: ``str.isdigit`` takes "²" and "٣", which ``int`` then refuses or reads.
 _BYTE_COUNT = re.compile(r"[0-9]{1,18}")
 #: Arrays, objects and commas a header may have beyond its tensors' values: its own structure, the
@@ -322,10 +320,10 @@ def _check_shape(tensor: _TensorHeader, signature: Signature | None, n: int | No
     if tensor.datatype != want:
         raise RequestError(f"{name}: datatype {tensor.datatype[:16]!r}; the model takes {want}", name)
     if any(d < 0 for d in shape):
-        raise RequestError(f"{name}: shape {_shown(shape)} has a negative dimension", name)
+        raise RequestError(f"{name}: shape {shown_shape(shape)} has a negative dimension", name)
     if signature is None:
-        if any(d > _MAX_DIM for d in shape) or math.prod(shape) > _MAX_DIM:
-            raise RequestError(f"{name}: shape {_shown(shape)} is too large", name)
+        if any(d > MAX_DIM for d in shape) or math.prod(shape) > MAX_DIM:
+            raise RequestError(f"{name}: shape {shown_shape(shape)} is too large", name)
         return
     dims = signature.inputs.get(name)
     if dims is None:  # the only optional input: codes
@@ -335,18 +333,12 @@ def _check_shape(tensor: _TensorHeader, signature: Signature | None, n: int | No
         raise RequestError(f"{name}: at most MAX_N ({signature.max_n}) images per request", name)
     if name == contract.INPUT_LABEL:
         if len(shape) != 1:
-            raise RequestError(f"{name}: must be {want} [N], got {want} {_shown(shape)}", name)
+            raise RequestError(f"{name}: must be {want} [N], got {want} {shown_shape(shape)}", name)
         return
     rows = shape[0] if n is None or not shape else n
     if shape != [rows, *dims]:
-        detail = f"{name}: must be {want} {[rows, *dims]} for {rows} labels, got {want} {_shown(shape)}"
+        detail = f"{name}: must be {want} {[rows, *dims]} for {rows} labels, got {want} {shown_shape(shape)}"
         raise RequestError(detail, name)
-
-
-def _shown(shape: list[int]) -> str:
-    """A shape for a message, its dimensions cut short: ``[1, 1, ... (65 dimensions)]``."""
-    parts = [str(d) if d < 10**12 else f"{str(d)[:6]}...({len(str(d))} digits)" for d in shape[:4]]
-    return "[" + ", ".join(parts) + (f", ... ({len(shape)} dimensions)]" if len(shape) > 4 else "]")
 
 
 def _size_of(tensor: _TensorHeader) -> Any:

@@ -240,6 +240,8 @@ def test_non_finite_codes_are_refused(client: TestClient) -> None:
     [
         ("codes=0.5", "codes"),
         ("codes=0.5,x", "codes[1]"),
+        ("codes=0.5,%D9%A1", "codes[1]"),  # Arabic-Indic 1: float() reads it, a query number is ASCII
+        ("codes=0.0_1,0", "codes[0]"),  # float() reads "0.0_1" as 0.01
         ("codes=3,0", "codes[0]"),
         ("model=digits&codes=0", "codes"),
         ("traverse=stroke", "traverse.code"),

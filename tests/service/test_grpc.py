@@ -258,6 +258,12 @@ def test_bad_input_is_invalid_argument_naming_the_tensor(
     assert error.details() == "inputs: the 'label' input (INT64 [N]) is required"
     named = pb.ModelInferRequest.InferInputTensor(name="labels", datatype="INT64", shape=[1])
     assert raw(inputs=[named], raw_input_contents=[b"\0" * 8]).details().startswith("inputs[0].name: unknown")
+    # A shape whose element count is 0 but whose dimensions no array can have: named, not INTERNAL.
+    for shape in ([0, 2**62], [2**40]):
+        huge = pb.ModelInferRequest.InferInputTensor(name="label", datatype="INT64", shape=shape)
+        error = raw(inputs=[huge], raw_input_contents=[b""])
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT, (shape, error.details())
+        assert error.details().startswith("label: shape [") and "is too large" in error.details()
 
 
 def test_unknown_models_and_versions_are_not_found(client: triton.InferenceServerClient) -> None:
