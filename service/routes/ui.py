@@ -7,7 +7,7 @@ import hashlib
 import re
 from pathlib import Path
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from service.http.middleware import GuardedRoute
@@ -35,10 +35,10 @@ def page_csp(html: bytes) -> str:
 
 
 @router.get("/")
-async def index() -> Response:
-    """The playground page, or the API docs when no page is shipped."""
+async def index(request: Request) -> Response:
+    """The playground page, or the API docs when no page is shipped (under ROOT_PATH, behind a proxy)."""
     page = STATIC_DIR / "index.html"
     if page.is_file():
         html = page.read_bytes()
         return Response(html, media_type="text/html", headers={"Content-Security-Policy": page_csp(html)})
-    return RedirectResponse("/docs")
+    return RedirectResponse(request.scope.get("root_path", "") + "/docs")

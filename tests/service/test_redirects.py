@@ -69,3 +69,19 @@ def test_a_root_path_prefix_is_kept(open_client, models_dir) -> None:
         response = client.get("/api/healthz/", headers=HOSTILE)
         assert response.status_code == 307, response.text
         assert response.headers["location"] == "/api/healthz"
+
+
+def test_the_docs_redirect_keeps_the_root_path(open_client, models_dir, monkeypatch, tmp_path) -> None:
+    """``/`` without a shipped page sends the browser to the docs under the proxy's prefix, not the host's
+    own ``/docs`` (which behind a proxy that strips ``/api`` is another service's, or nothing)."""
+    from service.routes import ui
+
+    monkeypatch.setattr(ui, "STATIC_DIR", tmp_path)  # no index.html
+    with open_client(models_dir, root_path="/api") as app_client:
+        client = TestClient(app_client.app, follow_redirects=False, root_path="/api")
+        response = client.get("/api/", headers=HOSTILE)
+        assert response.status_code == 307, response.text
+        assert response.headers["location"] == "/api/docs"
+    with open_client(models_dir) as app_client:
+        response = TestClient(app_client.app, follow_redirects=False).get("/")
+        assert response.headers["location"] == "/docs"
