@@ -9,6 +9,7 @@ install it), so importing this module stays as light as the rest of the contract
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -65,6 +66,7 @@ def generate(
     code_ranges: list[tuple[float, float]] | None = None,
     codes: np.ndarray | None = None,
     truncation: float | None = None,
+    map_pieces: Callable[..., Iterable[np.ndarray]] = map,
 ) -> np.ndarray:
     """The generator's output for int64 ``labels`` and, per image, uint64 ``seeds`` or the caller's noise: the
     one way from labels to images.
@@ -75,8 +77,9 @@ def generate(
     For a generator with style codes pass ``code_ranges`` (the card's, in input order): image i's codes are
     then ``codes[i]`` when given, else seed i's (:func:`~cgan_contract.noise.codes_for_seeds`); with ``z``
     the codes must be given. ``batch_size`` bounds the images per onnxruntime run (memory; each piece's noise
-    is drawn as it runs); rows do not depend on it. Returns what the graph returns, uint8 ``[N, H, W, C]``
-    for a generator that keeps the contract.
+    is drawn as it runs); rows do not depend on it. ``map_pieces`` runs the pieces (``map``'s signature,
+    results in order): the built-in one after another, a thread pool's several at once. Returns what the
+    graph returns, uint8 ``[N, H, W, C]`` for a generator that keeps the contract.
     """
     labels = np.asarray(labels, dtype=np.int64).reshape(-1)
     if (seeds is None) == (z is None):
@@ -92,14 +95,17 @@ def generate(
     elif code_ranges and codes is None:
         raise ValueError(f"a generator with {len(code_ranges)} style codes takes codes with z")
     step = batch_size or max(len(labels), 1)
-    parts = []
-    for start in range(0, max(len(labels), 1), step):
+
+    def one(start: int) -> np.ndarray:
         piece = slice(start, start + step)
         if seeds is not None:
             noise = truncated_noise_for_seeds(seeds[piece], latent_dim, truncation)  # type: ignore[arg-type]
         else:
             noise = z[piece]  # type: ignore[index]
-        parts.append(run(session, labels[piece], noise, None if codes is None else codes[piece]))
+        return run(session, labels[piece], noise, None if codes is None else codes[piece])
+
+    starts = range(0, max(len(labels), 1), step)
+    parts = [one(0)] if len(starts) == 1 else list(map_pieces(one, starts))
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 

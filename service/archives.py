@@ -33,11 +33,13 @@ central-directory record per entry until it closes, roughly 0.5 KB per image in 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import re
 import tarfile
 import zipfile
 from collections.abc import Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -62,6 +64,15 @@ class Batch(NamedTuple):
     seeds: np.ndarray
 
 
+@functools.cache
+def _lookahead() -> ThreadPoolExecutor:
+    """The threads that make an archive's next batch while its current one is encoded (one per core: every
+    stream in this process may have one batch in flight)."""
+    from service.config import available_cores
+
+    return ThreadPoolExecutor(available_cores(), thread_name_prefix="archive-ahead")
+
+
 @dataclass(frozen=True)
 class DatasetPlan:
     model: LoadedModel
@@ -80,6 +91,9 @@ class DatasetPlan:
     seeds: np.ndarray | None = field(default=None, compare=False)
     min_confidence: float | None = None
     examined: int | None = None
+    #: Pieces of a batch run at once, each on one onnxruntime thread (the model's lane session, when it has
+    #: one): an archive is one long stream, and one two-thread run per piece left a core idle half the time.
+    parallel: int = 1
 
     @property
     def size(self) -> int:
@@ -117,9 +131,37 @@ class DatasetPlan:
     def acceptance_rate(self) -> float | None:
         return None if self.examined is None else self.size / self.examined
 
+    def generated(
+        self, start: int | None = None, stop: int | None = None
+    ) -> Iterator[tuple[Batch, np.ndarray]]:
+        """:meth:`batches` with their :meth:`images`. With ``parallel``, the next batch is made while the
+        caller encodes this one (encoding is one thread's work; the model's pieces use every core), so at
+        most two batches are held; a caller that stops early waits for the one in flight, never more."""
+        if self.parallel <= 1:
+            for batch in self.batches(start, stop):
+                yield batch, self.images(batch)
+            return
+        ahead = _lookahead()
+        batches = self.batches(start, stop)
+        batch = next(batches, None)
+        pending = None if batch is None else ahead.submit(self.images, batch)
+        try:
+            while batch is not None and pending is not None:
+                following = next(batches, None)
+                images = pending.result()
+                pending = None if following is None else ahead.submit(self.images, following)
+                yield batch, images
+                batch = following
+        finally:
+            if pending is not None:
+                pending.cancel() or pending.exception()  # not cancelled once running: let it end here
+
     def images(self, batch: Batch) -> np.ndarray:
         """The images of a batch from :meth:`batches`, made with the request's codes and quality controls."""
         codes = None if self.codes is None else np.tile(self.codes, (len(batch.seeds), 1))
+        if self.parallel > 1:
+            model = self.model.on_lanes
+            return model.generate(batch.labels, batch.seeds, codes, self.truncation, parallel=self.parallel)
         return self.model.generate(batch.labels, batch.seeds, codes, self.truncation)
 
     def controls(self) -> dict[str, float | int]:
@@ -212,8 +254,8 @@ def npz_chunks(plan: DatasetPlan, compress_level: int = 1) -> Generator[bytes, N
         del index
         with archive.open(_entry("x.npy"), "w", force_zip64=plan.total * h * w * c >= _ZIP64_AT) as x:
             x.write(imaging.npy_header(np.dtype(np.uint8), x_shape))
-            for batch in plan.batches():
-                x.write(np.ascontiguousarray(plan.images(batch)).data.cast("B"))
+            for _, images in plan.generated():
+                x.write(np.ascontiguousarray(images).data.cast("B"))
                 yield sink.drain()
         if plan.acceptance_rate is not None:
             archive.writestr(_entry("acceptance_rate.npy"), imaging.npy(np.array([plan.acceptance_rate])))
@@ -224,8 +266,7 @@ def zip_chunks(plan: DatasetPlan, compress_level: int = 1) -> Generator[bytes, N
     sink = _Sink()
     card = plan.model.card
     with _archive(sink) as archive:
-        for batch in plan.batches():
-            images = plan.images(batch)
+        for batch, images in plan.generated():
             for k, j in enumerate(batch.indices.tolist()):
                 archive.writestr(_entry(plan.image_path(j)), imaging.png(images[k], compress_level))
             yield sink.drain()
@@ -322,8 +363,7 @@ def tar_samples(
     """The tar members of the samples at positions ``[start, stop)`` (the plan's by default), one chunk per
     batch, without the end marker."""
     card = plan.model.card
-    for batch in plan.batches(start, stop):
-        images = plan.images(batch)
+    for batch, images in plan.generated(start, stop):
         members = []
         for k, (j, label, seed) in enumerate(
             zip(batch.indices.tolist(), batch.labels.tolist(), batch.seeds.tolist(), strict=True)

@@ -14,6 +14,7 @@ import numpy as np
 import cgan_contract as contract
 from service import filtering, formats, style_codes
 from service.archives import DatasetPlan
+from service.config import available_cores
 from service.dataplane.jobs import halted
 from service.dataplane.resolve import (
     cap,
@@ -79,6 +80,8 @@ def archive(runtime: Runtime, request: ArchiveRequest, halt: Callable[[], bool] 
         order=_order(request.order),
         start=start,
         stop=stop,
+        # One archive is one stream: its pieces run on every core (this worker's share is for /generate).
+        parallel=available_cores(),
     )
     if request.min_confidence is not None:
         plan = _filtered_plan(plan, request.min_confidence, halt)

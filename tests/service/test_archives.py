@@ -6,6 +6,7 @@ shuffled default through /dataset)."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 import tarfile
@@ -186,3 +187,13 @@ def test_the_filled_in_tar_header_is_tarfiles_byte_for_byte(name: str, size: int
             archives._tar_header(name, size)
         return
     assert archives._tar_header(name, size) == want
+
+
+@pytest.mark.parametrize("chunks", [tar_chunks, npz_chunks, zip_chunks])
+def test_pieces_run_at_once_give_the_same_bytes(model: LoadedModel, chunks) -> None:
+    """``parallel`` runs a batch's pieces on several threads (the model runs 2 images at a time here): the
+    archive must not depend on it, nor on which piece finishes first."""
+    small = dataclasses.replace(model, run_images=2)
+    one_by_one = b"".join(chunks(plan(small, per_label=7, batch=16)))
+    at_once = b"".join(chunks(plan(small, per_label=7, batch=16, parallel=3)))
+    assert at_once == one_by_one
