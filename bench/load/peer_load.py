@@ -1,4 +1,4 @@
-"""Ours against the model servers a user would pick instead: one run, the same ONNX file, the same work.
+"""Ours against the model servers a user would pick instead: one run, the same model, the same work.
 
     python -m bench.load.peer_load             # conv + dense, n=16 and n=1, 8 s rows (~10 min on 2 cores)
     python -m bench.load.peer_load --quick     # 3 s rows, n=16 only, no naive peer (a smoke run)

@@ -143,6 +143,22 @@ def test_keep_alive_connections_opened_at_once_land_on_every_worker(
     assert min(served.values()) >= 16, f"a worker served at most 2 of 16 connections: {served}"
 
 
+def test_a_burst_of_short_connections_lands_on_every_worker(server: LiveServer) -> None:
+    # The other pattern of issue #30: each request on a connection of its own, many at once (a script with
+    # no client session, a health checker, a proxy without keep-alive). Each new connection is hashed to a
+    # worker's socket, so both get a share. (One keep-alive connection stays with one worker: a TCP
+    # connection belongs to the process that accepted it.)
+    def once(_: int) -> int:
+        return httpx.post(f"{server.url}/generate", json={"label": 2, "n": 1}, timeout=10).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        assert set(pool.map(once, range(64))) == {200}
+    own = metrics_dir_of(server)
+    served = {pid: _images_made(own / f"counter_{pid}.db") for pid in workers_of(server)}
+    assert sum(served.values()) == 64, served
+    assert min(served.values()) >= 8, f"one worker took nearly every connection: {served}"
+
+
 def test_a_dead_worker_is_replaced(server: LiveServer) -> None:
     first, second = workers_of(server)
     os.kill(first, signal.SIGKILL)
