@@ -172,7 +172,11 @@ def test_a_stream_whose_client_leaves_keeps_its_slot_until_the_batch_in_progress
         done.result(10)
         stopped = len(calls)
         time.sleep(0.3)
-        assert len(calls) == stopped == 3
+        # An archive makes its next batch while it encodes this one (DatasetPlan.generated): once the held
+        # third batch ends the fourth is asked for, and the closing stream either cancels it before it starts
+        # or waits for it before letting go of its slot. Nothing runs after that.
+        assert stopped in (3, 4)
+        assert len(calls) == stopped
         assert limiter.active == 0
         assert any(m["type"] == "http.response.start" and m["status"] == 200 for m in sent)
 
