@@ -563,6 +563,14 @@ def machine() -> dict[str, object]:
     return info
 
 
+def verdict(drill: str, failures: list[str]) -> int:
+    """A drill's last lines: each failure, then ``<drill>: PASSED`` or ``FAILED``; its exit status."""
+    for failure in failures:
+        print(f"FAIL: {failure}")
+    print(f"{drill}: " + ("FAILED" if failures else "PASSED"))
+    return 1 if failures else 0
+
+
 def write_json(name: str, payload: dict) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / name

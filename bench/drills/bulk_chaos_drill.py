@@ -41,7 +41,7 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from bench.harness import REPO, markdown_table  # noqa: E402
+from bench.harness import REPO, markdown_table, verdict  # noqa: E402
 from cgan_testing.fakes import write_version  # noqa: E402
 
 
@@ -150,10 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"bulk chaos: rounds={len(rows)} killed={killed} mismatches={sum(1 for r in rows if r[-1] != 'yes')}"
     )
-    for failure in failures:
-        print(f"FAIL: {failure}")
-    print("bulk chaos drill: " + ("FAILED" if failures else "PASSED"))
-    return 1 if failures else 0
+    return verdict("bulk chaos drill", failures)
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ if __package__ in (None, ""):
 
 import httpx  # noqa: E402
 
-from bench.harness import HOST, REPO, cpu_seconds, markdown_table, rss_mb, service_server  # noqa: E402
+from bench.harness import HOST, REPO, cpu_seconds, markdown_table, rss_mb, service_server, verdict  # noqa: E402
 
 DEPLOYMENT = REPO / "deploy" / "k8s" / "base" / "serve-deployment.yaml"
 #: MAX_INFER_BODY_BYTES' default: the largest infer body a client may declare.
@@ -321,10 +321,7 @@ def main(argv: list[str] | None = None) -> int:
     if alive != 200:
         failures.append(f"/readyz answered {alive} after the drill")
     failures += [f"e.g. {e}" for e in drill.examples[:3] if failures]
-    for failure in failures:
-        print(f"FAIL: {failure}")
-    print("memory drill: " + ("FAILED" if failures else "PASSED"))
-    return 1 if failures else 0
+    return verdict("memory drill", failures)
 
 
 if __name__ == "__main__":

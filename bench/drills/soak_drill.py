@@ -67,7 +67,7 @@ if __package__ in (None, ""):
 
 import httpx  # noqa: E402
 
-from bench.harness import HOST, markdown_table, rss_mb, service_server  # noqa: E402
+from bench.harness import HOST, markdown_table, rss_mb, service_server, verdict  # noqa: E402
 from cgan_testing.fakes import build_generator, write_version  # noqa: E402
 
 SERVER_ENV = {
@@ -604,10 +604,7 @@ def main(argv: list[str] | None = None) -> int:
         failures.append(f"/readyz answered {ready} after the load")
     if exit_status != 0:
         failures.append(f"SIGTERM exit status {exit_status}")
-    for failure in failures:
-        print(f"FAIL: {failure}")
-    print("soak drill: " + ("FAILED" if failures else "PASSED"))
-    return 1 if failures else 0
+    return verdict("soak drill", failures)
 
 
 if __name__ == "__main__":
