@@ -563,6 +563,21 @@ def machine() -> dict[str, object]:
     return info
 
 
+def in_process(models_dir: Path, name: str, threads: int = 0):
+    """A :class:`service.runtime.Runtime` with ``name`` (and its siblings in ``models_dir``) loaded on
+    ``threads`` onnxruntime threads (0: the service's default) and not started: no batcher, no watcher. The
+    data plane in this process, what the benchmarks' raw rows call."""
+    from service.config import Settings
+    from service.runtime import Runtime
+
+    settings = Settings(
+        models_dir=models_dir, default_model=name, bundled_models=False, ort_intra_op_threads=threads
+    )
+    runtime = Runtime(settings)
+    runtime.registry.scan()
+    return runtime
+
+
 def verdict(drill: str, failures: list[str]) -> int:
     """A drill's last lines: each failure, then ``<drill>: PASSED`` or ``FAILED``; its exit status."""
     for failure in failures:

@@ -35,6 +35,7 @@ from bench.harness import (
     REPO,
     fake_models_dir,
     fmt,
+    in_process,
     machine,
     markdown_table,
     service_server,
@@ -47,19 +48,13 @@ CONV = "mnist-5k-cgan-conv"
 
 def raw_rate(models_dir: Path, name: str, images: int) -> dict:
     """The model alone at its best batch and thread layout, images/s."""
-    from service.config import Settings, available_cores
+    from service.config import available_cores
     from service.dataplane.resolve import resolve_model
-    from service.runtime import Runtime
 
     cores = available_cores()
     best: dict = {"images_per_s": 0.0}
     for callers, threads in ((1, cores), (cores, 1)):
-        settings = Settings(
-            models_dir=models_dir, default_model=name, bundled_models=False, ort_intra_op_threads=threads
-        )
-        runtime = Runtime(settings)
-        runtime.registry.scan()
-        model = resolve_model(runtime, name, None)
+        model = resolve_model(in_process(models_dir, name, threads), name, None)
         for batch in BATCHES:
             labels = np.arange(batch, dtype=np.int64) % model.card.num_classes
             rounds = max(1, images // (batch * callers))

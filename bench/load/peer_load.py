@@ -63,6 +63,7 @@ from bench.harness import (  # noqa: E402
     free_port,
     grpc_frame,
     have_h2load,
+    in_process,
     machine,
     markdown_table,
     module_server,
@@ -483,25 +484,20 @@ class Bench:
     def run_raw(self, model: Model) -> None:
         """The model in this process, no HTTP, answering in each form (its encoding included, the request
         parsing and the server left out): best of all cores on one caller and one caller per core."""
-        from service.config import Settings, available_cores
-        from service.runtime import Runtime
+        from service.config import available_cores
 
         cores = available_cores()
+        layouts = ((1, cores), (cores, 1))  # (callers, onnxruntime threads each)
+        if not any(self.wanted(f"{model.arch}/n{n}/raw/{f}") for n in self.args.n for f in RAW_FORMS):
+            return
+        runtimes = {threads: in_process(model.models_dir, model.name, threads) for _, threads in layouts}
         for n in self.args.n:
             for form in RAW_FORMS:
                 if not self.wanted(f"{model.arch}/n{n}/raw/{form}"):
                     continue
                 best = None
-                for callers, threads in ((1, cores), (cores, 1)):
-                    settings = Settings(
-                        models_dir=model.models_dir,
-                        default_model=model.name,
-                        bundled_models=False,
-                        ort_intra_op_threads=threads,
-                    )
-                    runtime = Runtime(settings)  # not started: one scan loads the model, no batcher
-                    runtime.registry.scan()
-                    call = raw_call(runtime, model.name, form, n)
+                for callers, threads in layouts:
+                    call = raw_call(runtimes[threads], model.name, form, n)
                     for _ in range(5):
                         call()
                     cpu0, t0 = time.process_time(), time.perf_counter()
@@ -749,13 +745,9 @@ def served_onnx(model: Model) -> Path:
 @functools.cache
 def _served_onnx(models_dir: Path, name: str) -> Path:
     import cgan_contract as contract
-    from service.config import Settings
     from service.dataplane.resolve import resolve_model
-    from service.runtime import Runtime
 
-    runtime = Runtime(Settings(models_dir=models_dir, default_model=name, bundled_models=False))
-    runtime.registry.scan()
-    return resolve_model(runtime, name, None).path / contract.MODEL_FILE
+    return resolve_model(in_process(models_dir, name), name, None).path / contract.MODEL_FILE
 
 
 def conv_keras() -> Path | None:

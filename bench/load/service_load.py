@@ -51,6 +51,7 @@ from bench.harness import (  # noqa: E402
     ProcSampler,
     Server,
     fmt,
+    in_process,
     machine,
     markdown_table,
     module_server,
@@ -186,20 +187,15 @@ class Bench:
         import numpy as np
 
         import cgan_contract as contract
-        from service.config import Settings
         from service.dataplane import ImageRequest, images_now
-        from service.runtime import Runtime
 
         a = self.args
         cases = [c for c in a.raw_cases if self.wanted(f"raw/{case_id(*c)}")]
         want_ds = self.wanted("raw/dataset-10k")
         if not cases and not want_ds:
             return
-        settings = Settings(
-            models_dir=version_dir.parent.parent, default_model=model_name, bundled_models=False
-        )
-        runtime = Runtime(settings)  # not started: no batcher, no watcher; one scan loads the models
-        runtime.registry.scan()
+        runtime = in_process(version_dir.parent.parent, model_name)
+        settings = runtime.settings
         model = runtime.registry.models[model_name]
         self.log(f"raw: onnxruntime in-process, intra_op_threads={settings.intra_op_threads}")
         for n, fmt_ in cases:
